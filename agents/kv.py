@@ -1,0 +1,50 @@
+"""The one adapter around rocksdict: small local RocksDB key-value stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from rocksdict import AccessType, Options, Rdict, WriteBatch
+
+
+class KV:
+    """Bytes to bytes, with prefix scans and atomic batches. `ttl` drops old keys lazily."""
+
+    def __init__(self, path: Path, ttl_seconds: int | None = None) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        access = AccessType.with_ttl(ttl_seconds) if ttl_seconds else AccessType.read_write()
+        self.path = path
+        self._db = Rdict(str(path), options=options, access_type=access)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        return value if isinstance(value, bytes) else None
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._db[key] = value
+
+    def delete(self, key: bytes) -> None:
+        del self._db[key]
+
+    def write(self, puts: dict[bytes, bytes], deletes: list[bytes] = []) -> None:  # noqa: B006
+        batch = WriteBatch(raw_mode=True)
+        for key, value in puts.items():
+            batch.put(key, value)
+        for key in deletes:
+            batch.delete(key)
+        self._db.write(batch)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items(from_key=prefix):
+            if not isinstance(key, bytes) or not key.startswith(prefix):
+                return
+            yield key, value
+
+    def flush(self) -> None:
+        self._db.flush(wait=True)
+
+    def close(self) -> None:
+        self._db.close()

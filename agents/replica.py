@@ -1,0 +1,274 @@
+"""The model replica: every serving process applies the training log to its own models.
+
+The model is a materialised view of the training topic. Applying an example is
+idempotent through the ledger (event ids already learned are skipped), and a checkpoint
+holds the models, the offsets they reflect, the ledger and the broker epoch, sealed by
+sha256 and written atomically. After a restart the replica loads the last good
+checkpoint and replays the log from its offsets; after the broker lost its log (a new
+epoch) it keeps its weights and reads the new log from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from agents.catalogs import CatalogStore
+from agents.files import write_atomic
+from agents.settings import Settings
+from engine import checkpoint
+from engine.catalog import Catalog
+from engine.errors import CorruptCheckpoint, EngineError
+from engine.ledger import Ledger
+from engine.records import TrainingExample, decode
+from policies.base import Example, Policy
+from policies.registry import build, model_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Model:
+    key: str
+    policy: Policy
+    generation: int
+
+
+class ModelReplica:
+    def __init__(self, settings: Settings, catalogs: CatalogStore) -> None:
+        self.settings = settings
+        self.catalogs = catalogs
+        self.path = settings.data_dir / "api" / "model.ckpt"
+        self.models: dict[str, Model] = {}
+        self.saved: dict[str, tuple[str, bytes, int, int]] = {}  # name -> key, bytes, n, gen
+        self.ledger = Ledger(settings.ledger_capacity)
+        self.offsets: dict[int, int] = {}
+        self.epoch: str | None = None
+        self.counts: Counter[str] = Counter()
+        self.latencies: deque[float] = deque(maxlen=2048)
+        self.caught_up = False
+        self.dirty = False
+        self.last_checkpoint = time.monotonic()
+        self.loaded_from: str = "empty"
+        self._load()
+
+    # -- serving ---------------------------------------------------------------------
+
+    def policy(self, catalog: Catalog) -> Model:
+        key = model_key(catalog.learning)
+        model = self.models.get(catalog.name)
+        if model is not None and model.key == key:
+            return model
+        saved = self.saved.pop(catalog.name, None)
+        generation = (model.generation + 1) if model else 1
+        if model is not None:
+            model.policy.close()
+            self.dirty = True
+        if saved is not None and saved[0] == key:
+            policy, generation = build(catalog.learning, saved[1], saved[2]), saved[3]
+        else:
+            policy = build(catalog.learning)
+        self.models[catalog.name] = Model(key, policy, generation)
+        return self.models[catalog.name]
+
+    def model_version(self, name: str) -> str:
+        model = self.models.get(name)
+        return f"{model.generation}.{model.policy.learned}" if model else "0.0"
+
+    # -- learning --------------------------------------------------------------------
+
+    def apply(self, partition: int, offset: int, raw: bytes) -> None:
+        self.offsets[partition] = offset + 1
+        self.dirty = True
+        try:
+            message = decode(raw)
+        except EngineError as exc:
+            self.counts["poisoned"] += 1
+            log.warning("skipped a poisoned training message at %d/%d: %s", partition, offset, exc)
+            return
+        if not isinstance(message, TrainingExample):
+            self.counts["unexpected"] += 1
+            return
+        self.learn(message)
+
+    def learn(self, ex: TrainingExample) -> bool:
+        if ex.event_id in self.ledger:
+            self.counts["duplicates"] += 1
+            return False
+        catalog = self.catalogs.version(ex.catalog, ex.catalog_version)
+        if catalog is None:
+            self.counts["unknown_catalog"] += 1
+            return False
+        try:
+            current = self.catalogs.latest(ex.catalog)
+        except EngineError:
+            current = catalog
+        if model_key(current.learning) != model_key(catalog.learning):
+            self.counts["stale_model_settings"] += 1  # learned by a model since replaced
+            return False
+        if not 0 <= ex.chosen < len(ex.eligible) or any(
+            a not in catalog.index for a in ex.eligible
+        ):
+            self.counts["invalid_examples"] += 1
+            return False
+        actions = [catalog.action(a) for a in ex.eligible]
+        example = Example(ex.context, actions, ex.chosen, ex.probability, ex.reward)
+        try:
+            self.policy(current).policy.learn(example)
+        except EngineError as exc:
+            self.counts["invalid_examples"] += 1
+            log.warning("could not learn event %s: %s", ex.event_id, exc)
+            return False
+        self.ledger.add(ex.event_id)
+        self.counts["learned"] += 1
+        self.latencies.append(max(0.0, time.time() - ex.emitted_ts))
+        return True
+
+    async def run(self, bootstrap: str, epoch: str) -> None:
+        """Follow the training topic forever, reconnecting while the broker is away."""
+        if self.epoch != epoch:
+            if self.epoch is not None:
+                log.warning("broker log lost (new epoch): keeping weights, reading from start")
+            self.epoch, self.offsets = epoch, {}
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=20,
+                auto_offset_reset="earliest",
+            )
+            try:
+                await consumer.start()
+                await self._follow(consumer)
+            except (KafkaError, OSError) as exc:
+                log.warning("model replica: broker unavailable (%s); retrying", exc)
+            finally:
+                with contextlib.suppress(KafkaError, OSError):
+                    await consumer.stop()
+            await asyncio.sleep(1.0)
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        topic = self.settings.topic("training")
+        tps = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            if tp.partition in self.offsets:
+                consumer.seek(tp, self.offsets[tp.partition])
+            else:
+                await consumer.seek_to_beginning(tp)
+        ends = await consumer.end_offsets(tps)
+        while True:
+            batches = await consumer.getmany(timeout_ms=50, max_records=500)
+            for tp, records in batches.items():
+                for record in records:
+                    self.apply(tp.partition, record.offset, record.value or b"")
+                await asyncio.sleep(0)  # let decisions in between batches
+            if not self.caught_up and all(
+                self.offsets.get(tp.partition, 0) >= ends[tp] for tp in tps
+            ):
+                self.caught_up = True
+                log.info("model replica caught up: %d examples learned", self.counts["learned"])
+            if (
+                self.dirty
+                and time.monotonic() - self.last_checkpoint > self.settings.checkpoint_seconds
+            ):
+                await asyncio.to_thread(write_atomic, self.path, self.snapshot())
+                self._rotated()
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Models, offsets, ledger and epoch as one sealed blob (called on the loop)."""
+        blobs: dict[str, bytes] = {}
+        models: dict[str, object] = {}
+        for name, model in self.models.items():
+            blobs[name] = model.policy.save()
+            models[name] = {
+                "key": model.key,
+                "learned": model.policy.learned,
+                "generation": model.generation,
+            }
+        for name, (key, data, learned, generation) in self.saved.items():
+            blobs[name] = data
+            models[name] = {"key": key, "learned": learned, "generation": generation}
+        header = {
+            "epoch": self.epoch,
+            "offsets": {str(p): o for p, o in self.offsets.items()},
+            "ledger": self.ledger.keys(),
+            "models": models,
+            "counts": dict(self.counts),
+            "written_at": time.time(),
+        }
+        self.dirty = False
+        return checkpoint.encode(header, blobs)
+
+    def _rotated(self) -> None:
+        self.last_checkpoint = time.monotonic()
+        self.counts["checkpoints"] += 1
+
+    def save_now(self) -> None:
+        previous = self.path.with_suffix(".prev")
+        if self.path.exists():
+            os.replace(self.path, previous)
+        write_atomic(self.path, self.snapshot())
+        self._rotated()
+
+    def _load(self) -> None:
+        for path in (self.path, self.path.with_suffix(".prev")):
+            if not path.exists():
+                continue
+            try:
+                header, blobs = checkpoint.decode(path.read_bytes())
+                self._restore(header, blobs)
+                self.loaded_from = path.name
+                log.info("loaded checkpoint %s: %d examples", path, self.counts["learned"])
+                return
+            except CorruptCheckpoint as exc:
+                self.counts["corrupt_checkpoints"] += 1
+                log.error("refused checkpoint %s: %s", path, exc)
+
+    def _restore(self, header: dict[str, object], blobs: dict[str, bytes]) -> None:
+        models = header.get("models")
+        offsets = header.get("offsets")
+        ledger = header.get("ledger")
+        counts = header.get("counts", {})
+        epoch = header.get("epoch")
+        if not (
+            isinstance(models, dict) and isinstance(offsets, dict) and isinstance(ledger, list)
+        ):
+            raise CorruptCheckpoint("checkpoint header lacks models, offsets or ledger")
+        for name, info in models.items():
+            if name not in blobs or not isinstance(info, dict):
+                raise CorruptCheckpoint(f"checkpoint lacks the model of {name!r}")
+            self.saved[name] = (
+                str(info["key"]),
+                blobs[name],
+                int(info["learned"]),
+                int(info["generation"]),
+            )
+        self.offsets = {int(p): int(o) for p, o in offsets.items()}
+        self.ledger = Ledger(self.settings.ledger_capacity, (str(k) for k in ledger))
+        self.counts = (
+            Counter({str(k): int(v) for k, v in dict(counts).items()})
+            if isinstance(counts, dict)
+            else Counter()
+        )
+        self.epoch = epoch if isinstance(epoch, str) else None
+
+    def close(self) -> None:
+        self.save_now()
+        for model in self.models.values():
+            model.policy.close()
+
+
+def default_path(data_dir: Path) -> Path:
+    return data_dir / "api" / "model.ckpt"

@@ -1,0 +1,100 @@
+"""Settings: one frozen value, read once from LOOPWISE_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from engine.errors import InvalidInput
+from engine.join import JoinConfig
+from engine.limits import Limits
+
+PREFIX = "LOOPWISE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("data")
+    broker: str = ""  # empty: start the embedded broker; else "host:port[,host:port]"
+    broker_port: int = 19092
+    host: str = "127.0.0.1"
+    port: int = 8000
+    partitions: int = 4
+    topic_prefix: str = "loopwise"
+    catalogs: tuple[Path, ...] = ()
+    checkpoint_seconds: float = 2.0
+    tick_seconds: float = 0.25
+    orphan_seconds: float = 3600.0
+    retention_seconds: float = 60.0
+    outbox_capacity: int = 1_000_000
+    ledger_capacity: int = 200_000
+    api_keys: str = ""  # "role:key,role:key"; empty: no authentication (embedded default)
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        for name in ("broker_port", "port", "partitions", "outbox_capacity", "ledger_capacity"):
+            if getattr(self, name) <= 0:
+                raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)}", field=name)
+        for name in ("checkpoint_seconds", "tick_seconds"):
+            if getattr(self, name) <= 0:
+                raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)}", field=name)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.broker
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}-{name}"
+
+    @property
+    def join(self) -> JoinConfig:
+        return JoinConfig(
+            orphan_seconds=self.orphan_seconds, retention_seconds=self.retention_seconds
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]  # keys checked by replace
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read LOOPWISE_<FIELD> (and LOOPWISE_LIMIT_<FIELD> for limits); errors name the variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        if f.name == "limits":
+            continue
+        raw = env.get(PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _cast(f.name, raw, Settings.__dataclass_fields__[f.name].default)
+    limits: dict[str, object] = {}
+    for f in fields(Limits):
+        raw = env.get(f"{PREFIX}LIMIT_{f.name.upper()}")
+        if raw is not None:
+            limits[f.name] = _cast(f"LIMIT_{f.name}", raw, getattr(Limits(), f.name))
+    return Settings(**values, limits=Limits(**limits))  # type: ignore[arg-type]
+
+
+def _cast(name: str, raw: str, default: object) -> object:
+    variable = PREFIX + name.upper()
+    try:
+        if isinstance(default, Path):
+            return Path(raw)
+        if isinstance(default, tuple):
+            return tuple(Path(p) for p in raw.split(",") if p)
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"Config '{variable}' is {raw!r}, expected a {type(default).__name__}", field=variable
+        ) from exc
+    return raw

@@ -1,0 +1,39 @@
+"""The Starlette application: routes, lifespan-held state and error mapping."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+
+from agents.settings import Settings
+from api import catalogs, decide, ops, problems, rewards
+from api.state import lifespan_for
+from engine.errors import EngineError
+
+
+def create_app(settings: Settings) -> Starlette:
+    routes = [
+        Route("/healthz", ops.healthz),
+        Route("/readyz", ops.readyz),
+        Route("/metrics", ops.metrics),
+        Route("/v1/decide", decide.decide, methods=["POST"]),
+        Route("/v1/rewards", rewards.rewards, methods=["POST"]),
+        Route("/v1/catalogs", catalogs.list_catalogs),
+        Route("/v1/catalogs/{name}", catalogs.get_catalog, methods=["GET"]),
+        Route("/v1/catalogs/{name}", catalogs.put_catalog, methods=["PUT"]),
+        Route("/v1/catalogs/{name}", catalogs.delete_catalog, methods=["DELETE"]),
+        Route("/v1/models/{catalog}", ops.model),
+        Route("/v1/events/{event_id}", ops.event),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=partial(lifespan_for, settings),
+        exception_handlers={
+            EngineError: problems.engine_error,
+            HTTPException: problems.not_found,
+            Exception: problems.unexpected,
+        },
+    )

@@ -1,0 +1,102 @@
+"""Operator routes: health, readiness, Prometheus metrics, model and event status."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from api.state import State, of
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    st = of(request)
+    checks = {
+        "broker": st.outbox.connected and st.epoch is not None,
+        "model": st.replica.caught_up,
+        "catalogs": True,
+    }
+    ready = all(checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def model(request: Request) -> Response:
+    st = of(request)
+    st.authorize(request, "marketer")
+    catalog = st.catalogs.latest(request.path_params["catalog"])
+    m = st.replica.policy(catalog)
+    return JSONResponse(
+        {
+            "catalog": catalog.name,
+            "catalog_version": catalog.version,
+            "policy": m.policy.name,
+            "model_version": st.replica.model_version(catalog.name),
+            "generation": m.generation,
+            "learned": m.policy.learned,
+            "replica": dict(st.replica.counts),
+            "freshness_seconds": _quantiles(list(st.replica.latencies)),
+            "caught_up": st.replica.caught_up,
+        }
+    )
+
+
+async def event(request: Request) -> Response:
+    st = of(request)
+    st.authorize(request, "storefront")
+    event_id = request.path_params["event_id"]
+    return JSONResponse(
+        {
+            "event_id": event_id,
+            "decided": st.decisions.get(event_id.encode()) is not None,
+            "learned": event_id in st.replica.ledger,
+        }
+    )
+
+
+async def metrics(request: Request) -> Response:
+    st = of(request)
+    lines: list[str] = []
+    gauge(lines, "loopwise_up_seconds", time.time() - st.started)
+    gauge(lines, "loopwise_outbox_pending", len(st.outbox))
+    gauge(lines, "loopwise_outbox_sent_total", st.outbox.sent)
+    gauge(lines, "loopwise_outbox_refused_total", st.outbox.refused)
+    gauge(lines, "loopwise_broker_connected", int(st.outbox.connected))
+    gauge(lines, "loopwise_ledger_size", len(st.replica.ledger))
+    for name, value in sorted(st.metrics.counts.items()):
+        gauge(lines, f"loopwise_{name}_total", value)
+    for name, value in sorted(st.replica.counts.items()):
+        gauge(lines, f"loopwise_replica_{name}_total", value)
+    for q, v in _quantiles(list(st.metrics.decide_seconds)).items():
+        lines.append(f'loopwise_decide_seconds{{quantile="{q}"}} {v:.6f}')
+    for q, v in _quantiles(list(st.replica.latencies)).items():
+        lines.append(f'loopwise_reward_to_model_seconds{{quantile="{q}"}} {v:.6f}')
+    for name, value in sorted(_worker_counts(st).items()):
+        gauge(lines, f"loopwise_join_{name}_total", value)
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+def gauge(lines: list[str], name: str, value: float) -> None:
+    lines.append(f"{name} {value}")
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    qs = np.quantile(np.asarray(values), [0.5, 0.9, 0.99])
+    return {"0.5": float(qs[0]), "0.9": float(qs[1]), "0.99": float(qs[2])}
+
+
+def _worker_counts(st: State) -> dict[str, int]:
+    path = st.settings.data_dir / "worker-stats.json"
+    try:
+        counts = json.loads(path.read_text()).get("counts", {})
+    except (OSError, ValueError):
+        return {}
+    return {str(k): int(v) for k, v in counts.items()}

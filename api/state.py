@@ -1,0 +1,168 @@
+"""The resources a serving process holds for its lifetime, opened in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+
+from agents.broker import prepare
+from agents.catalogs import CatalogStore
+from agents.kv import KV
+from agents.outbox import Outbox
+from agents.replica import ModelReplica
+from agents.settings import Settings
+from engine.errors import EngineError, InvalidInput
+
+log = logging.getLogger(__name__)
+ROLES = ("storefront", "marketer", "admin")
+DECISION_TTL_SECONDS = 8 * 24 * 3600
+
+
+@dataclass
+class Metrics:
+    counts: Counter[str] = field(default_factory=Counter)
+    decide_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+
+
+@dataclass
+class State:
+    settings: Settings
+    catalogs: CatalogStore
+    outbox: Outbox
+    replica: ModelReplica
+    decisions: KV
+    keys: dict[str, str]  # sha256(key) -> role
+    metrics: Metrics = field(default_factory=Metrics)
+    epoch: str | None = None
+    started: float = field(default_factory=time.time)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def authorize(self, request: Request, role: str) -> None:
+        """Raise unless the request carries a key of `role` (admin may do everything)."""
+        if not self.keys:
+            return
+        header = request.headers.get("authorization", "")
+        key = header[7:] if header.lower().startswith("bearer ") else ""
+        key = key or request.headers.get("ocp-apim-subscription-key", "")
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        granted = None
+        for stored, stored_role in self.keys.items():
+            if hmac.compare_digest(stored, digest):
+                granted = stored_role
+        if granted is None:
+            raise Unauthorized(
+                "a valid API key is required (Authorization: Bearer <key>)", field="Authorization"
+            )
+        if granted != "admin" and granted != role:
+            raise Forbidden(
+                f"this key has role {granted!r}; this route needs {role!r}", field="Authorization"
+            )
+
+
+class Unauthorized(EngineError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(EngineError):
+    status = 403
+    title = "Forbidden"
+
+
+def parse_keys(spec: str) -> dict[str, str]:
+    """'role:key,role:key' -> {sha256(key): role}; two keys per role allow rotation."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        role, _, key = item.partition(":")
+        if role not in ROLES or len(key) < 16:
+            raise InvalidInput(
+                f"LOOPWISE_API_KEYS entry for role {role!r} must be role:key with a role of "
+                f"{', '.join(ROLES)} and a key of at least 16 characters",
+                field="LOOPWISE_API_KEYS",
+            )
+        keys[hashlib.sha256(key.encode()).hexdigest()] = role
+    return keys
+
+
+def open_state(settings: Settings) -> State:
+    root = settings.data_dir / "api"
+    catalogs = CatalogStore(KV(root / "catalogs"), settings.limits)
+    for path in settings.catalogs:
+        load_catalog_file(catalogs, path)
+    return State(
+        settings=settings,
+        catalogs=catalogs,
+        outbox=Outbox(KV(root / "outbox"), settings.outbox_capacity),
+        replica=ModelReplica(settings, catalogs),
+        decisions=KV(root / "decisions", ttl_seconds=DECISION_TTL_SECONDS),
+        keys=parse_keys(settings.api_keys),
+    )
+
+
+def load_catalog_file(catalogs: CatalogStore, path: Path) -> None:
+    """A JSON or YAML file whose name (without suffix) is the catalog name."""
+    try:
+        body = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"catalog file {path} cannot be read: {exc}", field=str(path)) from exc
+    name = body.get("name", path.stem) if isinstance(body, dict) else path.stem
+    catalog, _ = catalogs.put(str(name), body, time.time())
+    log.info("catalog %s version %d loaded from %s", catalog.name, catalog.version, path)
+
+
+async def connect(state: State) -> None:
+    """Background: wait for the broker, then follow the training log and drain the outbox."""
+    state.epoch = await prepare(state.settings, attempts=10**9)
+    state.tasks.append(
+        asyncio.create_task(state.replica.run(state.settings.bootstrap, state.epoch))
+    )
+
+
+@contextlib.asynccontextmanager
+async def lifespan_for(settings: Settings, app: Starlette) -> AsyncIterator[dict[str, State]]:
+    state = open_state(settings)
+    state.tasks.append(asyncio.create_task(state.outbox.run(settings.bootstrap)))
+    state.tasks.append(asyncio.create_task(connect(state)))
+    try:
+        yield {"lw": state}
+    finally:
+        await drain(state, timeout=3.0)
+        for task in state.tasks:
+            task.cancel()
+        await asyncio.gather(*state.tasks, return_exceptions=True)
+        state.replica.close()
+        for kv in (state.catalogs.kv, state.outbox.kv, state.decisions):
+            kv.close()
+
+
+async def drain(state: State, timeout: float) -> None:
+    """Give the outbox a moment to send what is pending (what is left stays on disk)."""
+    deadline = time.monotonic() + timeout
+    while len(state.outbox) and state.outbox.connected and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+def of(request: Request) -> State:
+    state: State = request.state.lw
+    return state
+
+
+def encode_index(catalog: str, ts: float, wait: float) -> bytes:
+    return msgspec.msgpack.encode((catalog, ts, wait))
+
+
+def decode_index(raw: bytes) -> tuple[str, float, float]:
+    return msgspec.msgpack.decode(raw, type=tuple[str, float, float])

@@ -1,0 +1,18 @@
+"""Pure decision logic for Loopwise.
+
+Reading guide:
+  errors       the one error root (EngineError) and its subclasses
+  limits       request bounds (sizes, counts, depth) as a frozen value
+  features     context/action features: validation and flattening into namespaces
+  vwformat     VW text examples built so that no user byte changes their structure
+  catalog      actions, learning settings, catalog validation and versions
+  sampling     seeded sampling with exact propensities and an exploration floor
+  records      the messages that travel: decisions, rewards, training examples
+  join         reward join semantics: wait window, aggregation, default reward
+  ledger       the bounded learned-event ledger that makes learning idempotent
+  checkpoint   checkpoint encoding with sha256 verification
+  simulation   ground-truth storefronts for `loopwise simulate` and benchmarks
+
+May import: the standard library, numpy, msgspec, yaml. Never faust, starlette or
+vowpalwabbit; never the environment, the clock or the network (callers pass `now`).
+"""

@@ -1,0 +1,295 @@
+"""Action catalogs: actions, learning settings, validation with field paths, versions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, cast
+
+from engine import vwformat
+from engine.errors import InvalidInput, LimitExceeded
+from engine.features import Features, flatten, number
+from engine.limits import Limits
+
+ALGORITHMS = ("epsilon", "squarecb", "softmax", "bag", "cover", "rnd")
+AGGREGATIONS = ("earliest", "sum")
+POLICIES = ("vw", "uniform")
+Aggregation = Literal["earliest", "sum"]
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ID_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+INTERACTION_RE = re.compile(r"[cap]{2,3}")
+MAX_WAIT_SECONDS = 7 * 24 * 3600.0
+
+# name -> (default, minimum, maximum); an algorithm reads only the parameters it names.
+PARAMETERS: dict[str, tuple[float, float, float]] = {
+    "epsilon": (0.05, 0.0, 1.0),
+    "gamma_scale": (10.0, 1e-6, 1e6),
+    "gamma_exponent": (0.5, 0.0, 1.0),
+    "lambda": (10.0, 1e-6, 1e6),
+    "bag": (5, 1, 64),
+    "cover": (3, 1, 64),
+    "psi": (1.0, 0.0, 1e6),
+    "rnd": (3, 1, 64),
+    "rnd_alpha": (0.1, 1e-6, 1e6),
+    "rnd_invlambda": (0.1, 1e-6, 1e6),
+}
+USES: dict[str, tuple[str, ...]] = {
+    "epsilon": ("epsilon",),
+    "squarecb": ("gamma_scale", "gamma_exponent"),
+    "softmax": ("lambda",),
+    "bag": ("bag", "epsilon"),
+    "cover": ("cover", "psi"),
+    "rnd": ("rnd", "rnd_alpha", "rnd_invlambda", "epsilon"),
+}
+INTEGER_PARAMETERS = frozenset({"bag", "cover", "rnd"})
+
+
+@dataclass(frozen=True, slots=True)
+class Exploration:
+    algorithm: str = "squarecb"
+    parameters: Mapping[str, float] = field(default_factory=dict)
+
+    def value(self, name: str) -> float:
+        return self.parameters.get(name, PARAMETERS[name][0])
+
+    def vw_args(self) -> list[str]:
+        """Command-line arguments for VW's cb_explore_adf reduction."""
+        args = [f"--{self.algorithm}"] if self.algorithm in ("squarecb", "softmax") else []
+        for name in USES[self.algorithm]:
+            value = self.value(name)
+            shown = str(int(value)) if name in INTEGER_PARAMETERS else repr(float(value))
+            args += [f"--{name}", shown]
+        if self.algorithm == "cover":
+            args.append("--nounif")
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class Learning:
+    policy: str = "vw"
+    exploration: Exploration = field(default_factory=Exploration)
+    interactions: tuple[str, ...] = ("ca",)
+    reward_wait_seconds: float = 10.0
+    default_reward: float = 0.0
+    aggregation: Aggregation = "earliest"
+
+    def vw_args(self) -> str:
+        """The VW command line: a model is only compatible with the same command line."""
+        parts = ["--cb_explore_adf", "--quiet", *self.exploration.vw_args()]
+        for pair in self.interactions:
+            parts += ["--interactions", pair]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    id: str
+    features: Features
+    metadata: Mapping[str, object] = field(default_factory=dict)
+    vw_body: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.vw_body:
+            object.__setattr__(self, "vw_body", vwformat.action_body(self.features))
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    name: str
+    version: int
+    actions: tuple[Action, ...]
+    learning: Learning
+    updated_at: float
+    index: Mapping[str, int] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.index:
+            object.__setattr__(self, "index", {a.id: i for i, a in enumerate(self.actions)})
+
+    def action(self, action_id: str) -> Action:
+        return self.actions[self.index[action_id]]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "updated_at": self.updated_at,
+            "actions": [
+                {"id": a.id, "features": a.features, "metadata": dict(a.metadata)}
+                for a in self.actions
+            ],
+            "learning": learning_json(self.learning),
+        }
+
+
+def learning_json(learning: Learning) -> dict[str, object]:
+    return {
+        "policy": learning.policy,
+        "exploration": {
+            "algorithm": learning.exploration.algorithm,
+            **{n: learning.exploration.value(n) for n in USES[learning.exploration.algorithm]},
+        },
+        "interactions": list(learning.interactions),
+        "reward_wait_seconds": learning.reward_wait_seconds,
+        "default_reward": learning.default_reward,
+        "aggregation": learning.aggregation,
+    }
+
+
+def check_name(name: str, field_name: str = "name") -> str:
+    if not NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"{field_name} {name!r} must be 1-64 characters of letters, digits, '_', '.', '-', "
+            "starting with a letter or digit",
+            field=field_name,
+        )
+    return name
+
+
+def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now: float) -> Catalog:
+    """Validate a catalog body (as decoded JSON/YAML); every error names its field."""
+    check_name(name)
+    obj = _object(body, "body")
+    _no_unknown(obj, {"name", "actions", "learning", "version", "updated_at"}, "")
+    if "name" in obj and obj["name"] != name:
+        raise InvalidInput(
+            f"name in the body ({obj['name']!r}) differs from the name in the path ({name!r})",
+            field="name",
+        )
+    actions = _actions(obj.get("actions"), limits)
+    learning = parse_learning(obj.get("learning", {}), limits)
+    return Catalog(name=name, version=version, actions=actions, learning=learning, updated_at=now)
+
+
+def parse_learning(body: object, limits: Limits) -> Learning:
+    obj = _object(body, "learning")
+    _no_unknown(
+        obj,
+        {
+            "policy",
+            "exploration",
+            "interactions",
+            "reward_wait_seconds",
+            "default_reward",
+            "aggregation",
+        },
+        "learning.",
+    )
+    policy = _choice(obj.get("policy", "vw"), POLICIES, "learning.policy")
+    aggregation = _choice(obj.get("aggregation", "earliest"), AGGREGATIONS, "learning.aggregation")
+    wait = _number(obj.get("reward_wait_seconds", 10.0), limits, "learning.reward_wait_seconds")
+    if not 0.0 < wait <= MAX_WAIT_SECONDS:
+        raise InvalidInput(
+            f"learning.reward_wait_seconds must be in (0, {MAX_WAIT_SECONDS:g}], got {wait!r}",
+            field="learning.reward_wait_seconds",
+        )
+    return Learning(
+        policy=policy,
+        exploration=_exploration(obj.get("exploration", {}), limits),
+        interactions=_interactions(obj.get("interactions", ["ca"])),
+        reward_wait_seconds=wait,
+        default_reward=_number(obj.get("default_reward", 0.0), limits, "learning.default_reward"),
+        aggregation=cast(Aggregation, aggregation),
+    )
+
+
+def _exploration(body: object, limits: Limits) -> Exploration:
+    obj = _object(body, "learning.exploration")
+    algorithm = _choice(
+        obj.get("algorithm", "squarecb"), ALGORITHMS, "learning.exploration.algorithm"
+    )
+    allowed = USES[algorithm]
+    params: dict[str, float] = {}
+    for key, raw in obj.items():
+        if key == "algorithm":
+            continue
+        where = f"learning.exploration.{key}"
+        if key not in allowed:
+            raise InvalidInput(
+                f"{where} is not a parameter of {algorithm!r}; it takes {', '.join(allowed)}",
+                field=where,
+            )
+        value = _number(raw, limits, where)
+        _, low, high = PARAMETERS[key]
+        if not low <= value <= high:
+            raise InvalidInput(
+                f"{where} must be in [{low:g}, {high:g}], got {value!r}", field=where
+            )
+        if key in INTEGER_PARAMETERS and value != int(value):
+            raise InvalidInput(f"{where} must be a whole number, got {value!r}", field=where)
+        params[key] = value
+    return Exploration(algorithm=algorithm, parameters=params)
+
+
+def _interactions(body: object) -> tuple[str, ...]:
+    if not isinstance(body, list):
+        raise InvalidInput("learning.interactions must be an array", field="learning.interactions")
+    out: list[str] = []
+    for i, item in enumerate(body):
+        where = f"learning.interactions[{i}]"
+        if not isinstance(item, str) or not INTERACTION_RE.fullmatch(item):
+            raise InvalidInput(
+                f"{where} must be 2-3 letters of c (context), a (action), p (slot), got {item!r}",
+                field=where,
+            )
+        out.append(item)
+    return tuple(dict.fromkeys(out))
+
+
+def _actions(body: object, limits: Limits) -> tuple[Action, ...]:
+    if not isinstance(body, list) or not body:
+        raise InvalidInput("actions must be a non-empty array", field="actions")
+    if len(body) > limits.max_actions:
+        raise LimitExceeded(
+            f"actions has {len(body)} entries, more than the limit of {limits.max_actions}",
+            field="actions",
+        )
+    seen: set[str] = set()
+    out: list[Action] = []
+    for i, raw in enumerate(body):
+        where = f"actions[{i}]"
+        obj = _object(raw, where)
+        _no_unknown(obj, {"id", "features", "metadata"}, f"{where}.")
+        action_id = obj.get("id")
+        if not isinstance(action_id, str) or not ID_RE.fullmatch(action_id):
+            raise InvalidInput(
+                f"{where}.id must be a string of 1-128 printable characters, got {action_id!r}",
+                field=f"{where}.id",
+            )
+        if action_id in seen:
+            raise InvalidInput(f"{where}.id {action_id!r} appears twice", field=f"{where}.id")
+        seen.add(action_id)
+        metadata = _object(obj.get("metadata", {}), f"{where}.metadata")
+        features = flatten(obj.get("features", {}), limits, field=f"{where}.features")
+        out.append(Action(id=action_id, features=features, metadata=metadata))
+    return tuple(out)
+
+
+def _object(body: object, where: str) -> dict[str, object]:
+    if not isinstance(body, Mapping):
+        raise InvalidInput(f"{where} must be an object", field=where)
+    return {str(k): v for k, v in body.items()}
+
+
+def _no_unknown(obj: Mapping[str, object], known: set[str], prefix: str) -> None:
+    for key in obj:
+        if key not in known:
+            raise InvalidInput(
+                f"{prefix}{key} is not a known field; expected one of {', '.join(sorted(known))}",
+                field=f"{prefix}{key}",
+            )
+
+
+def _choice(value: object, options: Sequence[str], where: str) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise InvalidInput(
+            f"{where} must be one of {', '.join(options)}, got {value!r}", field=where
+        )
+    return value
+
+
+def _number(value: object, limits: Limits, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{where} must be a number, got {value!r}", field=where)
+    return number(value, limits, where)

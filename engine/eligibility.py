@@ -1,0 +1,30 @@
+"""Which actions may be shown for one request. Applied before the policy, never after."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.catalog import Action, Catalog
+from engine.errors import InvalidInput
+
+
+def eligible(
+    catalog: Catalog, candidates: Sequence[str] | None, exclude: Sequence[str] = ()
+) -> list[Action]:
+    """The catalog's actions, narrowed to `candidates` and without `exclude`, catalog order."""
+    for where, ids in (("candidates", candidates or ()), ("exclude", exclude)):
+        for i, action_id in enumerate(ids):
+            if action_id not in catalog.index:
+                raise InvalidInput(
+                    f"{where}[{i}] {action_id!r} is not an action of catalog "
+                    f"{catalog.name!r} version {catalog.version}",
+                    field=f"{where}[{i}]",
+                )
+    allowed = set(candidates) if candidates is not None else None
+    removed = set(exclude)
+    out = [
+        a for a in catalog.actions if (allowed is None or a.id in allowed) and a.id not in removed
+    ]
+    if not out:
+        raise InvalidInput("no action is left after candidates and exclude", field="candidates")
+    return out

@@ -1,0 +1,81 @@
+"""The one error root of Loopwise and its subclasses, mapped to HTTP at the API edge."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error Loopwise raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class InvalidInput(EngineError):
+    """A value from outside (request, file, message) breaks a rule; `field` names it."""
+
+    status = 422
+    title = "Invalid input"
+
+
+class LimitExceeded(InvalidInput):
+    """A value is larger than a configured limit; the message states the limit."""
+
+    title = "Limit exceeded"
+
+
+class PayloadTooLarge(LimitExceeded):
+    """A request body is larger than the configured maximum."""
+
+    status = 413
+    title = "Payload too large"
+
+
+class MalformedBody(InvalidInput):
+    """A body is not valid JSON (or YAML) at all."""
+
+    status = 400
+    title = "Malformed body"
+
+
+class NotFound(EngineError):
+    """A named thing (catalog, event, user) does not exist."""
+
+    status = 404
+    title = "Not found"
+
+
+class UnknownCatalog(NotFound):
+    """No catalog has this name."""
+
+    title = "Unknown catalog"
+
+
+class UnknownEvent(NotFound):
+    """No decision with this event id is known."""
+
+    title = "Unknown event"
+
+
+class Conflict(EngineError):
+    """The request conflicts with the current state (e.g. a stale catalog version)."""
+
+    status = 409
+    title = "Conflict"
+
+
+class Unavailable(EngineError):
+    """A dependency (broker, model) is not ready; the request may be retried."""
+
+    status = 503
+    title = "Service unavailable"
+
+
+class CorruptCheckpoint(EngineError):
+    """A checkpoint failed its sha256 or structure check and must not be loaded."""
+
+    title = "Corrupt checkpoint"

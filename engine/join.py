@@ -1,0 +1,172 @@
+"""Reward join semantics, as pure transitions over one event id's join entry.
+
+Decisions and rewards meet here, in any order, any number of times:
+
+- a reward that arrives before its decision is held until the decision arrives (or until
+  `orphan_seconds` pass, when it is dropped and counted);
+- a repeated delivery (same reward id, or a second copy of the decision) changes nothing;
+- `earliest`: the first reward inside the wait window is learned at once;
+  `sum`: every reward inside the window is summed and learned when the window closes;
+  a decision with no reward by then is learned with the catalog's default reward;
+- a reward after the window closed, or after `earliest` already learned, is late:
+  counted, never learned;
+- every decision is emitted for learning exactly once; the entry is kept `retention_seconds`
+  past its window so that late and duplicate rewards are still recognised, then deleted.
+
+Time comes only from the messages (`reward.ts`, `decision.ts`, `Tick.ts`), so replaying
+the same log gives the same outcomes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from engine.errors import InvalidInput
+from engine.records import DecisionLogged, RewardObserved, TrainingExample
+
+
+class HeldReward(msgspec.Struct, array_like=True, frozen=True):
+    value: float
+    ts: float
+
+
+class JoinEntry(msgspec.Struct, kw_only=True):
+    event_id: str
+    first_seen: float
+    decision: DecisionLogged | None = None
+    rewards: list[HeldReward] = msgspec.field(default_factory=list)
+    reward_ids: list[str] = msgspec.field(default_factory=list)
+    emitted: bool = False
+    late: int = 0
+    duplicates: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JoinConfig:
+    orphan_seconds: float = 3600.0
+    retention_seconds: float = 60.0
+    max_reward_ids: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("orphan_seconds", "retention_seconds", "max_reward_ids"):
+            if getattr(self, name) <= 0:
+                raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)!r}", field=name)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The entry to store (None: delete it), what to learn, and what to count."""
+
+    entry: JoinEntry | None
+    emit: TrainingExample | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def deadline(entry: JoinEntry, config: JoinConfig) -> float:
+    if entry.decision is None:
+        return entry.first_seen + config.orphan_seconds
+    return entry.decision.ts + entry.decision.wait_seconds
+
+
+def due(entry: JoinEntry, config: JoinConfig) -> float:
+    """When `on_tick` next has work for this entry."""
+    end = deadline(entry, config)
+    return end + config.retention_seconds if entry.emitted else end
+
+
+def on_decision(entry: JoinEntry | None, decision: DecisionLogged, config: JoinConfig) -> Outcome:
+    if entry is None:
+        return Outcome(
+            JoinEntry(event_id=decision.event_id, first_seen=decision.ts, decision=decision),
+            counts={"decisions": 1},
+        )
+    if entry.decision is not None:
+        entry.duplicates += 1
+        return Outcome(entry, counts={"duplicate_decisions": 1})
+    entry.decision = decision
+    end = deadline(entry, config)
+    in_window = [r for r in entry.rewards if r.ts <= end]
+    late = len(entry.rewards) - len(in_window)
+    if decision.aggregation == "earliest" and in_window:
+        late += len(in_window) - 1  # only the earliest is learned; the rest count as late
+        in_window = in_window[:1]
+    entry.rewards = in_window
+    entry.late += late
+    counts = {"decisions": 1, "late_rewards": late} if late else {"decisions": 1}
+    if decision.aggregation == "earliest" and entry.rewards:
+        return _emit(entry, "reward", entry.rewards[0].ts, counts)
+    return Outcome(entry, counts=counts)
+
+
+def on_reward(entry: JoinEntry | None, reward: RewardObserved, config: JoinConfig) -> Outcome:
+    if entry is None:
+        entry = JoinEntry(event_id=reward.event_id, first_seen=reward.ts)
+    elif reward.reward_id in entry.reward_ids:
+        entry.duplicates += 1
+        return Outcome(entry, counts={"duplicate_rewards": 1})
+    entry.reward_ids.append(reward.reward_id)
+    del entry.reward_ids[: -config.max_reward_ids]
+    if entry.decision is None:
+        entry.rewards.append(HeldReward(reward.value, reward.ts))
+        return Outcome(entry, counts={"held_rewards": 1})
+    if entry.emitted or reward.ts > deadline(entry, config):
+        entry.late += 1
+        return Outcome(entry, counts={"late_rewards": 1})
+    entry.rewards.append(HeldReward(reward.value, reward.ts))
+    if entry.decision.aggregation == "earliest":
+        return _emit(entry, "reward", reward.ts, {"rewards": 1})
+    return Outcome(entry, counts={"rewards": 1})
+
+
+def on_tick(entry: JoinEntry, now: float, config: JoinConfig) -> Outcome:
+    if now < due(entry, config):
+        return Outcome(entry)
+    if entry.decision is None:
+        return Outcome(None, counts={"orphaned_rewards": len(entry.rewards)})
+    if entry.emitted:
+        return Outcome(None, counts={"expired": 1})
+    reason = "window" if entry.rewards else "default"
+    return _emit(entry, reason, now, {})
+
+
+def _emit(entry: JoinEntry, reason: str, now: float, counts: dict[str, int]) -> Outcome:
+    decision = entry.decision
+    if decision is None:  # unreachable by construction: callers check first
+        raise InvalidInput(f"event {entry.event_id!r} has no decision to learn", field="event_id")
+    values = [r.value for r in entry.rewards]
+    if not values:
+        value = decision.default_reward
+    elif decision.aggregation == "sum":
+        value = sum(values)
+    else:
+        value = values[0]
+    entry.emitted = True
+    example = TrainingExample(
+        event_id=decision.event_id,
+        catalog=decision.catalog,
+        catalog_version=decision.catalog_version,
+        context=decision.context,
+        eligible=decision.eligible,
+        chosen=decision.chosen,
+        probability=decision.probability,
+        reward=value,
+        rewards=len(values),
+        reason=reason,
+        decided_ts=decision.ts,
+        emitted_ts=now,
+    )
+    return Outcome(entry, example, {**counts, "emitted": 1, f"emitted_{reason}": 1})
+
+
+_entry_encoder = msgspec.json.Encoder()
+_entry_decoder = msgspec.json.Decoder(JoinEntry)
+
+
+def encode_entry(entry: JoinEntry) -> bytes:
+    return _entry_encoder.encode(entry)
+
+
+def decode_entry(raw: bytes) -> JoinEntry:
+    return _entry_decoder.decode(raw)

@@ -1,0 +1,75 @@
+"""The messages that travel between the API, the agents and the model replicas.
+
+msgspec Structs with a `type` tag: one decoder reads any of them, and an unknown or
+malformed message fails decoding (to be logged and skipped), never half-parsed.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from engine.errors import InvalidInput
+from engine.features import Features
+
+
+class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
+    event_id: str
+    ts: float
+    catalog: str
+    catalog_version: int
+    user_id: str | None
+    context: Features
+    eligible: list[str]
+    pmf: list[float]
+    chosen: int
+    probability: float
+    policy: str
+    model_version: str
+    wait_seconds: float
+    default_reward: float
+    aggregation: str
+
+
+class RewardObserved(msgspec.Struct, tag="reward", kw_only=True, frozen=True):
+    event_id: str
+    reward_id: str
+    value: float
+    ts: float
+
+
+class Tick(msgspec.Struct, tag="tick", kw_only=True, frozen=True):
+    """A clock message a timer sends to each partition so expiry runs inside the stream."""
+
+    ts: float
+
+
+class TrainingExample(msgspec.Struct, tag="training", kw_only=True, frozen=True):
+    event_id: str
+    catalog: str
+    catalog_version: int
+    context: Features
+    eligible: list[str]
+    chosen: int
+    probability: float
+    reward: float
+    rewards: int
+    reason: str  # "reward" (earliest), "window" (aggregated at the deadline), "default"
+    decided_ts: float
+    emitted_ts: float
+
+
+Message = DecisionLogged | RewardObserved | Tick | TrainingExample
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
+
+
+def encode(message: Message) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(raw: bytes) -> Message:
+    try:
+        return _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"undecodable message: {exc}", field="message") from exc

@@ -1,0 +1,305 @@
+"""Ground-truth storefronts: simulated visitors with a known click model.
+
+An `Environment` holds K banner actions, weighted visitor segments and a click-probability
+matrix `ctr[segment][action]`. Visitors carry a JSON-able context with the segment and a
+few noise features that do not change clicks, so a learner that finds the best banner per
+segment can be scored against the oracle (`best_ctr`) and uniform random (`uniform_ctr`).
+Everything is pure: randomness comes from an explicit `numpy.random.Generator`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import InvalidInput
+
+DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet")
+DEVICE_WEIGHTS: tuple[float, ...] = (0.6, 0.32, 0.08)
+PAGES: tuple[str, ...] = ("home", "category", "search", "product")
+PAGE_WEIGHTS: tuple[float, ...] = (0.4, 0.25, 0.2, 0.15)
+THEMES: tuple[str, ...] = (
+    "running",
+    "yoga",
+    "outdoor",
+    "sale",
+    "cycling",
+    "tennis",
+    "swimming",
+    "fitness",
+    "kids",
+    "winter",
+)
+USERS_PER_SEGMENT = 100_000
+_WEIGHT_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One banner: its id and the features the learner sees."""
+
+    id: str
+    theme: str
+    discount: float
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise InvalidInput("action id must be a non-empty string, got ''", field="id")
+        if not self.theme:
+            raise InvalidInput(f"action {self.id!r}: theme must be non-empty", field="theme")
+        if not 0.0 <= self.discount < 1.0:
+            raise InvalidInput(
+                f"action {self.id!r}: discount must be in [0, 1), got {self.discount!r}",
+                field="discount",
+            )
+
+    def features(self) -> dict[str, object]:
+        banner = {"theme": self.theme, "discount": self.discount, "creative": self.id}
+        return {"banner": banner}
+
+    def title(self) -> str:
+        percent = round(self.discount * 100)
+        return f"{self.theme.capitalize()} banner, {percent}% off"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A kind of visitor and the share of traffic it makes up."""
+
+    name: str
+    weight: float
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise InvalidInput("segment name must be a non-empty string, got ''", field="name")
+        if not (math.isfinite(self.weight) and self.weight > 0.0):
+            raise InvalidInput(
+                f"segment {self.name!r}: weight must be a finite number > 0, got {self.weight!r}",
+                field="weight",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    segment: str
+    user_id: str
+    context: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A simulated storefront; `ctr[i][j]` is the click probability of segment i on action j."""
+
+    name: str
+    actions: tuple[Action, ...]
+    segments: tuple[Segment, ...]
+    ctr: tuple[tuple[float, ...], ...]
+    exploration: str = "squarecb"
+    interactions: tuple[str, ...] = ("ca",)
+    reward_wait_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check_unique("action id", [a.id for a in self.actions])
+        _check_unique("segment name", [s.name for s in self.segments])
+        _check_weights(self.segments)
+        _check_matrix(self.ctr, len(self.segments), len(self.actions))
+        if not (math.isfinite(self.reward_wait_seconds) and self.reward_wait_seconds > 0):
+            raise InvalidInput(
+                f"reward_wait_seconds must be a finite number > 0, "
+                f"got {self.reward_wait_seconds!r}",
+                field="reward_wait_seconds",
+            )
+
+    @property
+    def action_ids(self) -> tuple[str, ...]:
+        return tuple(a.id for a in self.actions)
+
+    @property
+    def segment_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.segments)
+
+    def matrix(self) -> np.ndarray[tuple[int, int], np.dtype[np.float64]]:
+        """A fresh copy of the click-probability matrix (segments x actions)."""
+        return np.array(self.ctr, dtype=np.float64)
+
+    def weights(self) -> np.ndarray[tuple[int], np.dtype[np.float64]]:
+        return np.array([s.weight for s in self.segments], dtype=np.float64)
+
+    def catalog_body(self, name: str) -> dict[str, object]:
+        """The JSON body for `PUT /v1/catalogs/{name}`."""
+        if not name:
+            raise InvalidInput("catalog name must be a non-empty string, got ''", field="name")
+        return {
+            "actions": [self._action_body(action, name) for action in self.actions],
+            "learning": self._learning_body(),
+        }
+
+    def visitor(self, rng: np.random.Generator) -> Visitor:
+        index = int(rng.choice(len(self.segments), p=self.weights()))
+        segment = self.segments[index].name
+        user = index * USERS_PER_SEGMENT + int(rng.integers(USERS_PER_SEGMENT))
+        device = DEVICES[int(rng.choice(len(DEVICES), p=DEVICE_WEIGHTS))]
+        page = PAGES[int(rng.choice(len(PAGES), p=PAGE_WEIGHTS))]
+        return Visitor(segment, f"u{user:07d}", _context(segment, device, page))
+
+    def click_probability(self, visitor: Visitor, action_id: str) -> float:
+        return self.ctr[self._segment_index(visitor.segment)][self._action_index(action_id)]
+
+    def best_action(self, segment: str) -> str:
+        row = self.ctr[self._segment_index(segment)]
+        return self.actions[int(np.argmax(row))].id
+
+    def best_ctr(self) -> float:
+        """Expected CTR of the oracle that always shows each segment its best action."""
+        return float(self.weights() @ self.matrix().max(axis=1))
+
+    def uniform_ctr(self) -> float:
+        """Expected CTR of choosing uniformly at random among all actions."""
+        return float(self.weights() @ self.matrix().mean(axis=1))
+
+    def segment_context(self, segment: str) -> dict[str, object]:
+        """A representative context for probing what the learner shows a segment."""
+        self._segment_index(segment)
+        return _context(segment, DEVICES[0], PAGES[0])
+
+    def _action_body(self, action: Action, catalog: str) -> dict[str, object]:
+        metadata = {"title": action.title(), "simulation": self.name, "catalog": catalog}
+        return {"id": action.id, "features": action.features(), "metadata": metadata}
+
+    def _learning_body(self) -> dict[str, object]:
+        return {
+            "exploration": {"algorithm": self.exploration},
+            "interactions": list(self.interactions),
+            "reward_wait_seconds": self.reward_wait_seconds,
+            "default_reward": 0.0,
+            "aggregation": "earliest",
+        }
+
+    def _segment_index(self, segment: str) -> int:
+        names = self.segment_names
+        if segment not in names:
+            raise InvalidInput(
+                f"unknown segment {segment!r}; expected one of {', '.join(names)}",
+                field="segment",
+            )
+        return names.index(segment)
+
+    def _action_index(self, action_id: str) -> int:
+        ids = self.action_ids
+        if action_id not in ids:
+            raise InvalidInput(
+                f"unknown action {action_id!r} in environment {self.name!r}", field="action_id"
+            )
+        return ids.index(action_id)
+
+
+def segments_env(n_actions: int = 4, seed: int = 0) -> Environment:
+    """4 segments, each preferring its own banner (ctr 0.25-0.30) over the rest (0.03-0.08)."""
+    _check_seed(seed)
+    if not 4 <= n_actions <= len(THEMES):
+        raise InvalidInput(
+            f"n_actions must be between 4 and {len(THEMES)} (one favourite per segment), "
+            f"got {n_actions!r}",
+            field="n_actions",
+        )
+    rng = np.random.default_rng(seed)
+    segments = (
+        Segment("runner", 0.35),
+        Segment("yogi", 0.25),
+        Segment("hiker", 0.25),
+        Segment("bargain-hunter", 0.15),
+    )
+    actions = tuple(_hero(theme) for theme in THEMES[:n_actions])
+    ctr = rng.uniform(0.03, 0.08, size=(len(segments), n_actions))
+    for i in range(len(segments)):
+        ctr[i, i] = rng.uniform(0.25, 0.30)
+    return Environment("segments", actions, segments, _freeze(ctr))
+
+
+def segments50_env(seed: int = 0) -> Environment:
+    """50 offers, 5 segments; one offer per segment clicks at ~0.05, the rest at ~0.01."""
+    _check_seed(seed)
+    rng = np.random.default_rng(seed)
+    names = ("runner", "yogi", "hiker", "cyclist", "bargain-hunter")
+    segments = tuple(Segment(n, w) for n, w in zip(names, (0.3, 0.25, 0.2, 0.15, 0.1), strict=True))
+    discounts = rng.choice([0.0, 0.1, 0.2, 0.3], size=50)
+    actions = tuple(
+        Action(f"offer-{j:02d}", THEMES[j % len(THEMES)], float(discounts[j])) for j in range(50)
+    )
+    ctr = rng.uniform(0.005, 0.015, size=(len(segments), len(actions)))
+    best = rng.choice(len(actions), size=len(segments), replace=False)
+    for i, j in enumerate(best):
+        ctr[i, j] = rng.uniform(0.045, 0.055)
+    return Environment("segments50", actions, segments, _freeze(ctr))
+
+
+_REGISTRY: dict[str, Callable[[int], Environment]] = {
+    "segments": lambda seed: segments_env(seed=seed),
+    "segments50": segments50_env,
+}
+ENVIRONMENT_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def environment(name: str, seed: int = 0) -> Environment:
+    """The named storefront; raises InvalidInput naming the known ones."""
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise InvalidInput(
+            f"unknown environment {name!r}; expected one of {', '.join(ENVIRONMENT_NAMES)}",
+            field="env",
+        )
+    return factory(seed)
+
+
+def _hero(theme: str) -> Action:
+    return Action(f"hero-{theme}", theme, 0.4 if theme == "sale" else 0.1)
+
+
+def _context(segment: str, device: str, page: str) -> dict[str, object]:
+    return {"user": {"segment": segment, "device": device}, "page": page}
+
+
+def _freeze(
+    ctr: np.ndarray[tuple[int, int], np.dtype[np.float64]],
+) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(p) for p in row) for row in ctr)
+
+
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InvalidInput(f"seed must be an integer >= 0, got {seed!r}", field="seed")
+
+
+def _check_unique(what: str, values: Sequence[str]) -> None:
+    if not values:
+        raise InvalidInput(f"an environment needs at least one {what}, got none", field=what)
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise InvalidInput(f"{what} {value!r} appears more than once", field=what)
+        seen.add(value)
+
+
+def _check_weights(segments: Sequence[Segment]) -> None:
+    total = math.fsum(s.weight for s in segments)
+    if abs(total - 1.0) > _WEIGHT_TOLERANCE:
+        raise InvalidInput(f"segment weights must sum to 1, got {total!r}", field="segments")
+
+
+def _check_matrix(ctr: Sequence[Sequence[float]], rows: int, cols: int) -> None:
+    if len(ctr) != rows or any(len(row) != cols for row in ctr):
+        shape = [len(row) for row in ctr]
+        raise InvalidInput(
+            f"ctr must have {rows} rows (segments) of {cols} values (actions), "
+            f"got row lengths {shape}",
+            field="ctr",
+        )
+    for i, row in enumerate(ctr):
+        for j, p in enumerate(row):
+            if not 0.0 < p < 1.0:
+                raise InvalidInput(
+                    f"ctr[{i}][{j}] must be a probability in (0, 1), got {p!r}", field="ctr"
+                )

@@ -1,0 +1,39 @@
+"""The one interface every policy implements, and what it learns from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from engine.catalog import Action
+from engine.features import Features
+from engine.sampling import Pmf
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One logged decision with its joined reward, ready to learn from."""
+
+    context: Features
+    actions: Sequence[Action]
+    chosen: int
+    probability: float
+    reward: float
+
+
+class Policy(Protocol):
+    name: str
+    learned: int
+
+    def distribution(self, features: Features, eligible: Sequence[Action]) -> Pmf:
+        """A pmf over `eligible`, in its order; entries are > 0 where the policy explores."""
+        ...
+
+    def learn(self, example: Example) -> None: ...
+
+    def save(self) -> bytes:
+        """The model as bytes (empty for a stateless policy)."""
+        ...
+
+    def close(self) -> None: ...

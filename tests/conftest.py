@@ -1,0 +1,108 @@
+"""Shared fixtures: one real Tansu broker per test session, and real child processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agents.broker import EmbeddedBroker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka-protocol broker (Tansu) for the whole session: 'host:port'."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    b = EmbeddedBroker(port, log)
+    b.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        b.stop()
+
+
+class Child:
+    """`python -m api.cli <command>` with LOOPWISE_* settings, logging to a file."""
+
+    def __init__(self, command: str, env: dict[str, str], log: Path) -> None:
+        self.command, self.env, self.log = command, env, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Child:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "api.cli", *self.command.split()],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+            )
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def tail(self, n: int = 40) -> str:
+        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        return "\n".join(lines[-n:])
+
+
+def loopwise_env(data_dir: Path, port: int, broker: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "LOOPWISE_DATA_DIR": str(data_dir),
+            "LOOPWISE_PORT": str(port),
+            "LOOPWISE_BROKER": broker,
+            "LOOPWISE_TOPIC_PREFIX": f"t{port}",
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        }
+    )
+    return env
+
+
+def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()  # type: ignore[operator]  # any callable
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+        if last:
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+
+
+def ready(url: str) -> bool:
+    return httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200

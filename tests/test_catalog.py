@@ -1,0 +1,135 @@
+"""Catalog validation: every mistake is refused with a message that names its field."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from engine.catalog import Exploration, Learning, parse_catalog
+from engine.errors import InvalidInput, LimitExceeded
+from engine.limits import Limits
+
+GOOD: dict[str, object] = {
+    "actions": [
+        {
+            "id": "a",
+            "features": {"banner": {"theme": "run", "discount": 0.2}},
+            "metadata": {"x": 1},
+        },
+        {"id": "b", "features": {"banner": {"theme": "yoga"}}},
+    ],
+    "learning": {
+        "exploration": {"algorithm": "epsilon", "epsilon": 0.1},
+        "interactions": ["ca"],
+        "reward_wait_seconds": 5,
+        "default_reward": 0,
+        "aggregation": "sum",
+    },
+}
+
+
+def test_good_catalog_parses_with_defaults_and_versions() -> None:
+    c = parse_catalog("shop", GOOD, Limits(), version=3, now=1.0)
+    assert c.version == 3 and [a.id for a in c.actions] == ["a", "b"]
+    assert c.learning.aggregation == "sum" and c.learning.exploration.value("epsilon") == 0.1
+    assert c.action("b").features == {"banner": {"theme": "yoga"}}
+    assert c.to_json()["learning"]["exploration"] == {"algorithm": "epsilon", "epsilon": 0.1}  # type: ignore[index]
+    assert (
+        parse_catalog("d", {"actions": [{"id": "x"}]}, Limits(), version=1, now=0).learning
+        == Learning()
+    )
+
+
+def with_change(path: str, value: object) -> dict[str, object]:
+    body = copy.deepcopy(GOOD)
+    node: object = body
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node[key]  # type: ignore[index]
+    last = keys[-1]
+    if value is KeyError:
+        del node[last]  # type: ignore[attr-defined]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value  # type: ignore[index]
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ("not an object", "body", "must be an object"),
+        (with_change("actions", []), "actions", "non-empty"),
+        (with_change("actions.1.id", "a"), "actions[1].id", "appears twice"),
+        (with_change("actions.0.id", ""), "actions[0].id", "1-128"),
+        (with_change("actions.0.id", "a\nb"), "actions[0].id", "printable"),
+        (with_change("actions.0.colour", "red"), "actions[0].colour", "not a known field"),
+        (
+            with_change("actions.0.features", {"banner": {"d": float("nan")}}),
+            "actions[0].features.banner.d",
+            "finite",
+        ),
+        (with_change("learning.aggregation", "max"), "learning.aggregation", "earliest, sum"),
+        (
+            with_change("learning.reward_wait_seconds", 0),
+            "learning.reward_wait_seconds",
+            "must be in",
+        ),
+        (
+            with_change("learning.reward_wait_seconds", "5"),
+            "learning.reward_wait_seconds",
+            "number",
+        ),
+        (
+            with_change("learning.exploration", {"algorithm": "greedy"}),
+            "learning.exploration.algorithm",
+            "epsilon, squarecb",
+        ),
+        (
+            with_change("learning.exploration", {"algorithm": "epsilon", "epsilon": 2}),
+            "learning.exploration.epsilon",
+            "[0, 1]",
+        ),
+        (
+            with_change("learning.exploration", {"algorithm": "epsilon", "bag": 3}),
+            "learning.exploration.bag",
+            "not a parameter of 'epsilon'",
+        ),
+        (
+            with_change("learning.exploration", {"algorithm": "bag", "bag": 2.5}),
+            "learning.exploration.bag",
+            "whole number",
+        ),
+        (with_change("learning.interactions", ["cx"]), "learning.interactions[0]", "2-3 letters"),
+        (with_change("learning.policy", "magic"), "learning.policy", "vw, uniform"),
+    ],
+)
+def test_invalid_catalogs_name_the_field(body: object, field: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+        parse_catalog("shop", body, Limits(), version=1, now=0)
+    assert info.value.field == field
+
+
+def test_limits_are_enforced_and_stated() -> None:
+    body = {"actions": [{"id": str(i)} for i in range(11)]}
+    with pytest.raises(LimitExceeded, match="limit of 10") as info:
+        parse_catalog("shop", body, Limits(max_actions=10), version=1, now=0)
+    assert info.value.field == "actions"
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 65, "a/b", "ü"])
+def test_bad_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidInput, match="name"):
+        parse_catalog(name, GOOD, Limits(), version=1, now=0)
+
+
+@pytest.mark.parametrize("algorithm", ["epsilon", "squarecb", "softmax", "bag", "cover", "rnd"])
+def test_every_algorithm_builds_a_command_line_vw_accepts(algorithm: str) -> None:
+    import vowpalwabbit
+
+    args = Learning(exploration=Exploration(algorithm)).vw_args()
+    assert f"--{algorithm}" in args or algorithm == "epsilon"
+    ws = vowpalwabbit.Workspace(args)
+    ws.finish()

@@ -1,0 +1,228 @@
+"""Reward join semantics: every decision is learned exactly once, whatever the order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import join
+from engine.records import DecisionLogged, RewardObserved, TrainingExample
+
+CONFIG = join.JoinConfig(orphan_seconds=100.0, retention_seconds=5.0)
+DECIDED, WAIT = 1000.0, 10.0
+
+
+def decision(
+    aggregation: str = "earliest", default: float = 0.0, eid: str = "e1"
+) -> DecisionLogged:
+    return DecisionLogged(
+        event_id=eid,
+        ts=DECIDED,
+        catalog="c",
+        catalog_version=1,
+        user_id="u",
+        context={"context": {"x": 1.0}},
+        eligible=["a", "b"],
+        pmf=[0.25, 0.75],
+        chosen=1,
+        probability=0.75,
+        policy="vw:squarecb",
+        model_version="1.0",
+        wait_seconds=WAIT,
+        default_reward=default,
+        aggregation=aggregation,
+    )
+
+
+def reward(rid: str, value: float, ts: float, eid: str = "e1") -> RewardObserved:
+    return RewardObserved(event_id=eid, reward_id=rid, value=value, ts=ts)
+
+
+@dataclass(frozen=True)
+class TickAt:
+    ts: float
+
+
+Message = DecisionLogged | RewardObserved | TickAt
+
+
+def play(
+    messages: list[Message],
+) -> tuple[join.JoinEntry | None, list[TrainingExample], dict[str, int]]:
+    entry: join.JoinEntry | None = None
+    emitted: list[TrainingExample] = []
+    counts: dict[str, int] = {}
+    for m in messages:
+        if isinstance(m, DecisionLogged):
+            out = join.on_decision(entry, m, CONFIG)
+        elif isinstance(m, RewardObserved):
+            out = join.on_reward(entry, m, CONFIG)
+        elif entry is not None:
+            out = join.on_tick(entry, m.ts, CONFIG)
+        else:
+            continue
+        entry = out.entry
+        if out.emit is not None:
+            emitted.append(out.emit)
+        for k, v in out.counts.items():
+            counts[k] = counts.get(k, 0) + v
+        # the codec round-trips every state the table may hold
+        if entry is not None:
+            assert join.decode_entry(join.encode_entry(entry)) == entry
+    return entry, emitted, counts
+
+
+rewards_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["r1", "r2", "r3", "r4"]),
+        st.floats(min_value=-5, max_value=5, allow_nan=False),
+        st.floats(min_value=DECIDED - 5, max_value=DECIDED + 2 * WAIT),
+    ),
+    max_size=6,
+    unique_by=lambda r: r[0],
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    aggregation=st.sampled_from(["earliest", "sum"]),
+    rewards=rewards_strategy,
+    copies=st.lists(st.integers(min_value=1, max_value=3), min_size=7, max_size=7),
+    data=st.data(),
+)
+def test_final_value_matches_the_aggregation_for_any_order_and_duplicates(
+    aggregation: str,
+    rewards: list[tuple[str, float, float]],
+    copies: list[int],
+    data: st.DataObject,
+) -> None:
+    d = decision(aggregation, default=-1.0)
+    messages: list[Message] = [d] * copies[0]
+    for (rid, value, ts), n in zip(rewards, copies[1:], strict=False):
+        messages += [reward(rid, value, ts)] * n
+    order = data.draw(st.permutations(messages))
+    end = DECIDED + WAIT
+    entry, emitted, counts = play(
+        [*order, TickAt(end + 1), TickAt(end + CONFIG.retention_seconds + 1)]
+    )
+
+    assert len(emitted) == 1, "a decision is learned exactly once"
+    assert entry is None, "the entry is deleted after its retention"
+    # the expected value, from the delivery order of first copies of in-window rewards
+    seen: list[str] = []
+    values = {rid: (v, ts) for rid, v, ts in rewards}
+    for m in order:
+        if isinstance(m, RewardObserved) and m.reward_id not in seen:
+            seen.append(m.reward_id)
+    in_window = [values[r][0] for r in seen if values[r][1] <= end]
+    if not in_window:
+        expected = -1.0
+    elif aggregation == "sum":
+        expected = sum(in_window)
+    else:
+        expected = in_window[0]
+    assert emitted[0].reward == pytest.approx(expected)
+    assert emitted[0].probability == d.probability and emitted[0].chosen == d.chosen
+    late = len(seen) - len(in_window)
+    if aggregation == "earliest" and in_window:
+        late += len(in_window) - 1  # after earliest learned, the rest are late
+    assert counts.get("late_rewards", 0) == late
+    assert counts.get("duplicate_rewards", 0) == sum(copies[1 : 1 + len(rewards)]) - len(rewards)
+    assert counts.get("duplicate_decisions", 0) == copies[0] - 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    aggregation=st.sampled_from(["earliest", "sum"]),
+    rewards=rewards_strategy,
+    ticks=st.lists(st.floats(min_value=DECIDED - 5, max_value=DECIDED + 3 * WAIT), max_size=6),
+    data=st.data(),
+)
+def test_ticks_at_any_time_never_emit_twice_nor_early(
+    aggregation: str,
+    rewards: list[tuple[str, float, float]],
+    ticks: list[float],
+    data: st.DataObject,
+) -> None:
+    messages: list[Message] = [decision(aggregation), *(reward(r, v, t) for r, v, t in rewards)]
+    messages += [TickAt(t) for t in ticks]
+    order = data.draw(st.permutations(messages))
+    final = DECIDED + WAIT + CONFIG.retention_seconds + 1
+    # rewards delivered after their entry expired wait as orphans until the orphan window ends
+    flush = [
+        TickAt(final),
+        TickAt(final + CONFIG.retention_seconds),
+        TickAt(final + CONFIG.orphan_seconds),
+    ]
+    entry, emitted, _ = play([*order, *flush])
+    assert len(emitted) == 1
+    assert entry is None
+    example = emitted[0]
+    if example.reason in ("window", "default"):
+        assert example.emitted_ts >= DECIDED + WAIT, "windows close no earlier than the deadline"
+
+
+def test_reward_before_decision_is_held_then_learned_at_once_with_earliest() -> None:
+    entry, emitted, counts = play([reward("r1", 1.0, DECIDED + 1)])
+    assert emitted == [] and entry is not None and counts == {"held_rewards": 1}
+    out = join.on_decision(entry, decision("earliest"), CONFIG)
+    assert out.emit is not None and out.emit.reward == 1.0 and out.emit.reason == "reward"
+
+
+def test_sum_waits_for_the_window_and_adds_rewards() -> None:
+    entry, emitted, _ = play(
+        [
+            decision("sum"),
+            reward("r1", 1.0, DECIDED + 1),
+            reward("r2", 2.5, DECIDED + 2),
+            TickAt(DECIDED + WAIT - 0.1),
+        ]
+    )
+    assert emitted == [] and entry is not None
+    out = join.on_tick(entry, DECIDED + WAIT, CONFIG)
+    assert out.emit is not None and out.emit.reward == 3.5 and out.emit.rewards == 2
+    assert out.emit.reason == "window"
+
+
+def test_decision_without_reward_learns_the_default_reward() -> None:
+    _, emitted, counts = play([decision("earliest", default=-0.25), TickAt(DECIDED + WAIT)])
+    assert [e.reward for e in emitted] == [-0.25]
+    assert emitted[0].reason == "default" and counts["emitted_default"] == 1
+
+
+def test_rewards_whose_decision_never_arrives_are_dropped_after_the_orphan_window() -> None:
+    entry, _, _ = play([reward("r1", 1.0, 5.0)])
+    assert entry is not None
+    assert join.on_tick(entry, 5.0 + CONFIG.orphan_seconds - 1, CONFIG).entry is entry
+    out = join.on_tick(entry, 5.0 + CONFIG.orphan_seconds, CONFIG)
+    assert out.entry is None and out.counts == {"orphaned_rewards": 1} and out.emit is None
+
+
+def test_late_reward_after_window_is_counted_not_learned() -> None:
+    _, emitted, counts = play(
+        [decision("sum"), TickAt(DECIDED + WAIT), reward("late", 9.0, DECIDED + WAIT + 1)]
+    )
+    assert [e.reward for e in emitted] == [0.0]
+    assert counts["late_rewards"] == 1
+
+
+def test_reward_ids_are_bounded() -> None:
+    config = join.JoinConfig(max_reward_ids=3)
+    entry: join.JoinEntry | None = None
+    for i in range(10):
+        entry = join.on_reward(entry, reward(f"r{i}", 0.0, 1.0), config).entry
+    assert entry is not None and entry.reward_ids == ["r7", "r8", "r9"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("orphan_seconds", 0.0), ("retention_seconds", -1.0), ("max_reward_ids", 0)],
+)
+def test_join_config_rejects_non_positive_values(field: str, value: float) -> None:
+    from engine.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=field):
+        join.JoinConfig(**{field: value})  # type: ignore[arg-type]
