@@ -143,7 +143,7 @@ class ModelReplica:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=bootstrap,
                 enable_auto_commit=False,
-                fetch_max_wait_ms=20,
+                fetch_max_wait_ms=self.settings.fetch_wait_ms,
                 auto_offset_reset="earliest",
             )
             try:

@@ -25,7 +25,8 @@ class Settings:
     topic_prefix: str = "loopwise"
     catalogs: tuple[Path, ...] = ()
     checkpoint_seconds: float = 2.0
-    tick_seconds: float = 0.25
+    tick_seconds: float = 0.1
+    fetch_wait_ms: int = 50  # a broker that holds fetches (Tansu) answers no later
     orphan_seconds: float = 3600.0
     retention_seconds: float = 60.0
     outbox_capacity: int = 1_000_000
@@ -34,7 +35,14 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        for name in ("broker_port", "port", "partitions", "outbox_capacity", "ledger_capacity"):
+        for name in (
+            "broker_port",
+            "port",
+            "partitions",
+            "outbox_capacity",
+            "ledger_capacity",
+            "fetch_wait_ms",
+        ):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)}", field=name)
         for name in ("checkpoint_seconds", "tick_seconds"):

@@ -14,6 +14,7 @@ repeat) but never lose one.
 from __future__ import annotations
 
 import heapq
+import os
 import logging
 import shutil
 import time
@@ -127,7 +128,30 @@ class Joiner:
         write_atomic(self.settings.data_dir / "worker-stats.json", body)
 
 
+def bound_fetch_wait(wait_ms: int) -> None:
+    """Faust hard-codes fetch_max_wait_ms=1500, and Tansu holds every fetch that long when
+    a partition is idle (measured: up to 1.2 s per hop at 1500 ms, <= 55 ms at 50 ms).
+    Kafka answers as soon as data arrives, so a short wait costs it only idle polls.
+    Faust builds its consumer as `aiokafka.AIOKafkaConsumer(...)`: in the worker process,
+    that name becomes a subclass that fixes the wait."""
+    import aiokafka
+
+    base = aiokafka.AIOKafkaConsumer
+    if getattr(base, "loopwise_fetch_wait_ms", None) == wait_ms:
+        return
+
+    class Consumer(base):  # type: ignore[misc, valid-type]  # aiokafka's class is untyped
+        loopwise_fetch_wait_ms = wait_ms
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["fetch_max_wait_ms"] = wait_ms
+            super().__init__(*args, **kwargs)
+
+    aiokafka.AIOKafkaConsumer = Consumer  # type: ignore[misc]  # see the docstring
+
+
 def create_app(settings: Settings) -> faust.App:
+    bound_fetch_wait(settings.fetch_wait_ms)
     app = faust.App(
         f"{settings.topic_prefix}-worker",
         broker=";".join(f"kafka://{h}" for h in settings.bootstrap.split(",")),
@@ -144,6 +168,11 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         producer_linger=0.0,
+        # Tansu under-reports a partition's end offset after multi-partition batches
+        # (measured: acked up to 99, every record readable, end offset reported 95-98),
+        # which trips this check although nothing is lost. A log that really was lost is
+        # caught by the broker epoch instead. On Kafka the check stays on.
+        recovery_consistency_check=not settings.embedded,
     )
     raw: dict[str, Any] = {
         "key_type": bytes,
@@ -154,7 +183,9 @@ def create_app(settings: Settings) -> faust.App:
     decisions = app.topic(settings.topic("decisions"), **raw)
     source = app.topic(settings.topic("decisions"), settings.topic("rewards"), **raw)
     training = app.topic(settings.topic("training"), **raw)
-    table = app.Table("join", partitions=settings.partitions, **raw)
+    table = app.Table(
+        "join", partitions=settings.partitions, key_type=bytes, value_type=bytes
+    )  # bytes types are stored raw
     joiner = Joiner(settings, table, training)
     app.joiner = joiner  # type: ignore[attr-defined]  # reached by tests through the app
 
@@ -176,6 +207,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(2.0)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def stats() -> None:
         joiner.write_stats()
+        if app.tables.recovery.crashed:  # Faust would wait forever; let the supervisor restart
+            log.critical("table recovery crashed (%r): exiting", app.tables.recovery.crash_reason)
+            os._exit(70)
 
     return app
 

@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for noisy in ("httpx", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.run(args) or 0)
     except EngineError as exc:

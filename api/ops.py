@@ -21,8 +21,9 @@ async def readyz(request: Request) -> Response:
     checks = {
         "broker": st.outbox.connected and st.epoch is not None,
         "model": st.replica.caught_up,
-        "catalogs": True,
     }
+    if st.settings.embedded:  # the worker shares this data directory: is it running?
+        checks["worker"] = _worker_alive(st)
     ready = all(checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
@@ -91,6 +92,14 @@ def _quantiles(values: list[float]) -> dict[str, float]:
         return {}
     qs = np.quantile(np.asarray(values), [0.5, 0.9, 0.99])
     return {"0.5": float(qs[0]), "0.9": float(qs[1]), "0.99": float(qs[2])}
+
+
+def _worker_alive(st: State, within: float = 10.0) -> bool:
+    try:
+        stats = json.loads((st.settings.data_dir / "worker-stats.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(stats.get("ts", 0) >= max(st.started, time.time() - within))
 
 
 def _worker_counts(st: State) -> dict[str, int]:

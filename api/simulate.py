@@ -46,6 +46,7 @@ class SimConfig:
     window: int = 200
     api_key: str | None = None
     setup_catalog: bool = True
+    uniform: bool = False  # the same storefront against a uniform-random policy (baseline)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -119,7 +120,7 @@ async def run(config: SimConfig, progress: bool = True) -> SimResult:
     env = environment(config.env, config.seed)
     async with _client(config) as client:
         if config.setup_catalog:
-            await _put_catalog(client, config.catalog, env)
+            await _put_catalog(client, config.catalog, env, config.uniform)
         baseline = await _learned(client, config.catalog)
         started = time.perf_counter()
         tally = await _play(client, config, env, progress)
@@ -224,8 +225,15 @@ def _catalog_path(prefix: str, catalog: str) -> str:
     return f"{prefix}/{quote(catalog, safe='')}"
 
 
-async def _put_catalog(client: httpx.AsyncClient, catalog: str, env: Environment) -> None:
-    await _call(client, "PUT", _catalog_path("/v1/catalogs", catalog), env.catalog_body(catalog))
+async def _put_catalog(
+    client: httpx.AsyncClient, catalog: str, env: Environment, uniform: bool = False
+) -> None:
+    body = env.catalog_body(catalog)
+    if uniform:
+        learning = body["learning"]
+        if isinstance(learning, dict):
+            body["learning"] = {**learning, "policy": "uniform"}
+    await _call(client, "PUT", _catalog_path("/v1/catalogs", catalog), body)
 
 
 async def _learned(client: httpx.AsyncClient, catalog: str) -> int:

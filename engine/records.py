@@ -53,7 +53,7 @@ class TrainingExample(msgspec.Struct, tag="training", kw_only=True, frozen=True)
     probability: float
     reward: float
     rewards: int
-    reason: str  # "reward" (earliest), "window" (aggregated at the deadline), "default"
+    reason: str  # "reward" (one or more rewards in the window) or "default" (none)
     decided_ts: float
     emitted_ts: float
 

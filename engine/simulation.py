@@ -99,7 +99,7 @@ class Environment:
     ctr: tuple[tuple[float, ...], ...]
     exploration: str = "squarecb"
     interactions: tuple[str, ...] = ("ca",)
-    reward_wait_seconds: float = 2.0
+    reward_wait_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         _check_unique("action id", [a.id for a in self.actions])

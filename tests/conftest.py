@@ -96,10 +96,10 @@ def wait_until(predicate: object, timeout: float, what: str, interval: float = 0
     while time.monotonic() < deadline:
         try:
             last = predicate()  # type: ignore[operator]  # any callable
+            if last:
+                return
         except (httpx.HTTPError, OSError) as exc:
             last = exc
-        if last:
-            return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
 

@@ -132,7 +132,8 @@ def test_candidates_restrict_the_ranking(stack: Stack) -> None:
         ("/v1/decide", b'{"catalog": "nope"}', 404, "catalog"),
         ("/v1/decide", b'{"catalog": 5}', 422, "catalog"),
         ("/v1/decide", b'{"catalog": "colours", "context": {"x": NaN}}', 400, "body"),
-        ("/v1/decide", b'{"catalog": "colours", "context": {"x": 1e400}}', 422, "context.x"),
+        ("/v1/decide", b'{"catalog": "colours", "context": {"x": 1e400}}', 400, "body"),
+        ("/v1/decide", b'{"catalog": "colours", "context": {"x": 1e300}}', 422, "context.x"),
         ("/v1/decide", b'{"catalog": "colours", "candidates": ["pink"]}', 422, "candidates[0]"),
         ("/v1/decide", b'{"catalog": "colours", "colour": 1}', 422, "colour"),
         ("/v1/rewards", b'{"event_id": "never-decided", "value": 1}', 404, "event_id"),
@@ -205,11 +206,15 @@ def test_crashes_of_worker_and_api_lose_and_double_count_nothing(stack: Stack) -
     stack.api.start()
     stack.wait_ready()
     burst(150)
-    wait_until(
-        lambda: stack.learned(catalog) >= len(decided),
-        60,
-        f"{len(decided)} decisions to be learned",
-    )
+    try:
+        wait_until(lambda: stack.learned(catalog) >= len(decided), 60, "all to be learned")
+    except AssertionError as exc:
+        model = stack.http.get(f"/v1/models/{catalog}").json()
+        joined = (stack.api.log.parent / "worker-stats.json").read_text()
+        raise AssertionError(
+            f"{exc}: {len(decided)} decided, model {model}, join {joined}\n"
+            f"worker log:\n{stack.worker.tail(30)}"
+        ) from None
     # quiet period: nothing more may arrive (no double learning from replays)
     import time
 
