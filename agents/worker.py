@@ -14,8 +14,8 @@ repeat) but never lose one.
 from __future__ import annotations
 
 import heapq
-import os
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -147,7 +147,7 @@ def bound_fetch_wait(wait_ms: int) -> None:
             kwargs["fetch_max_wait_ms"] = wait_ms
             super().__init__(*args, **kwargs)
 
-    aiokafka.AIOKafkaConsumer = Consumer  # type: ignore[misc]  # see the docstring
+    aiokafka.AIOKafkaConsumer = Consumer  # see the docstring
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -207,8 +207,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(2.0)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def stats() -> None:
         joiner.write_stats()
-        if app.tables.recovery.crashed:  # Faust would wait forever; let the supervisor restart
-            log.critical("table recovery crashed (%r): exiting", app.tables.recovery.crash_reason)
+        recovery = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager only
+        if recovery.crashed:  # Faust would wait forever; exit so the supervisor restarts us
+            log.critical("table recovery crashed (%r): exiting", recovery.crash_reason)
             os._exit(70)
 
     return app
