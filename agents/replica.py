@@ -17,7 +17,6 @@ import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -82,7 +81,12 @@ class ModelReplica:
 
     def model_version(self, name: str) -> str:
         model = self.models.get(name)
-        return f"{model.generation}.{model.policy.learned}" if model else "0.0"
+        if model is not None:
+            return f"{model.generation}.{model.policy.learned}"
+        if name in self.saved:  # loaded from the checkpoint, not used since
+            _, _, learned, generation = self.saved[name]
+            return f"{generation}.{learned}"
+        return "0.0"
 
     # -- learning --------------------------------------------------------------------
 
@@ -181,8 +185,7 @@ class ModelReplica:
                 self.dirty
                 and time.monotonic() - self.last_checkpoint > self.settings.checkpoint_seconds
             ):
-                await asyncio.to_thread(write_atomic, self.path, self.snapshot())
-                self._rotated()
+                await asyncio.to_thread(self._write, self.snapshot())
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -211,18 +214,20 @@ class ModelReplica:
         self.dirty = False
         return checkpoint.encode(header, blobs)
 
-    def _rotated(self) -> None:
+    def save_now(self) -> None:
+        self._write(self.snapshot())
+
+    def _write(self, blob: bytes) -> None:
+        """Keep the previous checkpoint as `.prev`: if the new one is ever unreadable,
+        the loader falls back to it and replays the log from its offsets."""
+        if self.path.exists():
+            os.replace(self.path, self.path.with_suffix(".prev"))
+        write_atomic(self.path, blob)
         self.last_checkpoint = time.monotonic()
         self.counts["checkpoints"] += 1
 
-    def save_now(self) -> None:
-        previous = self.path.with_suffix(".prev")
-        if self.path.exists():
-            os.replace(self.path, previous)
-        write_atomic(self.path, self.snapshot())
-        self._rotated()
-
     def _load(self) -> None:
+        refused = 0
         for path in (self.path, self.path.with_suffix(".prev")):
             if not path.exists():
                 continue
@@ -231,10 +236,11 @@ class ModelReplica:
                 self._restore(header, blobs)
                 self.loaded_from = path.name
                 log.info("loaded checkpoint %s: %d examples", path, self.counts["learned"])
-                return
+                break
             except CorruptCheckpoint as exc:
-                self.counts["corrupt_checkpoints"] += 1
+                refused += 1
                 log.error("refused checkpoint %s: %s", path, exc)
+        self.counts["corrupt_checkpoints"] += refused
 
     def _restore(self, header: dict[str, object], blobs: dict[str, bytes]) -> None:
         models = header.get("models")
@@ -268,7 +274,3 @@ class ModelReplica:
         self.save_now()
         for model in self.models.values():
             model.policy.close()
-
-
-def default_path(data_dir: Path) -> Path:
-    return data_dir / "api" / "model.ckpt"

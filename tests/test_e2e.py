@@ -22,48 +22,67 @@ from tests.conftest import ROOT, free_port
 pytestmark = pytest.mark.e2e
 
 
+class Up:
+    """`loopwise up` as a child process, started and stopped as a user would."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port, self.broker_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "up",
+                "--data-dir",
+                str(self.data),
+                "--port",
+                str(self.port),
+                "--broker-port",
+                str(self.broker_port),
+                "--catalog",
+                str(ROOT / "examples/storefront.yaml"),
+            ],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        assert self.process.stdout is not None
+        banner = self.process.stdout.readline().decode()  # blocks until ready (or exit)
+        if "Loopwise is up" not in banner:
+            self.process.kill()
+            logs = "\n".join(p.read_text()[-3000:] for p in (self.data / "logs").glob("*.log"))
+            raise AssertionError(f"loopwise up failed: {banner}\n{logs}")
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError("loopwise up did not stop on Ctrl-C within 30 s") from None
+
+
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("up")
-    port, broker_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "up",
-            "--data-dir",
-            str(data),
-            "--port",
-            str(port),
-            "--broker-port",
-            str(broker_port),
-            "--catalog",
-            str(ROOT / "examples/storefront.yaml"),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
-    assert process.stdout is not None
-    banner = process.stdout.readline().decode()  # blocks until ready (or exit)
-    if "Loopwise is up" not in banner:
-        process.kill()
-        logs = "\n".join(p.read_text()[-3000:] for p in (data / "logs").glob("*.log"))
-        raise AssertionError(f"loopwise up failed: {banner}\n{logs}")
-    print(f"loopwise up was ready in {time.monotonic() - started:.1f} s")
-    url = f"http://127.0.0.1:{port}"
-    yield url
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise AssertionError("loopwise up did not stop on Ctrl-C within 30 s") from None
+def up_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    stack = Up(tmp_path_factory.mktemp("up"))
+    print(f"loopwise up was ready in {stack.start():.1f} s")
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def up(up_stack: Up) -> str:
+    return up_stack.url
 
 
 def test_up_loads_the_example_catalog_and_answers(up: str) -> None:
@@ -97,3 +116,23 @@ def test_simulated_storefront_learns_each_segments_best_banner(up: str, tmp_path
         assert p == pytest.approx(1 / k), f"uniform gives {segment} {p} instead of 1/{k}"
     late_ctr = result.ctr_by_window[-1][1]
     assert late_ctr > uniform.overall_ctr, (late_ctr, uniform.overall_ctr)
+
+
+def test_a_restart_keeps_catalogs_and_model_though_the_broker_lost_its_topics(
+    up_stack: Up,
+) -> None:
+    before = httpx.get(f"{up_stack.url}/v1/models/sim").json()
+    catalogs = httpx.get(f"{up_stack.url}/v1/catalogs").json()["catalogs"]
+    up_stack.stop()
+    up_stack.start()  # a new embedded broker: every topic is gone
+    assert httpx.get(f"{up_stack.url}/v1/catalogs").json()["catalogs"] == catalogs
+    after = httpx.get(f"{up_stack.url}/v1/models/sim").json()
+    assert after["model_version"] == before["model_version"] and after["learned"] >= 1
+    d = httpx.post(f"{up_stack.url}/v1/decide", json={"catalog": "sim"}).json()
+    r = httpx.post(f"{up_stack.url}/v1/rewards", json={"event_id": d["event_id"], "value": 1})
+    assert r.status_code == 202
+    deadline = time.monotonic() + 60
+    while not httpx.get(f"{up_stack.url}/v1/events/{d['event_id']}").json()["learned"]:
+        assert time.monotonic() < deadline, "a reward after the restart was never learned"
+        time.sleep(0.2)
+    assert httpx.get(f"{up_stack.url}/v1/models/sim").json()["learned"] == after["learned"] + 1

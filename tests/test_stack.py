@@ -5,6 +5,7 @@ The worker and the API run as child processes, as in production; the test speaks
 
 from __future__ import annotations
 
+import json
 import signal
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ CATALOG = {
 
 class Stack:
     def __init__(self, broker: str, data_dir: Path) -> None:
+        self.broker = broker
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = loopwise_env(
@@ -223,3 +225,51 @@ def test_crashes_of_worker_and_api_lose_and_double_count_nothing(stack: Stack) -
     assert info["learned"] == len(decided) == 600, info
     events = [stack.http.get(f"/v1/events/{e}").json()["learned"] for e in decided[-50:]]
     assert all(events)
+
+
+def test_poisoned_messages_are_skipped_and_counted_not_fatal(stack: Stack) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    prefix = f"t{stack.port}"
+    poison = [
+        b"",
+        b"\x00\xff",
+        b"{}",
+        b'{"type": "decision"}',
+        b'{"type": "reward", "x": 1}',
+        b"[" * 10_000,
+    ]
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.broker)
+        await producer.start()
+        try:
+            for topic in ("decisions", "rewards", "training"):
+                for i, value in enumerate(poison):
+                    await producer.send_and_wait(f"{prefix}-{topic}", value, key=b"p%d" % i)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    d = stack.decide("colours", context={"after": "poison"})
+    assert (
+        stack.http.post("/v1/rewards", json={"event_id": d["event_id"], "value": 1}).status_code
+        == 202
+    )
+    wait_until(
+        lambda: stack.http.get(f"/v1/events/{d['event_id']}").json()["learned"],
+        20,
+        "a decision after the poison to be learned",
+    )
+    replica = stack.http.get("/v1/models/colours").json()["replica"]
+    assert replica.get("poisoned", 0) >= len(poison), replica
+    wait_until(
+        lambda: "poisoned" in (stack.api.log.parent / "worker-stats.json").read_text(),
+        10,
+        "the worker to count poisoned messages",
+    )
+    stats = json.loads((stack.api.log.parent / "worker-stats.json").read_text())
+    assert stats["counts"]["poisoned"] >= 2 * len(poison), stats
+    assert stack.worker.process is not None and stack.worker.process.poll() is None
