@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -117,6 +118,15 @@ async def ensure_topics(bootstrap: str, wanted: dict[str, int]) -> None:
         await admin.close()
 
 
+async def cluster_id(bootstrap: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster()).get("cluster_id") or "")
+    finally:
+        await admin.close()
+
+
 async def broker_epoch(bootstrap: str, topic: str) -> str:
     """The id of the broker's current life; written by the first process that asks."""
     epoch = await _first_message(bootstrap, topic)
@@ -150,12 +160,22 @@ async def _first_message(bootstrap: str, topic: str) -> str | None:
         await consumer.stop()
 
 
-async def prepare(settings: Settings, attempts: int = 60) -> str:
+class Broker(NamedTuple):
+    epoch: str
+    cluster_id: str
+
+    @property
+    def tansu(self) -> bool:
+        return "tansu" in self.cluster_id.lower()
+
+
+async def prepare(settings: Settings, attempts: int = 60) -> Broker:
     """Create the topics and return the broker epoch, retrying while the broker starts."""
     for attempt in range(attempts):
         try:
             await ensure_topics(settings.bootstrap, topics(settings))
-            return await broker_epoch(settings.bootstrap, settings.topic("epoch"))
+            epoch = await broker_epoch(settings.bootstrap, settings.topic("epoch"))
+            return Broker(epoch, await cluster_id(settings.bootstrap))
         except (KafkaError, OSError) as exc:
             if attempt == attempts - 1:
                 raise Unavailable(f"broker {settings.bootstrap} is unreachable: {exc}") from exc

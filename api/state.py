@@ -125,7 +125,7 @@ def load_catalog_file(catalogs: CatalogStore, path: Path) -> None:
 
 async def connect(state: State) -> None:
     """Background: wait for the broker, then follow the training log and drain the outbox."""
-    state.epoch = await prepare(state.settings, attempts=10**9)
+    state.epoch = (await prepare(state.settings, attempts=10**9)).epoch
     state.tasks.append(
         asyncio.create_task(state.replica.run(state.settings.bootstrap, state.epoch))
     )
