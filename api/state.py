@@ -24,7 +24,7 @@ from agents.kv import KV
 from agents.outbox import Outbox
 from agents.replica import ModelReplica
 from agents.settings import Settings
-from engine.errors import EngineError, InvalidInput
+from engine.errors import Forbidden, InvalidInput, Unauthorized
 
 log = logging.getLogger(__name__)
 ROLES = ("storefront", "marketer", "admin")
@@ -70,16 +70,6 @@ class State:
             raise Forbidden(
                 f"this key has role {granted!r}; this route needs {role!r}", field="Authorization"
             )
-
-
-class Unauthorized(EngineError):
-    status = 401
-    title = "Unauthorized"
-
-
-class Forbidden(EngineError):
-    status = 403
-    title = "Forbidden"
 
 
 def parse_keys(spec: str) -> dict[str, str]:

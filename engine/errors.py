@@ -42,6 +42,20 @@ class MalformedBody(InvalidInput):
     title = "Malformed body"
 
 
+class Unauthorized(EngineError):
+    """No valid API key came with the request."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(EngineError):
+    """The API key's role may not use this route."""
+
+    status = 403
+    title = "Forbidden"
+
+
 class NotFound(EngineError):
     """A named thing (catalog, event, user) does not exist."""
 
