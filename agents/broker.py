@@ -37,8 +37,15 @@ def topics(settings: Settings) -> dict[str, int]:
         settings.topic("decisions"): p,
         settings.topic("rewards"): p,
         settings.topic("training"): p,
+        settings.topic("events"): p,
         settings.topic("epoch"): 1,
+        stock_changelog(settings): p,  # created up front: serving processes mirror it
     }
+
+
+def stock_changelog(settings: Settings) -> str:
+    """The changelog Faust keeps for the worker's `stock` table."""
+    return f"{settings.topic_prefix}-worker-stock-changelog"
 
 
 def tansu_binary() -> str:
@@ -109,13 +116,22 @@ async def ensure_topics(bootstrap: str, wanted: dict[str, int]) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
+        missing = [
+            NewTopic(n, p, 1, topic_configs=_configs(n))
+            for n, p in wanted.items()
+            if n not in existing
+        ]
         if missing:
             # another process may create one between our list and create
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+def _configs(name: str) -> dict[str, str]:
+    """Changelogs keep the latest value per key (as Faust would create them)."""
+    return {"cleanup.policy": "compact"} if name.endswith("-changelog") else {}
 
 
 async def cluster_id(bootstrap: str) -> str:

@@ -29,7 +29,16 @@ from agents.files import write_atomic
 from agents.settings import Settings
 from engine import join
 from engine.errors import EngineError
-from engine.records import DecisionLogged, RewardObserved, Tick, decode, encode
+from engine.records import (
+    DecisionLogged,
+    InventoryUpdate,
+    RewardObserved,
+    Tick,
+    decode,
+    decode_stock,
+    encode,
+    encode_stock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +129,28 @@ class Joiner:
             heapq.heappush(self.heaps.setdefault(where[eid], []), (due, eid))
         log.info("join state: %d open entries on partitions %s", len(keys), sorted(assigned))
 
+    def update_stock(self, table: Any, raw: bytes) -> None:
+        """Keep the newest stock level per SKU; an older update arriving late is ignored."""
+        try:
+            message = decode(raw)
+        except EngineError as exc:
+            self.counts["poisoned"] += 1
+            log.warning("skipped a poisoned event: %s", exc)
+            return
+        if not isinstance(message, InventoryUpdate):
+            self.counts["unexpected"] += 1
+            return
+        key = message.sku.encode()
+        current = table.get(key)
+        try:
+            if current is not None and decode_stock(current)[1] > message.ts:
+                self.counts["stale_stock_updates"] += 1
+                return
+        except msgspec.DecodeError:
+            self.counts["corrupt_entries"] += 1
+        table[key] = encode_stock(message.level, message.ts)
+        self.counts["stock_updates"] += 1
+
     def write_stats(self) -> None:
         pending = sum(len(h) for h in self.heaps.values())
         body = msgspec.json.encode(
@@ -183,6 +214,8 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
         "join", partitions=settings.partitions, key_type=bytes, value_type=bytes
     )  # bytes types are stored raw
     joiner = Joiner(settings, table, training)
+    stock = app.Table("stock", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    events = app.topic(settings.topic("events"), **raw)
     app.joiner = joiner  # type: ignore[attr-defined]  # reached by tests through the app
 
     @app.agent(source)
@@ -193,6 +226,15 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
             except Exception:  # a bug must not stop the join for every other event
                 joiner.counts["failed"] += 1
                 log.exception("join failed for a message on partition %d", event.message.partition)
+
+    @app.agent(events)
+    async def stock_agent(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                joiner.update_stock(stock, event.value)
+            except Exception:  # a bug must not stop stock updates for every other SKU
+                joiner.counts["failed"] += 1
+                log.exception("stock update failed")
 
     @app.timer(settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def ticker() -> None:

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from agents.settings import Settings
-from api import catalogs, decide, ops, problems, rewards
+from api import catalogs, decide, events, ops, problems, rewards
 from api.state import lifespan_for
 from engine.errors import EngineError
 
@@ -21,6 +21,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", ops.metrics),
         Route("/v1/decide", decide.decide, methods=["POST"]),
         Route("/v1/rewards", rewards.rewards, methods=["POST"]),
+        Route("/v1/events", events.events, methods=["POST"]),
+        Route("/v1/inventory/{sku}", events.stock),
         Route("/v1/catalogs", catalogs.list_catalogs),
         Route("/v1/catalogs/{name}", catalogs.get_catalog, methods=["GET"]),
         Route("/v1/catalogs/{name}", catalogs.put_catalog, methods=["PUT"]),

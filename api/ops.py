@@ -21,6 +21,7 @@ async def readyz(request: Request) -> Response:
     checks = {
         "broker": st.outbox.connected and st.epoch is not None,
         "model": st.replica.caught_up,
+        "stock": st.stock.caught_up,
     }
     if st.settings.embedded:  # the worker shares this data directory: is it running?
         checks["worker"] = _worker_alive(st)
@@ -70,6 +71,7 @@ async def metrics(request: Request) -> Response:
     gauge(lines, "loopwise_outbox_refused_total", st.outbox.refused)
     gauge(lines, "loopwise_broker_connected", int(st.outbox.connected))
     gauge(lines, "loopwise_ledger_size", len(st.replica.ledger))
+    gauge(lines, "loopwise_stock_skus", len(st.stock.data))
     for name, value in sorted(st.metrics.counts.items()):
         gauge(lines, f"loopwise_{name}_total", value)
     for name, value in sorted(st.replica.counts.items()):

@@ -18,13 +18,15 @@ import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from agents.broker import prepare
+from agents.broker import prepare, stock_changelog
 from agents.catalogs import CatalogStore
 from agents.kv import KV
+from agents.mirror import Mirror
 from agents.outbox import Outbox
 from agents.replica import ModelReplica
 from agents.settings import Settings
 from engine.errors import Forbidden, InvalidInput, Unauthorized
+from engine.records import decode_stock
 
 log = logging.getLogger(__name__)
 ROLES = ("storefront", "marketer", "admin")
@@ -45,6 +47,7 @@ class State:
     replica: ModelReplica
     decisions: KV
     keys: dict[str, str]  # sha256(key) -> role
+    stock: Mirror
     metrics: Metrics = field(default_factory=Metrics)
     epoch: str | None = None
     started: float = field(default_factory=time.time)
@@ -99,6 +102,7 @@ def open_state(settings: Settings) -> State:
         replica=ModelReplica(settings, catalogs),
         decisions=KV(root / "decisions", ttl_seconds=DECISION_TTL_SECONDS),
         keys=parse_keys(settings.api_keys),
+        stock=Mirror(stock_changelog(settings), settings.partitions, decode_stock),
     )
 
 
@@ -114,10 +118,12 @@ def load_catalog_file(catalogs: CatalogStore, path: Path) -> None:
 
 
 async def connect(state: State) -> None:
-    """Background: wait for the broker, then follow the training log and drain the outbox."""
+    """Background: wait for the broker, then follow the training log and the stock table."""
     state.epoch = (await prepare(state.settings, attempts=10**9)).epoch
+    bootstrap = state.settings.bootstrap
+    state.tasks.append(asyncio.create_task(state.replica.run(bootstrap, state.epoch)))
     state.tasks.append(
-        asyncio.create_task(state.replica.run(state.settings.bootstrap, state.epoch))
+        asyncio.create_task(state.stock.run(bootstrap, state.settings.fetch_wait_ms))
     )
 
 

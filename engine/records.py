@@ -58,7 +58,15 @@ class TrainingExample(msgspec.Struct, tag="training", kw_only=True, frozen=True)
     emitted_ts: float
 
 
-Message = DecisionLogged | RewardObserved | Tick | TrainingExample
+class InventoryUpdate(msgspec.Struct, tag="inventory", kw_only=True, frozen=True):
+    """The live stock level of one SKU; the newest `ts` wins."""
+
+    sku: str
+    level: float
+    ts: float
+
+
+Message = DecisionLogged | RewardObserved | Tick | TrainingExample | InventoryUpdate
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
@@ -66,6 +74,19 @@ _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
 
 def encode(message: Message) -> bytes:
     return _encoder.encode(message)
+
+
+_stock_encoder = msgspec.msgpack.Encoder()
+_stock_decoder = msgspec.msgpack.Decoder(tuple[float, float])
+
+
+def encode_stock(level: float, ts: float) -> bytes:
+    return _stock_encoder.encode((level, ts))
+
+
+def decode_stock(raw: bytes) -> tuple[float, float]:
+    """(level, ts) as kept in the stock table and its replicas."""
+    return _stock_decoder.decode(raw)
 
 
 def decode(raw: bytes) -> Message:

@@ -246,7 +246,7 @@ def test_poisoned_messages_are_skipped_and_counted_not_fatal(stack: Stack) -> No
         producer = AIOKafkaProducer(bootstrap_servers=stack.broker)
         await producer.start()
         try:
-            for topic in ("decisions", "rewards", "training"):
+            for topic in ("decisions", "rewards", "training", "events"):
                 for i, value in enumerate(poison):
                     await producer.send_and_wait(f"{prefix}-{topic}", value, key=b"p%d" % i)
         finally:
@@ -271,5 +271,30 @@ def test_poisoned_messages_are_skipped_and_counted_not_fatal(stack: Stack) -> No
         "the worker to count poisoned messages",
     )
     stats = json.loads((stack.api.log.parent / "worker-stats.json").read_text())
-    assert stats["counts"]["poisoned"] >= 2 * len(poison), stats
+    assert stats["counts"]["poisoned"] >= 3 * len(poison), stats
     assert stack.worker.process is not None and stack.worker.process.poll() is None
+
+
+def test_inventory_events_reach_the_serving_replica_newest_first(stack: Stack) -> None:
+    sku = f"SKU-{uuid.uuid4().hex[:8]}"
+    r = stack.http.post(
+        "/v1/events",
+        json={
+            "events": [
+                {"type": "inventory", "sku": sku, "level": 5, "ts": 1000.0},
+                {"type": "inventory", "sku": sku, "level": 2, "ts": 1002.0},
+                {"type": "inventory", "sku": sku, "level": 9, "ts": 1001.0},  # older, arrives last
+            ]
+        },
+    )
+    assert r.status_code == 202 and r.json() == {"accepted": 3}
+
+    def level() -> float | None:
+        got = stack.http.get(f"/v1/inventory/{sku}")
+        return got.json()["level"] if got.status_code == 200 else None
+
+    wait_until(lambda: level() == 2, 15, "the newest stock level to reach the API")
+    bad = stack.http.post("/v1/events", json={"type": "inventory", "sku": sku, "level": "x"})
+    assert bad.status_code == 422 and bad.json()["field"] == "level"
+    unknown = stack.http.post("/v1/events", json={"type": "teleport"})
+    assert unknown.status_code == 422 and "inventory" in unknown.json()["detail"]

@@ -1,0 +1,92 @@
+"""POST /v1/events: inventory updates (and, later, behaviour events), one or a batch."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from api import bodies
+from api.state import State, of
+from engine.catalog import ID_RE
+from engine.errors import InvalidInput, LimitExceeded, NotFound, Unavailable
+from engine.features import number
+from engine.records import InventoryUpdate, encode
+
+TYPES = ("inventory",)
+FIELDS = {"inventory": {"type", "sku", "level", "ts"}}
+
+
+async def events(request: Request) -> Response:
+    st = of(request)
+    st.authorize(request, "storefront")
+    body = await bodies.json_object(request, st.settings.limits.max_body_bytes)
+    if "events" in body:
+        items = body["events"]
+        if not isinstance(items, list) or not items:
+            raise InvalidInput("events must be a non-empty array", field="events")
+        if len(items) > st.settings.limits.max_batch:
+            raise LimitExceeded(
+                f"events has {len(items)} entries, more than the limit of "
+                f"{st.settings.limits.max_batch}",
+                field="events",
+            )
+        parsed = [parse(st, item, f"events[{i}].") for i, item in enumerate(items)]
+    else:
+        parsed = [parse(st, body, "")]
+    for event in parsed:  # all validated before any is accepted
+        if not st.outbox.put(st.settings.topic("events"), event.sku.encode(), encode(event)):
+            raise Unavailable("the outbox is full because the broker is unreachable; retry later")
+    st.metrics.counts["events_accepted"] += len(parsed)
+    return JSONResponse({"accepted": len(parsed)}, status_code=202)
+
+
+async def stock(request: Request) -> Response:
+    """GET /v1/inventory/{sku}: the live level this serving process decides with."""
+    st = of(request)
+    st.authorize(request, "marketer")
+    sku = request.path_params["sku"]
+    value = st.stock.get(sku.encode())
+    if not isinstance(value, tuple):
+        raise UnknownSku(f"no stock level is known for sku {sku!r}", field="sku")
+    level, ts = value
+    return JSONResponse({"sku": sku, "level": level, "ts": ts})
+
+
+class UnknownSku(NotFound):
+    """No inventory event has named this SKU."""
+
+
+def parse(st: State, item: object, where: str) -> InventoryUpdate:
+    if not isinstance(item, dict):
+        raise InvalidInput(
+            f"{where or 'body'} must be an object", field=where.rstrip(".") or "body"
+        )
+    kind = item.get("type")
+    if kind not in TYPES:
+        raise InvalidInput(
+            f"{where}type must be one of {', '.join(TYPES)}, got {kind!r}", field=f"{where}type"
+        )
+    for key in item:
+        if key not in FIELDS[str(kind)]:
+            raise InvalidInput(
+                f"{where}{key} is not a field of a {kind} event; expected one of "
+                f"{', '.join(sorted(FIELDS[str(kind)]))}",
+                field=f"{where}{key}",
+            )
+    sku = item.get("sku")
+    if not isinstance(sku, str) or not ID_RE.fullmatch(sku):
+        raise InvalidInput(
+            f"{where}sku must be a string of 1-128 printable characters", field=f"{where}sku"
+        )
+    level = _number(item.get("level"), st, f"{where}level")
+    ts = item.get("ts")
+    stamp = time.time() if ts is None else _number(ts, st, f"{where}ts")
+    return InventoryUpdate(sku=sku, level=level, ts=stamp)
+
+
+def _number(value: object, st: State, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{where} must be a number", field=where)
+    return number(value, st.settings.limits, where)

@@ -1,0 +1,169 @@
+"""What every benchmark shares: the machine description, statistics, tables and the stack."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("vowpalwabbit", "starlette", "uvicorn", "faust-streaming", "numpy", "msgspec")
+Floats = npt.NDArray[np.float64]
+
+
+def machine() -> dict[str, object]:
+    """nproc, CPU model, Python and the versions of the packages on the hot path."""
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "nproc": os.cpu_count() or 1,
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "loadavg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def mean_ci(samples: Sequence[float] | Floats) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (0 for a single sample)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size < 2:
+        return float(x.mean()) if x.size else math.nan, 0.0
+    return float(x.mean()), float(_t95(x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+
+
+def curve_ci(rows: Floats) -> tuple[Floats, Floats]:
+    """Per-column mean and 95% half-width over the rows (seeds)."""
+    mean = rows.mean(axis=0)
+    if rows.shape[0] < 2:
+        return mean, np.zeros_like(mean)
+    half = _t95(rows.shape[0] - 1) * rows.std(axis=0, ddof=1) / math.sqrt(rows.shape[0])
+    return mean, half
+
+
+def _t95(dof: int) -> float:
+    try:
+        from scipy import stats
+
+        return float(stats.t.ppf(0.975, dof))
+    except ImportError:  # scipy is a dev dependency; the normal quantile is close enough
+        return 1.96
+
+
+def quantiles_ms(seconds: Sequence[float] | Floats) -> dict[str, float]:
+    x = np.asarray(seconds, dtype=np.float64) * 1000.0
+    if x.size == 0:
+        return {"p50": math.nan, "p99": math.nan, "p99.9": math.nan, "max": math.nan}
+    p50, p99, p999 = np.quantile(x, [0.5, 0.99, 0.999])
+    return {"p50": float(p50), "p99": float(p99), "p99.9": float(p999), "max": float(x.max())}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table; floats shown with 4 significant digits."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(out)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_with(extra: Mapping[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Stack:
+    """`python -m api.cli up` in a temp data dir on free ports; stopped by its PID."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    ready_seconds: float
+
+
+@contextlib.contextmanager
+def stack(extra_env: Mapping[str, str] | None = None, timeout: float = 120.0) -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="loopwise-bench-") as tmp:
+        data = Path(tmp)
+        port, broker_port = free_port(), free_port()
+        command = [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data)]
+        command += ["--port", str(port), "--broker-port", str(broker_port)]
+        command += ["--timeout", str(timeout)]
+        started = time.monotonic()
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env_with(extra_env or {}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            url = _wait_up(process, timeout + 10.0, data)
+            yield Stack(url, process, data, time.monotonic() - started)
+        finally:
+            _stop(process)
+
+
+def _wait_up(process: subprocess.Popen[bytes], timeout: float, data: Path) -> str:
+    assert process.stdout is not None  # we asked for a pipe
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline().decode(errors="replace")
+        if not line:
+            break
+        if line.startswith("Loopwise is up: "):
+            return line.split()[3]
+    raise RuntimeError(f"the stack did not come up (exit {process.poll()}); see {data}/logs")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

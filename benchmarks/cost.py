@@ -1,0 +1,277 @@
+"""CPU cost per decision, split by stage, in-process on the objects the API uses.
+
+Each stage runs alone in a loop over many calls with inputs precomputed from the stage
+before it (so timers do not sit inside the measured work); `process_time_ns` gives CPU
+time, `perf_counter_ns` wall time. The real handler (`api.decide.decide`) is then timed
+end to end on a Starlette Request over the same stores, without a server: the gap
+between it and the sum of the stages is the handler's own glue. Server + framework cost
+per request is what `decide_latency` measures on the bare endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from agents.settings import Settings
+from api.decide import decide
+from api.state import State, encode_index, open_state
+from benchmarks.common import table
+from benchmarks.shapes import SHAPES, Shape, catalog_body, decide_body
+from engine import vwformat
+from engine.eligibility import eligible
+from engine.features import flatten
+from engine.limits import Limits
+from engine.records import DecisionLogged, encode
+from engine.sampling import normalise, ranking, rng_for, sample
+from policies.vw import VWPolicy, action_body
+
+STAGES = (
+    "json_parse",
+    "feature_flattening",
+    "catalog_and_eligibility",
+    "example_building",
+    "vw_predict",
+    "sampling",
+    "logging_outbox_put",
+    "response_encode",
+)
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+def run(quick: bool, out: Path) -> dict[str, object]:
+    calls = 200 if quick else 3000
+    limits = Limits(max_features=5000)
+    with tempfile.TemporaryDirectory(prefix="loopwise-cost-") as tmp:
+        settings = Settings(data_dir=Path(tmp), limits=limits)
+        state = _state(settings)
+        try:
+            shapes = {
+                s.name: _shape(state, s, calls if s.features < 1000 else calls // 10)
+                for s in SHAPES
+            }
+        finally:
+            _close(state)
+    main = shapes["50x20"]
+    stages = main["stages_cpu_us"]
+    assert isinstance(stages, dict)
+    top = max(stages, key=lambda k: float(stages[k]))
+    result: dict[str, object] = {
+        "settings": {
+            "calls_per_stage": calls,
+            "calls_200x1000": calls // 10,
+            "timer": "process_time_ns",
+        },
+        "shapes": shapes,
+        "top_stage_50x20": top,
+        "top_stage_share_50x20": float(stages[top]) / float(main["sum_of_stages_cpu_us"]),  # type: ignore[arg-type]
+    }
+    return result
+
+
+def _state(settings: Settings) -> State:
+    """The API's own resources (api.state.open_state), without the broker tasks."""
+    return open_state(settings)
+
+
+def _close(state: State) -> None:
+    state.replica.close()
+    for kv in (state.catalogs.kv, state.outbox.kv, state.decisions):
+        kv.close()
+
+
+def _cpu_us(fn: Callable[[int], object], calls: int) -> tuple[float, float]:
+    """CPU and wall microseconds per call of fn(i), after a short warm-up."""
+    for i in range(min(20, calls)):
+        fn(i)
+    cpu, wall = time.process_time_ns(), time.perf_counter_ns()
+    for i in range(calls):
+        fn(i)
+    return (time.process_time_ns() - cpu) / calls / 1e3, (
+        time.perf_counter_ns() - wall
+    ) / calls / 1e3
+
+
+def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
+    limits = state.settings.limits
+    catalog, _ = state.catalogs.put(shape.catalog, catalog_body(shape), time.time())
+    model = state.replica.policy(catalog)
+    policy = model.policy
+    assert isinstance(policy, VWPolicy)
+    n = 64  # distinct requests, cycled
+    bodies = [decide_body(shape, i) for i in range(n)]
+    parsed = [_decoder.decode(b) for b in bodies]
+    features = [flatten(p["context"], limits) for p in parsed]
+    actions = eligible(catalog, None, ())
+    lines = [[vwformat.shared_line(f), *(action_body(a) for a in actions)] for f in features]
+    pmfs = [normalise(np.asarray(policy._ws.predict(x), dtype=np.float64)) for x in lines]
+    ids = [uuid.uuid4().hex for _ in range(n)]
+    topic = state.settings.topic("decisions")
+
+    def parse(i: int) -> object:
+        body = _decoder.decode(bodies[i % n])
+        return [k for k in body if k not in ("catalog", "context", "user_id", "event_id")]
+
+    def logging_put(i: int) -> object:
+        pmf = pmfs[i % n]
+        event_id = f"{ids[i % n]}-{i}"
+        record = DecisionLogged(
+            event_id=event_id,
+            ts=time.time(),
+            catalog=catalog.name,
+            catalog_version=catalog.version,
+            user_id="u1",
+            context=features[i % n],
+            eligible=[a.id for a in actions],
+            pmf=[float(p) for p in pmf],
+            chosen=0,
+            probability=float(pmf[0]),
+            policy=policy.name,
+            model_version=state.replica.model_version(catalog.name),
+            wait_seconds=catalog.learning.reward_wait_seconds,
+            default_reward=0.0,
+            aggregation="earliest",
+        )
+        state.outbox.put(topic, event_id.encode(), encode(record))
+        state.decisions.put(event_id.encode(), encode_index(catalog.name, time.time(), 10.0))
+        return None
+
+    def sampling(i: int) -> object:
+        pmf = normalise(pmfs[i % n])
+        sample(pmf, rng_for(f"{ids[i % n]}-{i}"))
+        return ranking(pmf)
+
+    def response(i: int) -> bytes:
+        pmf = pmfs[i % n]
+        order = ranking(pmf)
+        return _encoder.encode(
+            {
+                "event_id": ids[i % n],
+                "ranking": [{"id": actions[j].id, "probability": float(pmf[j])} for j in order],
+                "chosen": {"id": actions[0].id, "probability": float(pmf[0])},
+                "policy": policy.name,
+                "model_version": "1.0",
+                "catalog_version": catalog.version,
+                "fallback": False,
+                "logged": True,
+            }
+        )
+
+    fns: dict[str, Callable[[int], object]] = {
+        "json_parse": parse,
+        "feature_flattening": lambda i: flatten(parsed[i % n]["context"], limits),
+        "catalog_and_eligibility": lambda i: eligible(
+            state.catalogs.latest(shape.catalog), None, ()
+        ),
+        "example_building": lambda i: [
+            vwformat.shared_line(features[i % n]),
+            *(action_body(a) for a in actions),
+        ],
+        "vw_predict": lambda i: policy._ws.predict(lines[i % n]),
+        "sampling": sampling,
+        "logging_outbox_put": logging_put,
+        "response_encode": response,
+    }
+    cpu: dict[str, float] = {}
+    wall: dict[str, float] = {}
+    for name in STAGES:
+        cpu[name], wall[name] = _cpu_us(fns[name], calls)
+    handler_cpu, handler_wall = _handler_us(state, shape, calls)
+    state.outbox.pending.clear()  # nothing will drain it: keep memory flat between shapes
+    total = sum(cpu.values())
+    return {
+        "stages_cpu_us": cpu,
+        "stages_wall_us": wall,
+        "sum_of_stages_cpu_us": total,
+        "share": {k: v / total for k, v in cpu.items()},
+        "handler_cpu_us": handler_cpu,
+        "handler_wall_us": handler_wall,
+        "handler_glue_cpu_us": handler_cpu - total,
+    }
+
+
+def _handler_us(state: State, shape: Shape, calls: int) -> tuple[float, float]:
+    """The real `api.decide.decide` on a Starlette Request, no server, same stores."""
+    from starlette.requests import Request
+
+    bodies = [decide_body(shape, i) for i in range(64)]
+
+    async def one(i: int) -> None:
+        body = bodies[i % len(bodies)]
+        sent = False
+
+        async def receive() -> dict[str, object]:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/decide",
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+            "query_string": b"",
+            "state": {"lw": state},
+        }
+        response = await decide(Request(scope, receive))
+        if response.status_code != 200:
+            raise RuntimeError(f"decide answered {response.status_code}: {response.body[:200]!r}")
+
+    async def loop() -> tuple[float, float]:
+        for i in range(20):
+            await one(i)
+        cpu, wall = time.process_time_ns(), time.perf_counter_ns()
+        for i in range(calls):
+            await one(i)
+        return (time.process_time_ns() - cpu) / calls / 1e3, (
+            time.perf_counter_ns() - wall
+        ) / calls / 1e3
+
+    return asyncio.run(loop())
+
+
+def flamegraph(url: str, pid: int, out: Path, seconds: float) -> str | None:
+    """py-spy against a running API process, if py-spy is installed; the SVG path."""
+    spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
+    if not Path(spy).exists():
+        return None
+    path = out / "decide_flamegraph.svg"
+    done = subprocess.run(
+        [spy, "record", "-o", str(path), "-d", str(int(seconds)), "-p", str(pid), "-r", "200"],
+        capture_output=True,
+        timeout=seconds + 60,
+    )
+    return str(path) if done.returncode == 0 and path.exists() else None
+
+
+def report(result: dict[str, object]) -> str:
+    shapes = result["shapes"]
+    assert isinstance(shapes, dict)
+    names = list(shapes)
+    rows: list[list[object]] = []
+    for stage in STAGES:
+        rows.append([stage, *(float(shapes[s]["stages_cpu_us"][stage]) for s in names)])
+    rows.append(["sum of stages", *(float(shapes[s]["sum_of_stages_cpu_us"]) for s in names)])
+    rows.append(["real handler", *(float(shapes[s]["handler_cpu_us"]) for s in names)])
+    text = table(["stage (CPU us/decision)", *names], rows)
+    top = result["top_stage_50x20"]
+    share = float(result["top_stage_share_50x20"])  # type: ignore[arg-type]
+    return f"cost\n{text}\ntop stage (50x20): {top} ({share:.0%} of the stages)\n" + json.dumps(
+        {"note": "server+framework cost: see decide_latency bare endpoint"}
+    )

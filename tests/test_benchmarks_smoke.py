@@ -1,0 +1,70 @@
+"""`python -m benchmarks --quick` runs the offline benchmarks and writes sane results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _numbers(value: object) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _numbers(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _numbers(v)]
+    return []
+
+
+def test_quick_offline_benchmarks_write_finite_results(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "quality", "cost", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {"machine", "benchmarks", "quick"} <= set(results)
+    assert results["machine"]["nproc"] >= 1 and "vowpalwabbit" in results["machine"]["packages"]
+
+    quality = results["benchmarks"]["quality"]
+    assert {"settings", "environments", "verdict", "plots"} <= set(quality)
+    assert set(quality["environments"]) == {
+        "segments",
+        "preferences",
+        "interactions",
+        "drift",
+        "sparse",
+    }
+    for rows in quality["environments"].values():
+        assert {"loopwise-default", "uniform", "thompson", "linucb", "oracle"} <= set(rows)
+        for row in rows.values():
+            assert {"cumulative_reward", "cumulative_regret", "ctr"} <= set(row)
+        assert rows["oracle"]["cumulative_regret"] == 0.0
+    assert isinstance(
+        quality["verdict"]["default_beats_every_non_oracle_baseline_everywhere"], bool
+    )
+    for path in quality["plots"]:
+        assert Path(path).stat().st_size > 0
+
+    cost = results["benchmarks"]["cost"]
+    assert set(cost["shapes"]) == {"10x20", "50x20", "200x1000"}
+    for shape in cost["shapes"].values():
+        assert {"stages_cpu_us", "sum_of_stages_cpu_us", "handler_cpu_us"} <= set(shape)
+        assert all(v >= 0 for v in shape["stages_cpu_us"].values())
+    assert cost["top_stage_50x20"] in cost["shapes"]["50x20"]["stages_cpu_us"]
+
+    numbers = _numbers(quality["environments"]) + _numbers(cost["shapes"])
+    assert numbers and all(math.isfinite(x) for x in numbers)
