@@ -1,0 +1,744 @@
+"""Business constraints of a catalog: parsed once, applied inside every decision.
+
+Constraints narrow the actions *before* the policy sees them (`apply`), and shape the
+policy's pmf *before* sampling (`adjust`). Nothing here runs after sampling, so the
+probability logged with a decision is the exact probability of what was shown.
+
+The JSON under a catalog's "constraints" key (every part optional)::
+
+    {
+      "rules": [
+        {"name": "no-kids-ads-at-night", "when": "context.hour >= 22",
+         "exclude": "action.tags contains 'kids'"},
+        {"name": "members-only-for-vip", "require": "context.user.segment == 'vip'
+                                                     or not ('members' in action.tags)"}
+      ],
+      "schedules": {
+        "hero-xmas": {"start": "2026-12-01T00:00:00+01:00", "end": "2026-12-27T00:00:00+01:00"},
+        "hero-sale": {"start": "2026-07-01T09:00", "timezone": "Europe/Berlin"}
+      },
+      "inventory": {"sku_field": "sku", "threshold": 0, "unknown": "in_stock"},
+      "frequency_caps": [
+        {"name": "hero-3-per-day", "actions": ["hero-xmas", "hero-sale"], "limit": 3,
+         "window_seconds": 86400},
+        {"name": "one-per-brand-hourly", "group": "brand", "limit": 1, "window_seconds": 3600}
+      ],
+      "pinned": null,
+      "boost": {"hero-sale": 2.0},
+      "exploration_floor": 0.05,
+      "fallback": {"action": "hero-sale"},
+      "diversity": {"max_per": {"category": 2}}
+    }
+
+rules           `when` (optional, may read only `context.*`) is evaluated once per request;
+                when it holds, actions matching `exclude` are removed, or, with `require`,
+                actions not matching it are removed. Expressions: see engine.rules.
+schedules       action id -> window [start, end) (either end optional). Times are ISO-8601
+                with an explicit offset (`Z`, `+01:00`), or local times with a zone name in
+                "timezone" (zoneinfo, DST-aware; a local time that does not exist because of
+                a DST gap is refused, an ambiguous one takes its first occurrence). A time
+                with an offset keeps its offset even when "timezone" is given. Naive times
+                without "timezone" are refused.
+inventory       metadata[sku_field] (a string, or an integer written in decimal) is the SKU;
+                the action is shown only while stock[sku] > threshold. Actions without a
+                SKU are unaffected. A SKU missing from the stock map counts as in stock
+                unless "unknown" is "out_of_stock".
+frequency_caps  per user, over the exposures the caller passes (decisions actually shown).
+                An exposure counts when its timestamp is > now - window_seconds (later
+                timestamps count too: clock skew errs on the side of the cap). "actions"
+                caps the total exposures of that set; "group" caps, per metadata value of
+                that key, the total exposures of all catalog actions sharing the value.
+                When the total reaches `limit`, the set (or group) is removed. No user
+                (`user_exposures=None`) means no caps.
+pinned          if eligible, shown with probability 1 (`adjust` returns one-hot). The
+                decision is logged with p=1 and learned as any other example with p=1; it
+                teaches the model about the pinned action only, and off-policy estimates
+                for policies that would not show it get no information from such events.
+boost           multiplies an action's policy probability before renormalising.
+exploration_floor  each eligible action gets at least floor/K (engine.sampling.normalise).
+fallback        what to answer when nothing is eligible: a named action (shown with p=1,
+                not subject to the rules; log it flagged as fallback) or an empty answer.
+diversity       for slates: at most k chosen actions share a value of a feature/metadata key.
+
+`apply` lists each removed action once, under the first reason that removes it, in this
+order: "schedule", "inventory", "rule:<name>" (rules in order), "cap:<name>" (caps in
+order). "request" is reserved for exclusions the caller makes (candidates/exclude).
+
+May import: the standard library, numpy, zoneinfo and engine.* (engine.catalog for types
+only: engine.catalog imports this module).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+
+from engine.errors import InvalidInput, LimitExceeded
+from engine.features import Features, number
+from engine.limits import Limits
+from engine.rules import Rule, compile_rule
+from engine.sampling import Pmf, normalise
+
+if TYPE_CHECKING:
+    from engine.catalog import Action
+
+MAX_RULES = 200
+MAX_CAPS = 100
+MAX_WINDOW_SECONDS = 366 * 24 * 3600.0
+MAX_BOOST = 1e6
+MAX_MEMO = 65_536
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+KEYS = (
+    "rules",
+    "schedules",
+    "inventory",
+    "frequency_caps",
+    "pinned",
+    "boost",
+    "exploration_floor",
+    "fallback",
+    "diversity",
+)
+Unknown = Literal["in_stock", "out_of_stock"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    name: str
+    when: Rule | None
+    test: Rule
+    exclude: bool  # True: remove matches; False (require): remove non-matches
+    static: bool = False  # the test reads only the action: same answer in every request
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: float | None  # epoch seconds, inclusive
+    end: float | None  # epoch seconds, exclusive
+
+    def open_at(self, now: float) -> bool:
+        return (self.start is None or self.start <= now) and (self.end is None or now < self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    sku_field: str
+    threshold: float = 0.0
+    unknown: Unknown = "in_stock"
+
+    def sku(self, action: Action) -> str | None:
+        value = action.metadata.get(self.sku_field)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return None
+
+    def in_stock(self, action: Action, stock: Mapping[str, float]) -> bool:
+        sku = self.sku(action)
+        if sku is None:
+            return True
+        level = stock.get(sku)
+        if level is None:
+            return self.unknown == "in_stock"
+        return level > self.threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    name: str
+    limit: int
+    window_seconds: float
+    actions: frozenset[str] = frozenset()
+    group: str | None = None
+
+
+NOTHING_ELIGIBLE = "no action is eligible"
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    action: str | None = None
+    reason: str = NOTHING_ELIGIBLE
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    actions: list[Action]
+    removed: dict[str, list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    rules: tuple[RuleSpec, ...] = ()
+    schedules: Mapping[str, Window] = field(default_factory=dict)
+    inventory: Inventory | None = None
+    caps: tuple[Cap, ...] = ()
+    pinned: str | None = None
+    boost: Mapping[str, float] = field(default_factory=dict)
+    exploration_floor: float = 0.0
+    fallback: Fallback | None = None
+    diversity: Mapping[str, int] = field(default_factory=dict)
+    source: Mapping[str, object] = field(default_factory=dict, compare=False)
+    # per action object: indices of action-only rules that would remove it (a cache)
+    _removers: dict[int, tuple[Action, tuple[int, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.source)
+
+
+NO_CONSTRAINTS = Constraints()
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def parse_constraints(body: object, action_ids: Sequence[str], limits: Limits) -> Constraints:
+    """Validate the "constraints" JSON of a catalog; every error names its field path."""
+    if body is None:
+        return NO_CONSTRAINTS
+    obj = _object(body, "constraints")
+    _no_unknown(obj, KEYS, "constraints")
+    ids = frozenset(action_ids)
+    floor = _number(obj.get("exploration_floor", 0.0), limits, "constraints.exploration_floor")
+    if not 0.0 <= floor <= 1.0:
+        raise InvalidInput(
+            f"constraints.exploration_floor must be in [0, 1], got {floor!r}",
+            field="constraints.exploration_floor",
+        )
+    return Constraints(
+        rules=_rules(obj.get("rules", []), limits),
+        schedules=_schedules(obj.get("schedules", {}), ids),
+        inventory=_inventory(obj.get("inventory"), limits),
+        caps=_caps(obj.get("frequency_caps", []), ids, limits),
+        pinned=_pinned(obj.get("pinned"), ids),
+        boost=_boost(obj.get("boost", {}), ids, limits),
+        exploration_floor=floor,
+        fallback=_fallback(obj.get("fallback"), ids, limits),
+        diversity=_diversity(obj.get("diversity"), limits),
+        source=obj,
+    )
+
+
+def _rules(body: object, limits: Limits) -> tuple[RuleSpec, ...]:
+    items = _array(body, "constraints.rules", MAX_RULES)
+    out: list[RuleSpec] = []
+    names: set[str] = set()
+    for i, raw in enumerate(items):
+        where = f"constraints.rules[{i}]"
+        obj = _object(raw, where)
+        _no_unknown(obj, ("name", "when", "exclude", "require"), where)
+        name = _name(obj.get("name"), f"{where}.name", names)
+        when = _when(obj.get("when"), f"{where}.when")
+        if ("exclude" in obj) == ("require" in obj):
+            raise InvalidInput(
+                f"{where} needs exactly one of 'exclude' or 'require'", field=f"{where}.exclude"
+            )
+        key = "exclude" if "exclude" in obj else "require"
+        test = compile_rule(obj[key], f"{where}.{key}")
+        out.append(
+            RuleSpec(
+                name=name,
+                when=when,
+                test=test,
+                exclude=key == "exclude",
+                static=test.uses_action and not test.uses_context,
+            )
+        )
+    return tuple(out)
+
+
+def _when(text: object, where: str) -> Rule | None:
+    if text is None:
+        return None
+    rule = compile_rule(text, where)
+    if rule.uses_action:
+        used = ", ".join(sorted(v for v in rule.variables if v.startswith("action")))
+        raise InvalidInput(
+            f"{where} may read only context.*, but it reads {used}; put conditions on actions "
+            "in 'exclude' or 'require'",
+            field=where,
+        )
+    return rule
+
+
+def _schedules(body: object, ids: frozenset[str]) -> dict[str, Window]:
+    obj = _object(body, "constraints.schedules")
+    out: dict[str, Window] = {}
+    for action_id, raw in obj.items():
+        where = f"constraints.schedules.{action_id}"
+        _known_id(action_id, ids, where)
+        spec = _object(raw, where)
+        _no_unknown(spec, ("start", "end", "timezone"), where)
+        zone = _zone(spec.get("timezone"), f"{where}.timezone")
+        if "start" not in spec and "end" not in spec:
+            raise InvalidInput(f"{where} needs 'start', 'end' or both", field=where)
+        start = _instant(spec.get("start"), zone, f"{where}.start")
+        end = _instant(spec.get("end"), zone, f"{where}.end")
+        if start is not None and end is not None and end <= start:
+            raise InvalidInput(f"{where}.end must be after {where}.start", field=f"{where}.end")
+        out[action_id] = Window(start, end)
+    return out
+
+
+def _zone(value: object, where: str) -> ZoneInfo | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{where} must be a zone name such as 'Europe/Berlin'", field=where)
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInput(
+            f"{where} {value!r} is not a known time zone (IANA names such as 'Europe/Berlin')",
+            field=where,
+        ) from exc
+
+
+def _instant(value: object, zone: ZoneInfo | None, where: str) -> float | None:
+    """Epoch seconds of an ISO-8601 time; naive times need a zone and must exist in it."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where} must be an ISO-8601 string, got {value!r}", field=where)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{where} {value!r} is not an ISO-8601 time such as '2026-12-01T00:00:00+01:00'",
+            field=where,
+        ) from exc
+    if moment.tzinfo is not None:
+        return moment.timestamp()
+    if zone is None:
+        raise InvalidInput(
+            f"{where} {value!r} has no UTC offset; add one (e.g. '+01:00' or 'Z') or set "
+            "'timezone' (e.g. 'Europe/Berlin')",
+            field=where,
+        )
+    local = moment.replace(tzinfo=zone)
+    if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != moment:
+        raise InvalidInput(
+            f"{where} {value!r} does not exist in {zone.key} (it falls in a daylight-saving gap)",
+            field=where,
+        )
+    return local.timestamp()
+
+
+def _inventory(body: object, limits: Limits) -> Inventory | None:
+    if body is None:
+        return None
+    where = "constraints.inventory"
+    obj = _object(body, where)
+    _no_unknown(obj, ("sku_field", "threshold", "unknown"), where)
+    sku_field = obj.get("sku_field")
+    if not isinstance(sku_field, str) or not sku_field:
+        raise InvalidInput(
+            f"{where}.sku_field must name a metadata key, got {sku_field!r}",
+            field=f"{where}.sku_field",
+        )
+    unknown = obj.get("unknown", "in_stock")
+    if unknown not in ("in_stock", "out_of_stock"):
+        raise InvalidInput(
+            f"{where}.unknown must be one of in_stock, out_of_stock, got {unknown!r}",
+            field=f"{where}.unknown",
+        )
+    threshold = _number(obj.get("threshold", 0.0), limits, f"{where}.threshold")
+    return Inventory(sku_field, threshold, unknown)
+
+
+def _caps(body: object, ids: frozenset[str], limits: Limits) -> tuple[Cap, ...]:
+    items = _array(body, "constraints.frequency_caps", MAX_CAPS)
+    names: set[str] = set()
+    return tuple(
+        _cap(raw, f"constraints.frequency_caps[{i}]", ids, limits, names)
+        for i, raw in enumerate(items)
+    )
+
+
+def _cap(raw: object, where: str, ids: frozenset[str], limits: Limits, names: set[str]) -> Cap:
+    obj = _object(raw, where)
+    _no_unknown(obj, ("name", "actions", "group", "limit", "window_seconds"), where)
+    name = _name(obj.get("name"), f"{where}.name", names)
+    limit = obj.get("limit")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
+        raise InvalidInput(
+            f"{where}.limit must be a whole number in [1, 1000000], got {limit!r}",
+            field=f"{where}.limit",
+        )
+    window = _number(obj.get("window_seconds"), limits, f"{where}.window_seconds")
+    if not 0.0 < window <= MAX_WINDOW_SECONDS:
+        raise InvalidInput(
+            f"{where}.window_seconds must be in (0, {MAX_WINDOW_SECONDS:g}], got {window!r}",
+            field=f"{where}.window_seconds",
+        )
+    if ("actions" in obj) == ("group" in obj):
+        raise InvalidInput(f"{where} needs exactly one of 'actions' or 'group'", field=where)
+    if "group" in obj:
+        group = obj["group"]
+        if not isinstance(group, str) or not group:
+            raise InvalidInput(
+                f"{where}.group must name a metadata key, got {group!r}", field=f"{where}.group"
+            )
+        return Cap(name, limit, window, group=group)
+    members = _id_list(obj["actions"], ids, f"{where}.actions", limits)
+    return Cap(name, limit, window, actions=frozenset(members))
+
+
+def _pinned(value: object, ids: frozenset[str]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(
+            f"constraints.pinned must be an action id or null, got {value!r}",
+            field="constraints.pinned",
+        )
+    return _known_id(value, ids, "constraints.pinned")
+
+
+def _boost(body: object, ids: frozenset[str], limits: Limits) -> dict[str, float]:
+    obj = _object(body, "constraints.boost")
+    out: dict[str, float] = {}
+    for action_id, raw in obj.items():
+        where = f"constraints.boost.{action_id}"
+        _known_id(action_id, ids, where)
+        factor = _number(raw, limits, where)
+        if not 0.0 < factor <= MAX_BOOST:
+            raise InvalidInput(
+                f"{where} must be a factor in (0, {MAX_BOOST:g}], got {factor!r}", field=where
+            )
+        out[action_id] = factor
+    return out
+
+
+def _fallback(body: object, ids: frozenset[str], limits: Limits) -> Fallback | None:
+    if body is None:
+        return None
+    where = "constraints.fallback"
+    obj = _object(body, where)
+    _no_unknown(obj, ("action", "empty", "reason"), where)
+    if "action" in obj:
+        if "empty" in obj:
+            raise InvalidInput(f"{where} takes 'action' or 'empty', not both", field=where)
+        action_id = obj["action"]
+        if not isinstance(action_id, str):
+            raise InvalidInput(f"{where}.action must be an action id", field=f"{where}.action")
+        _known_id(action_id, ids, f"{where}.action")
+        return Fallback(action=action_id)
+    if obj.get("empty") is not True:
+        raise InvalidInput(
+            f'{where} must be {{"action": "<id>"}} or {{"empty": true, "reason": "..."}}',
+            field=where,
+        )
+    reason = obj.get("reason", NOTHING_ELIGIBLE)
+    if not isinstance(reason, str) or not 0 < len(reason) <= limits.max_string_chars:
+        raise InvalidInput(
+            f"{where}.reason must be a string of 1-{limits.max_string_chars} characters",
+            field=f"{where}.reason",
+        )
+    return Fallback(reason=reason)
+
+
+def _diversity(body: object, limits: Limits) -> dict[str, int]:
+    if body is None:
+        return {}
+    where = "constraints.diversity"
+    obj = _object(body, where)
+    _no_unknown(obj, ("max_per",), where)
+    per = _object(obj.get("max_per", {}), f"{where}.max_per")
+    out: dict[str, int] = {}
+    for key, raw in per.items():
+        at = f"{where}.max_per.{key}"
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= limits.max_slots:
+            raise InvalidInput(
+                f"{at} must be a whole number in [1, {limits.max_slots}], got {raw!r}", field=at
+            )
+        out[key] = raw
+    return out
+
+
+# --- small validators ---------------------------------------------------------------------
+
+
+def _object(body: object, where: str) -> dict[str, object]:
+    if not isinstance(body, Mapping):
+        raise InvalidInput(f"{where} must be an object", field=where)
+    return {str(k): v for k, v in body.items()}
+
+
+def _array(body: object, where: str, limit: int) -> list[object]:
+    if not isinstance(body, list):
+        raise InvalidInput(f"{where} must be an array", field=where)
+    if len(body) > limit:
+        raise LimitExceeded(
+            f"{where} has {len(body)} entries, more than the limit of {limit}", field=where
+        )
+    return body
+
+
+def _no_unknown(obj: Mapping[str, object], known: Sequence[str], where: str) -> None:
+    for key in obj:
+        if key not in known:
+            raise InvalidInput(
+                f"{where}.{key} is not a known field; expected one of {', '.join(sorted(known))}",
+                field=f"{where}.{key}",
+            )
+
+
+def _name(value: object, where: str, seen: set[str]) -> str:
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise InvalidInput(
+            f"{where} must be 1-64 characters of letters, digits, '_', '.', '-', starting with a "
+            f"letter or digit, got {value!r}",
+            field=where,
+        )
+    if value in seen:
+        raise InvalidInput(f"{where} {value!r} appears twice", field=where)
+    seen.add(value)
+    return value
+
+
+def _known_id(action_id: str, ids: frozenset[str], where: str) -> str:
+    if action_id not in ids:
+        raise InvalidInput(f"{where}: {action_id!r} is not an action of the catalog", field=where)
+    return action_id
+
+
+def _id_list(body: object, ids: frozenset[str], where: str, limits: Limits) -> list[str]:
+    items = _array(body, where, limits.max_actions)
+    if not items:
+        raise InvalidInput(f"{where} must name at least one action", field=where)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidInput(f"{where}[{i}] must be an action id", field=f"{where}[{i}]")
+        _known_id(item, ids, f"{where}[{i}]")
+    return [str(item) for item in items]
+
+
+def _number(value: object, limits: Limits, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{where} must be a number, got {value!r}", field=where)
+    return number(value, limits, where)
+
+
+# --- applying -----------------------------------------------------------------------------
+
+
+def apply(
+    constraints: Constraints,
+    actions: Sequence[Action],
+    context: Features,
+    now: float,
+    user_exposures: Mapping[str, Sequence[float]] | None,
+    stock: Mapping[str, float],
+    *,
+    catalog_actions: Sequence[Action] | None = None,
+) -> Eligibility:
+    """The actions allowed now, in their order, and the removed ids by first reason.
+
+    `catalog_actions` (default: `actions`) is the universe for group caps: exposures of
+    group members the request did not offer still count. Pass the catalog's actions.
+    """
+    blocked = _blocked_by_caps(constraints.caps, catalog_actions or actions, now, user_exposures)
+    rules = _RequestRules(constraints, context)
+    timed = bool(constraints.schedules) or constraints.inventory is not None
+    capped = any(blocked)
+    kept: list[Action] = []
+    removed: dict[str, list[str]] = {}
+    for action in actions:
+        reason = _schedule_or_stock(constraints, action, now, stock) if timed else None
+        if reason is None and rules.count:
+            reason = rules.reason(action)
+        if reason is None and capped:
+            reason = _cap_reason(constraints.caps, blocked, action)
+        if reason is None:
+            kept.append(action)
+        else:
+            removed.setdefault(reason, []).append(action.id)
+    return Eligibility(kept, removed)
+
+
+def _schedule_or_stock(
+    constraints: Constraints, action: Action, now: float, stock: Mapping[str, float]
+) -> str | None:
+    window = constraints.schedules.get(action.id)
+    if window is not None and not window.open_at(now):
+        return "schedule"
+    inventory = constraints.inventory
+    if inventory is not None and not inventory.in_stock(action, stock):
+        return "inventory"
+    return None
+
+
+class _RequestRules:
+    """The rules bound to one request's context.
+
+    A rule whose test reads only the action ("static") removes the same actions in every
+    request: the indices of static rules that would remove an action are cached per action
+    object, so a request pays one lookup per action for all of them. Tests reading the
+    context are bound once per request (engine.rules.Rule.bind).
+    """
+
+    def __init__(self, constraints: Constraints, context: Features) -> None:
+        self.constraints = constraints
+        specs = constraints.rules
+        self.names = [f"rule:{spec.name}" for spec in specs]
+        self.active = [spec.when is None or spec.when.bind(context) is True for spec in specs]
+        self.count = len(specs)
+        self.static = any(spec.static for spec in specs)
+        self.everything = len(specs)  # the first active rule that removes every action
+        self.dynamic: list[tuple[int, Callable[[Action], bool], bool]] = []
+        for i, spec in enumerate(specs):
+            if not self.active[i] or spec.static:
+                continue
+            bound = spec.test.bind(context)
+            if isinstance(bound, bool):
+                if bound is spec.exclude:
+                    self.everything = i
+                    break
+            else:
+                self.dynamic.append((i, bound, spec.exclude))
+
+    def reason(self, action: Action) -> str | None:
+        first = self.everything
+        removers = _static_removers(self.constraints, action) if self.static else ()
+        for i in removers:
+            if i >= first:
+                break
+            if self.active[i]:
+                first = i
+                break
+        for i, test, exclude in self.dynamic:
+            if i >= first:
+                break
+            if test(action) is exclude:
+                first = i
+                break
+        return self.names[first] if first < self.count else None
+
+
+def _static_removers(constraints: Constraints, action: Action) -> tuple[int, ...]:
+    """Indices of static rules that remove `action` when active (cached per action object;
+    the cache entry holds the object, so its id is never reused while the entry lives)."""
+    cache = constraints._removers
+    hit = cache.get(id(action))
+    if hit is not None and hit[0] is action:
+        return hit[1]
+    removers = tuple(
+        i
+        for i, spec in enumerate(constraints.rules)
+        if spec.static and spec.test.evaluate(_NO_CONTEXT, action) is spec.exclude
+    )
+    if len(cache) >= MAX_MEMO:
+        cache.clear()
+    cache[id(action)] = (action, removers)
+    return removers
+
+
+_NO_CONTEXT: Features = {}
+
+
+def _blocked_by_caps(
+    caps: Sequence[Cap],
+    universe: Sequence[Action],
+    now: float,
+    exposures: Mapping[str, Sequence[float]] | None,
+) -> list[frozenset[object]]:
+    """Per cap: the blocked action ids (set caps) or blocked group values (group caps)."""
+    if exposures is None or not caps:
+        return [frozenset() for _ in caps]
+    out: list[frozenset[object]] = []
+    for cap in caps:
+        since = now - cap.window_seconds
+        counts = {aid: sum(1 for t in ts if t > since) for aid, ts in exposures.items()}
+        if cap.group is None:
+            total = sum(counts.get(aid, 0) for aid in cap.actions)
+            out.append(frozenset(cap.actions) if total >= cap.limit else frozenset())
+            continue
+        per_group: Counter[object] = Counter()
+        for action in universe:
+            value = _group_value(action, cap.group)
+            if value is not None:
+                per_group[value] += counts.get(action.id, 0)
+        out.append(frozenset(v for v, n in per_group.items() if n >= cap.limit))
+    return out
+
+
+def _group_value(action: Action, key: str) -> object:
+    value = action.metadata.get(key)
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _cap_reason(
+    caps: Sequence[Cap], blocked: Sequence[frozenset[object]], action: Action
+) -> str | None:
+    for cap, ids in zip(caps, blocked, strict=True):
+        if not ids:
+            continue
+        key = action.id if cap.group is None else _group_value(action, cap.group)
+        if key is not None and key in ids:
+            return f"cap:{cap.name}"
+    return None
+
+
+# --- shaping the pmf ----------------------------------------------------------------------
+
+
+def adjust(pmf: Pmf | Sequence[float], eligible: Sequence[Action], constraints: Constraints) -> Pmf:
+    """Pinned (one-hot if eligible), then boosts, then the exploration floor: an exact pmf."""
+    weights = np.asarray(pmf, dtype=np.float64)
+    if weights.shape != (len(eligible),):
+        raise InvalidInput(
+            f"the pmf has shape {weights.shape}, expected ({len(eligible)},) for the eligible "
+            "actions",
+            field="pmf",
+        )
+    ids = [a.id for a in eligible]
+    if constraints.pinned is not None and constraints.pinned in ids:
+        one_hot = np.zeros(len(ids), dtype=np.float64)
+        one_hot[ids.index(constraints.pinned)] = 1.0
+        return one_hot
+    if constraints.boost:
+        factors = np.array([constraints.boost.get(i, 1.0) for i in ids], dtype=np.float64)
+        weights = weights * factors
+    return normalise(weights, floor=constraints.exploration_floor)
+
+
+def fallback(constraints: Constraints, catalog_actions: Sequence[Action]) -> Action | None:
+    """What to show when nothing is eligible: the fallback action, or None for an empty
+    answer (its reason is `fallback_reason(constraints)`). Shown with probability 1."""
+    choice = constraints.fallback
+    if choice is None or choice.action is None:
+        return None
+    return next((a for a in catalog_actions if a.id == choice.action), None)
+
+
+def fallback_reason(constraints: Constraints) -> str:
+    return constraints.fallback.reason if constraints.fallback else NOTHING_ELIGIBLE
+
+
+__all__ = [
+    "Cap",
+    "Constraints",
+    "Eligibility",
+    "Fallback",
+    "Inventory",
+    "RuleSpec",
+    "Window",
+    "adjust",
+    "apply",
+    "fallback",
+    "fallback_reason",
+    "parse_constraints",
+]

@@ -1,0 +1,113 @@
+"""Multi-slot decisions (slates) sampled slot by slot with exact conditional probabilities.
+
+Slot k draws from the eligible actions not chosen in slots 0..k-1 and not breaking a
+diversity limit; its logged probability is the probability of its action *given* the
+earlier slots, so the probability of the whole slate is the product over its slots.
+Diversity (`max_per`: key -> k) allows at most k chosen actions sharing a value of the
+key, looked up first in the action's metadata (a list of strings counts each element),
+then as a feature name in any namespace (also a flattened list feature `key=value`).
+Nothing here replaces a sampled action: a blocked action is excluded before sampling.
+
+May import: the standard library, numpy and engine.*.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.catalog import Action
+from engine.errors import InvalidInput
+from engine.sampling import Pmf, normalise, sample
+
+PmfForSlot = Callable[[int, Sequence[Action]], Pmf]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotChoice:
+    slot: int
+    action: Action
+    probability: float  # conditional on the actions chosen for the earlier slots
+    pmf: list[float]  # over `candidates`, as sampled
+    candidates: list[str]
+
+
+def sample_slate(
+    n_slots: int,
+    eligible: Sequence[Action],
+    pmf_for_slot: PmfForSlot,
+    rng: np.random.Generator,
+    diversity: Mapping[str, int] | None = None,
+) -> list[SlotChoice]:
+    """Fill up to `n_slots` slots; stops early (fewer choices) when no candidate is left."""
+    if n_slots < 1:
+        raise InvalidInput(f"slots must be at least 1, got {n_slots}", field="slots")
+    limits = dict(diversity or {})
+    values = {a.id: diversity_values(a, limits) for a in eligible}
+    used: Counter[tuple[str, object]] = Counter()
+    chosen: set[str] = set()
+    out: list[SlotChoice] = []
+    for slot in range(n_slots):
+        candidates = [
+            a for a in eligible if a.id not in chosen and _fits(values[a.id], used, limits)
+        ]
+        if not candidates:
+            break
+        pmf = _checked(pmf_for_slot(slot, candidates), len(candidates), slot)
+        index, probability = sample(pmf, rng)
+        action = candidates[index]
+        chosen.add(action.id)
+        used.update(values[action.id])
+        out.append(
+            SlotChoice(
+                slot=slot,
+                action=action,
+                probability=probability,
+                pmf=[float(p) for p in pmf],
+                candidates=[a.id for a in candidates],
+            )
+        )
+    return out
+
+
+def diversity_values(action: Action, limits: Mapping[str, int]) -> list[tuple[str, object]]:
+    """The (key, value) pairs of `action` that diversity limits count."""
+    out: list[tuple[str, object]] = []
+    for key in limits:
+        out.extend((key, value) for value in _values(action, key))
+    return out
+
+
+def _values(action: Action, key: str) -> list[object]:
+    raw = action.metadata.get(key)
+    if isinstance(raw, list):
+        return list(dict.fromkeys(v for v in raw if isinstance(v, str | int | float)))
+    if isinstance(raw, str | int | float):
+        return [raw]
+    prefix = f"{key}="
+    for namespace in action.features.values():
+        if key in namespace:
+            return [namespace[key]]
+        listed = [name[len(prefix) :] for name in namespace if name.startswith(prefix)]
+        if listed:
+            return list(dict.fromkeys(listed))
+    return []
+
+
+def _fits(
+    values: list[tuple[str, object]], used: Counter[tuple[str, object]], limits: Mapping[str, int]
+) -> bool:
+    return all(used[pair] < limits[pair[0]] for pair in values)
+
+
+def _checked(pmf: Pmf, size: int, slot: int) -> Pmf:
+    """The pmf as it will be sampled (renormalised); refuses a wrong shape or bad weights."""
+    array = np.asarray(pmf, dtype=np.float64)
+    if array.shape != (size,):
+        raise InvalidInput(
+            f"the pmf for slot {slot} has shape {array.shape}, expected ({size},)", field="pmf"
+        )
+    return normalise(array)
