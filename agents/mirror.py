@@ -11,12 +11,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
+
+
+class StockView(Mapping[str, float]):
+    """Stock levels by SKU over a mirror whose values are (level, ts) pairs."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+
+    def __getitem__(self, sku: str) -> float:
+        value = self.mirror.data.get(sku.encode())
+        if not isinstance(value, tuple):
+            raise KeyError(sku)
+        return float(value[0])
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode() for k in self.mirror.data)
+
+    def __len__(self) -> int:
+        return len(self.mirror.data)
 
 
 class Mirror:

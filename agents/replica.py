@@ -33,6 +33,7 @@ from policies.base import Example, Policy
 from policies.registry import build, model_key
 
 log = logging.getLogger(__name__)
+LEARN_SLICE_SECONDS = 0.002  # the longest a decision waits behind learning
 
 
 @dataclass
@@ -172,10 +173,13 @@ class ModelReplica:
         ends = await consumer.end_offsets(tps)
         while True:
             batches = await consumer.getmany(timeout_ms=50, max_records=500)
+            slice_started = time.perf_counter()
             for tp, records in batches.items():
                 for record in records:
                     self.apply(tp.partition, record.offset, record.value or b"")
-                await asyncio.sleep(0)  # let decisions in between batches
+                    if time.perf_counter() - slice_started > LEARN_SLICE_SECONDS:
+                        await asyncio.sleep(0)  # decisions share this loop: let them in
+                        slice_started = time.perf_counter()
             if not self.caught_up and all(
                 self.offsets.get(tp.partition, 0) >= ends[tp] for tp in tps
             ):
@@ -185,12 +189,17 @@ class ModelReplica:
                 self.dirty
                 and time.monotonic() - self.last_checkpoint > self.settings.checkpoint_seconds
             ):
-                await asyncio.to_thread(self._write, self.snapshot())
+                header, blobs = self.snapshot_parts()  # VW saves on the loop, between predicts
+                await asyncio.to_thread(self._write_parts, header, blobs)
 
     # -- checkpoints -----------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """Models, offsets, ledger and epoch as one sealed blob (called on the loop)."""
+        """Models, offsets, ledger and epoch as one sealed blob."""
+        return checkpoint.encode(*self.snapshot_parts())
+
+    def snapshot_parts(self) -> tuple[dict[str, object], dict[str, bytes]]:
+        """The checkpoint's header and blobs, taken on the loop; encoding can run elsewhere."""
         blobs: dict[str, bytes] = {}
         models: dict[str, object] = {}
         for name, model in self.models.items():
@@ -203,7 +212,7 @@ class ModelReplica:
         for name, (key, data, learned, generation) in self.saved.items():
             blobs[name] = data
             models[name] = {"key": key, "learned": learned, "generation": generation}
-        header = {
+        header: dict[str, object] = {
             "epoch": self.epoch,
             "offsets": {str(p): o for p, o in self.offsets.items()},
             "ledger": self.ledger.keys(),
@@ -212,10 +221,13 @@ class ModelReplica:
             "written_at": time.time(),
         }
         self.dirty = False
-        return checkpoint.encode(header, blobs)
+        return header, blobs
 
     def save_now(self) -> None:
         self._write(self.snapshot())
+
+    def _write_parts(self, header: dict[str, object], blobs: dict[str, bytes]) -> None:
+        self._write(checkpoint.encode(header, blobs))
 
     def _write(self, blob: bytes) -> None:
         """Keep the previous checkpoint as `.prev`: if the new one is ever unreadable,

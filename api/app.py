@@ -19,7 +19,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", ops.healthz),
         Route("/readyz", ops.readyz),
         Route("/metrics", ops.metrics),
-        Route("/v1/decide", decide.decide, methods=["POST"]),
+        Route("/v1/decide", decide.decide_route, methods=["POST"]),
         Route("/v1/rewards", rewards.rewards, methods=["POST"]),
         Route("/v1/events", events.events, methods=["POST"]),
         Route("/v1/inventory/{sku}", events.stock),

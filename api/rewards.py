@@ -15,7 +15,7 @@ from engine.errors import InvalidInput, LimitExceeded, Unavailable, UnknownEvent
 from engine.features import number
 from engine.records import RewardObserved, encode
 
-KNOWN = {"event_id", "value", "reward_id"}
+KNOWN = {"event_id", "value", "reward_id", "slot"}
 
 
 async def rewards(request: Request) -> Response:
@@ -99,4 +99,9 @@ def _parse(item: object, st: State, where: str) -> tuple[str, float, str]:
             field=f"{where}reward_id",
         )
     number(value, st.settings.limits, f"{where}value")
+    slot = item.get("slot")
+    if slot is not None:  # a multi-slot decision: each slot is its own event
+        if not isinstance(slot, str | int) or isinstance(slot, bool):
+            raise InvalidInput(f"{where}slot must be a slot id", field=f"{where}slot")
+        event_id = f"{event_id}/{slot}"
     return event_id, float(value), reward_id or uuid.uuid4().hex

@@ -20,6 +20,7 @@ from starlette.requests import Request
 
 from agents.broker import prepare, stock_changelog
 from agents.catalogs import CatalogStore
+from agents.exposures import Exposures
 from agents.kv import KV
 from agents.mirror import Mirror
 from agents.outbox import Outbox
@@ -48,6 +49,7 @@ class State:
     decisions: KV
     keys: dict[str, str]  # sha256(key) -> role
     stock: Mirror
+    exposures: Exposures
     metrics: Metrics = field(default_factory=Metrics)
     epoch: str | None = None
     started: float = field(default_factory=time.time)
@@ -103,6 +105,7 @@ def open_state(settings: Settings) -> State:
         decisions=KV(root / "decisions", ttl_seconds=DECISION_TTL_SECONDS),
         keys=parse_keys(settings.api_keys),
         stock=Mirror(stock_changelog(settings), settings.partitions, decode_stock),
+        exposures=Exposures(KV(root / "exposures")),
     )
 
 
@@ -140,7 +143,7 @@ async def lifespan_for(settings: Settings, app: Starlette) -> AsyncIterator[dict
             task.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)
         state.replica.close()
-        for kv in (state.catalogs.kv, state.outbox.kv, state.decisions):
+        for kv in (state.catalogs.kv, state.outbox.kv, state.decisions, state.exposures.kv):
             kv.close()
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from engine import vwformat
+from engine.constraints import NO_CONSTRAINTS, Constraints, parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import Features, flatten, number
 from engine.limits import Limits
@@ -101,6 +102,7 @@ class Catalog:
     actions: tuple[Action, ...]
     learning: Learning
     updated_at: float
+    constraints: Constraints = NO_CONSTRAINTS
     index: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +122,7 @@ class Catalog:
                 for a in self.actions
             ],
             "learning": learning_json(self.learning),
+            "constraints": self.constraints.to_json(),
         }
 
 
@@ -151,7 +154,7 @@ def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now:
     """Validate a catalog body (as decoded JSON/YAML); every error names its field."""
     check_name(name)
     obj = _object(body, "body")
-    _no_unknown(obj, {"name", "actions", "learning", "version", "updated_at"}, "")
+    _no_unknown(obj, {"name", "actions", "learning", "constraints", "version", "updated_at"}, "")
     if "name" in obj and obj["name"] != name:
         raise InvalidInput(
             f"name in the body ({obj['name']!r}) differs from the name in the path ({name!r})",
@@ -159,7 +162,15 @@ def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now:
         )
     actions = _actions(obj.get("actions"), limits)
     learning = parse_learning(obj.get("learning", {}), limits)
-    return Catalog(name=name, version=version, actions=actions, learning=learning, updated_at=now)
+    constraints = parse_constraints(obj.get("constraints"), [a.id for a in actions], limits)
+    return Catalog(
+        name=name,
+        version=version,
+        actions=actions,
+        learning=learning,
+        updated_at=now,
+        constraints=constraints,
+    )
 
 
 def parse_learning(body: object, limits: Limits) -> Learning:

@@ -28,6 +28,10 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     wait_seconds: float
     default_reward: float
     aggregation: str
+    slot: str | None = None  # multi-slot: this slot's id; probability is conditional
+    fallback: bool = False  # shown by the fallback (nothing eligible, or the policy failed)
+    removed: dict[str, int] = {}  # actions removed by each constraint, before the policy
+    stock: dict[str, float] = {}  # live stock of the shown SKUs, as decided with
 
 
 class RewardObserved(msgspec.Struct, tag="reward", kw_only=True, frozen=True):

@@ -1,0 +1,56 @@
+"""Per-user exposures (what each user was shown, when), for frequency caps.
+
+Counted by the serving process at decision time, from the decisions it actually shows,
+so a cap holds exactly for the next request: one local RocksDB read per decision, one
+write per decision with a user id. With several API replicas, route a user to one
+replica (sticky) for exact caps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from agents.kv import KV
+
+HORIZON_SECONDS = 31 * 24 * 3600.0  # caps count exposures within their window, at most this
+PER_ACTION = 256
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(dict[str, list[float]])
+
+
+class Exposures:
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+
+    def of(self, user_id: str) -> dict[str, list[float]]:
+        raw = self.kv.get(_key(user_id))
+        return _decoder.decode(raw) if raw else {}
+
+    def record(
+        self,
+        user_id: str,
+        action_ids: Iterable[str],
+        now: float,
+        known: dict[str, list[float]] | None = None,
+    ) -> None:
+        seen = self.of(user_id) if known is None else known
+        oldest = now - HORIZON_SECONDS
+        fresh = {a: [t for t in ts if t > oldest] for a, ts in seen.items()}
+        for action_id in action_ids:
+            fresh.setdefault(action_id, []).append(now)
+        fresh = {a: ts[-PER_ACTION:] for a, ts in fresh.items() if ts}
+        self.kv.put(_key(user_id), _encoder.encode(fresh))
+
+    def erase(self, user_id: str) -> bool:
+        key = _key(user_id)
+        if self.kv.get(key) is None:
+            return False
+        self.kv.delete(key)
+        return True
+
+
+def _key(user_id: str) -> bytes:
+    return b"u:" + user_id.encode()

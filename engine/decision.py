@@ -1,0 +1,134 @@
+"""One decision, single- or multi-slot: constraints, then the policy, then sampling.
+
+The order is the invariant: constraints remove actions *before* the policy sees them;
+pin, boost and the exploration floor shape the policy's pmf *before* sampling; sampling
+draws with exact probabilities; nothing replaces a sampled action afterwards. A
+multi-slot decision samples slot after slot, each from what the slots before it left
+(no action twice, diversity limits kept), and logs each slot's probability conditional
+on the slots before it. The position is a context feature (namespace `slot`), so the
+default context x action interaction learns position effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.catalog import Action, Catalog
+from engine.constraints import adjust, apply, fallback, fallback_reason
+from engine.features import Features, merge
+from engine.sampling import Pmf, rng_for, sample
+from engine.slates import sample_slate
+
+PolicyPmf = Callable[[Features, Sequence[Action]], tuple[Pmf, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    id: str
+    features: Features
+
+
+@dataclass(frozen=True, slots=True)
+class SlotDecision:
+    slot: Slot | None
+    event_id: str
+    context: Features
+    actions: list[Action]
+    pmf: Pmf
+    chosen: int
+    probability: float
+    policy: str
+    fallback: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    slots: list[SlotDecision]
+    removed: dict[str, list[str]]
+    reason: str | None = None  # why nothing is shown, when nothing is
+
+
+def decide(
+    catalog: Catalog,
+    offered: Sequence[Action],
+    context: Features,
+    event_id: str,
+    now: float,
+    policy: PolicyPmf,
+    *,
+    exposures: Mapping[str, Sequence[float]] | None = None,
+    stock: Mapping[str, float] | None = None,
+    slots: Sequence[Slot] | None = None,
+) -> Decision:
+    constraints = catalog.constraints
+    allowed = apply(
+        constraints, offered, context, now, exposures, stock or {}, catalog_actions=catalog.actions
+    )
+    if not allowed.actions:
+        return _nothing_eligible(catalog, context, event_id, allowed.removed)
+    if slots is None:
+        pmf, name = policy(context, allowed.actions)
+        pmf = adjust(pmf, allowed.actions, constraints)
+        chosen, p = sample(pmf, rng_for(event_id))
+        one = SlotDecision(None, event_id, context, allowed.actions, pmf, chosen, p, name, False)
+        return Decision([one], allowed.removed)
+    return Decision(
+        _slate(catalog, allowed.actions, context, event_id, policy, slots), allowed.removed
+    )
+
+
+def slot_event_id(event_id: str, slot: Slot) -> str:
+    return f"{event_id}/{slot.id}"
+
+
+def _slate(
+    catalog: Catalog,
+    actions: list[Action],
+    context: Features,
+    event_id: str,
+    policy: PolicyPmf,
+    slots: Sequence[Slot],
+) -> list[SlotDecision]:
+    contexts = [
+        merge(context, {"slot": {"position": float(k), "id": s.id}}, s.features)
+        for k, s in enumerate(slots)
+    ]
+    names: dict[int, str] = {}
+
+    def pmf_for(k: int, candidates: Sequence[Action]) -> Pmf:
+        pmf, names[k] = policy(contexts[k], candidates)
+        return adjust(pmf, candidates, catalog.constraints)
+
+    choices = sample_slate(
+        len(slots), actions, pmf_for, rng_for(event_id), catalog.constraints.diversity
+    )
+    out = []
+    for c in choices:
+        candidates = [catalog.action(a) for a in c.candidates]
+        out.append(
+            SlotDecision(
+                slots[c.slot],
+                slot_event_id(event_id, slots[c.slot]),
+                contexts[c.slot],
+                candidates,
+                np.asarray(c.pmf),
+                candidates.index(c.action),
+                c.probability,
+                names[c.slot],
+                False,
+            )
+        )
+    return out
+
+
+def _nothing_eligible(
+    catalog: Catalog, context: Features, event_id: str, removed: dict[str, list[str]]
+) -> Decision:
+    action = fallback(catalog.constraints, catalog.actions)
+    if action is None:
+        return Decision([], removed, fallback_reason(catalog.constraints))
+    one = SlotDecision(None, event_id, context, [action], np.ones(1), 0, 1.0, "fallback", True)
+    return Decision([one], removed)
