@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/catalogs/{name}", catalogs.put_catalog, methods=["PUT"]),
         Route("/v1/catalogs/{name}", catalogs.delete_catalog, methods=["DELETE"]),
         Route("/v1/models/{catalog}", ops.model),
-        Route("/v1/events/{event_id}", ops.event),
+        Route("/v1/events/{event_id:path}", ops.event),
     ]
     return Starlette(
         routes=routes,

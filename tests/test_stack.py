@@ -298,3 +298,101 @@ def test_inventory_events_reach_the_serving_replica_newest_first(stack: Stack) -
     assert bad.status_code == 422 and bad.json()["field"] == "level"
     unknown = stack.http.post("/v1/events", json={"type": "teleport"})
     assert unknown.status_code == 422 and "inventory" in unknown.json()["detail"]
+
+
+SHOP = {
+    "actions": [
+        {
+            "id": "boots",
+            "features": {"p": {"kind": "boots"}},
+            "metadata": {"sku": "B1", "category": "shoes"},
+        },
+        {
+            "id": "sneakers",
+            "features": {"p": {"kind": "sneakers"}},
+            "metadata": {"sku": "S1", "category": "shoes"},
+        },
+        {
+            "id": "loafers",
+            "features": {"p": {"kind": "loafers"}},
+            "metadata": {"sku": "L1", "category": "shoes"},
+        },
+        {
+            "id": "bag",
+            "features": {"p": {"kind": "bag"}},
+            "metadata": {"sku": "G1", "category": "bags"},
+        },
+        {
+            "id": "kids-cap",
+            "features": {"p": {"kind": "cap"}},
+            "metadata": {"tags": ["kids"], "category": "hats"},
+        },
+    ],
+    "learning": {"reward_wait_seconds": 1.0},
+    "constraints": {
+        "rules": [
+            {
+                "name": "adults-only",
+                "when": "context.audience == 'adult'",
+                "exclude": "'kids' in action.tags",
+            }
+        ],
+        "inventory": {"sku_field": "sku", "threshold": 0},
+        "diversity": {"max_per": {"category": 2}},
+        "exploration_floor": 0.1,
+    },
+}
+
+
+def test_a_bad_rule_is_refused_with_its_position(stack: Stack) -> None:
+    bad = {**SHOP, "constraints": {"rules": [{"name": "x", "exclude": "action.id == "}]}}
+    r = stack.http.put("/v1/catalogs/shop-bad", json=bad)
+    assert r.status_code == 422
+    assert r.json()["field"] == "constraints.rules[0].exclude" and "column" in r.json()["detail"]
+
+
+def test_constraints_apply_and_explain_and_slates_learn_per_slot(stack: Stack) -> None:
+    assert stack.http.put("/v1/catalogs/shop", json=SHOP).status_code == 201
+    stack.http.post("/v1/events", json={"type": "inventory", "sku": "B1", "level": 0})
+    wait_until(lambda: stack.http.get("/v1/inventory/B1").status_code == 200, 15, "stock")
+    d = stack.decide("shop", context={"audience": "adult"}, debug=True, user_id="u1")
+    ids = [r["id"] for r in d["ranking"]]  # type: ignore[union-attr]
+    assert sorted(ids) == ["bag", "loafers", "sneakers"]
+    assert d["removed"] == {"inventory": 1, "rule:adults-only": 1}
+    assert d["removed_ids"] == {"inventory": ["boots"], "rule:adults-only": ["kids-cap"]}
+    assert min(r["probability"] for r in d["ranking"]) >= 0.1 / 3 - 1e-9  # type: ignore[union-attr]
+
+    slate = stack.decide("shop", slots=[{"id": "hero"}, {"id": "side"}, {"id": "foot"}])
+    chosen = [s["chosen"]["id"] for s in slate["slots"]]  # type: ignore[union-attr]
+    assert len(set(chosen)) == 3
+    categories = [
+        next(a for a in SHOP["actions"] if a["id"] == c)["metadata"]["category"] for c in chosen
+    ]
+    assert max(categories.count(c) for c in set(categories)) <= 2
+    hero = slate["slots"][0]  # type: ignore[index]
+    r = stack.http.post(
+        "/v1/rewards", json={"event_id": slate["event_id"], "slot": "hero", "value": 1}
+    )
+    assert r.status_code == 202
+    wait_until(
+        lambda: stack.http.get(f"/v1/events/{hero['event_id']}").json()["learned"],
+        15,
+        "the hero slot's reward to be learned",
+    )
+    side = slate["slots"][1]["event_id"]  # type: ignore[index]
+    wait_until(
+        lambda: stack.http.get(f"/v1/events/{side}").json()["learned"],
+        15,
+        "the side slot (no reward) to be learned with the default reward",
+    )
+
+    nothing = {
+        **SHOP,
+        "constraints": {
+            "inventory": {"sku_field": "sku", "threshold": 0, "unknown": "out_of_stock"},
+            "fallback": {"empty": True, "reason": "all sold out"},
+        },
+    }
+    assert stack.http.put("/v1/catalogs/shop-empty", json=nothing).status_code == 201
+    empty = stack.decide("shop-empty", candidates=["boots", "bag"])
+    assert empty["chosen"] is None and empty["reason"] == "all sold out" and empty["ranking"] == []

@@ -1,0 +1,146 @@
+"""engine.decision: constraints before the policy, exact probabilities after it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from engine.catalog import Action, Catalog, parse_catalog
+from engine.decision import Slot, decide
+from engine.features import Features
+from engine.limits import Limits
+from engine.sampling import Pmf
+
+NOW = 1_800_000_000.0
+ACTIONS = [
+    {
+        "id": f"a{i}",
+        "features": {"banner": {"i": i}},
+        "metadata": {
+            "sku": f"S{i}",
+            "category": "shoes" if i % 2 else "bags",
+            "tags": ["kids"] if i == 3 else [],
+        },
+    }
+    for i in range(8)
+]
+CONSTRAINTS = {
+    "rules": [
+        {
+            "name": "no-kids-at-night",
+            "when": "context.hour >= 22",
+            "exclude": "'kids' in action.tags",
+        }
+    ],
+    "schedules": {"a5": {"start": "2020-01-01T00:00:00+00:00", "end": "2021-01-01T00:00:00+00:00"}},
+    "inventory": {"sku_field": "sku", "threshold": 0},
+    "frequency_caps": [{"name": "a0-twice", "actions": ["a0"], "limit": 2, "window_seconds": 3600}],
+    "boost": {"a1": 3.0},
+    "exploration_floor": 0.2,
+    "diversity": {"max_per": {"category": 2}},
+}
+
+
+def catalog(constraints: object = CONSTRAINTS) -> Catalog:
+    body = {"actions": ACTIONS, "constraints": constraints}
+    return parse_catalog("shop", body, Limits(), version=1, now=0.0)
+
+
+def fixed_policy(context: Features, actions: Sequence[Action]) -> tuple[Pmf, str]:
+    """A fixed model: weight grows with the action's index."""
+    weights = np.array([1.0 + float(a.id[1:]) for a in actions])
+    return weights / weights.sum(), "fixed"
+
+
+def test_constraints_remove_before_the_policy_and_say_why() -> None:
+    c = catalog()
+    d = decide(
+        c,
+        c.actions,
+        {"context": {"hour": 23.0}},
+        "e1",
+        NOW,
+        fixed_policy,
+        exposures={"a0": [NOW - 10, NOW - 20]},
+        stock={"S2": 0.0, "S4": 7.0},
+    )
+    shown = [a.id for a in d.slots[0].actions]
+    assert shown == ["a1", "a4", "a6", "a7"]
+    assert d.removed == {
+        "schedule": ["a5"],
+        "inventory": ["a2"],
+        "rule:no-kids-at-night": ["a3"],
+        "cap:a0-twice": ["a0"],
+    }
+
+
+def test_100k_decisions_show_each_action_at_its_logged_probability() -> None:
+    c = catalog()
+    context: Features = {"context": {"hour": 12.0}}
+    n = 100_000
+    shown: Counter[str] = Counter()
+    pmf_seen = None
+    for i in range(n):
+        d = decide(c, c.actions, context, f"ev-{i}", NOW, fixed_policy, stock={"S2": 0.0})
+        s = d.slots[0]
+        assert s.probability == s.pmf[s.chosen] > 0
+        shown[s.actions[s.chosen].id] += 1
+        pmf_seen = s.pmf if pmf_seen is None else pmf_seen
+        assert np.array_equal(s.pmf, pmf_seen), "a fixed model gives a fixed pmf"
+    ids = [a.id for a in d.slots[0].actions]
+    expected = np.asarray(pmf_seen) * n
+    observed = np.array([shown[a] for a in ids])
+    chi2, p = stats.chisquare(observed, expected)
+    assert p > 1e-4, f"chi2={chi2:.2f} p={p:.3g} observed={observed} expected={expected.round()}"
+    assert min(pmf_seen) >= 0.2 / len(ids) - 1e-12, "the exploration floor holds"
+    assert "a2" not in shown and "a5" not in shown
+
+
+def test_slots_never_repeat_keep_diversity_and_log_conditional_probabilities() -> None:
+    c = catalog()
+    slots = [Slot("hero", {}), Slot("side", {"slot": {"size": 1.0}}), Slot("footer", {})]
+    for i in range(300):
+        d = decide(c, c.actions, {}, f"s-{i}", NOW, fixed_policy, slots=slots)
+        chosen = [s.actions[s.chosen] for s in d.slots]
+        assert len({a.id for a in chosen}) == len(chosen) == 3
+        assert max(Counter(a.metadata["category"] for a in chosen).values()) <= 2
+        for k, s in enumerate(d.slots):
+            assert s.event_id == f"s-{i}/{slots[k].id}"
+            assert s.context["slot"]["position"] == float(k)
+            assert s.probability == pytest.approx(s.pmf[s.chosen]) and s.probability > 0
+            earlier = {a.id for a in chosen[:k]}
+            assert not earlier & {a.id for a in s.actions}, "candidates exclude earlier slots"
+
+
+@pytest.mark.parametrize(
+    ("fallback", "expect"),
+    [({"action": "a7"}, "a7"), ({"empty": True, "reason": "sold out"}, None), (None, None)],
+)
+def test_nothing_eligible_gives_the_fallback_or_an_empty_answer(
+    fallback: object, expect: str | None
+) -> None:
+    spec = {"inventory": {"sku_field": "sku", "threshold": 0}}
+    if fallback is not None:
+        spec["fallback"] = fallback
+    c = catalog(spec)
+    stock = {f"S{i}": 0.0 for i in range(8)}
+    d = decide(c, c.actions, {}, "e", NOW, fixed_policy, stock=stock)
+    if expect is None:
+        assert d.slots == [] and d.reason
+        if fallback:
+            assert d.reason == "sold out"
+    else:
+        assert [s.actions[s.chosen].id for s in d.slots] == [expect]
+        assert d.slots[0].fallback and d.slots[0].probability == 1.0
+    assert len(d.removed["inventory"]) == 8
+
+
+def test_pinned_action_is_shown_with_probability_one() -> None:
+    c = catalog({"pinned": "a6"})
+    d = decide(c, c.actions, {}, "e", NOW, fixed_policy)
+    s = d.slots[0]
+    assert s.actions[s.chosen].id == "a6" and s.probability == 1.0
