@@ -8,13 +8,10 @@ latest value per key wins, an empty value deletes the key.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from agents.follow import LogFollower
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +35,13 @@ class StockView(Mapping[str, float]):
         return len(self.mirror.data)
 
 
-class Mirror:
+class Mirror(LogFollower):
     def __init__(
         self, topic: str, partitions: int, decode: Callable[[bytes], object] = bytes
     ) -> None:
-        self.topic = topic
-        self.partitions = partitions
+        super().__init__(topic, partitions)
         self.decode = decode
         self.data: dict[bytes, object] = {}
-        self.offsets: dict[int, int] = {}
-        self.caught_up = False
         self.poisoned = 0
 
     def get(self, key: bytes) -> object | None:
@@ -65,40 +59,3 @@ class Mirror:
         except Exception as exc:  # a foreign value must not stop the replica
             self.poisoned += 1
             log.warning("mirror %s: skipped an unreadable value for %r: %s", self.topic, key, exc)
-
-    async def run(self, bootstrap: str, fetch_wait_ms: int) -> None:
-        while True:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=bootstrap,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=fetch_wait_ms,
-                auto_offset_reset="earliest",
-            )
-            try:
-                await consumer.start()
-                await self._follow(consumer)
-            except (KafkaError, OSError) as exc:
-                log.warning("mirror %s: broker unavailable (%s); retrying", self.topic, exc)
-            finally:
-                with contextlib.suppress(KafkaError, OSError):
-                    await consumer.stop()
-            await asyncio.sleep(1.0)
-
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
-        consumer.assign(tps)
-        for tp in tps:
-            if tp.partition in self.offsets:
-                consumer.seek(tp, self.offsets[tp.partition])
-            else:
-                await consumer.seek_to_beginning(tp)
-        ends = await consumer.end_offsets(tps)
-        while True:
-            batches = await consumer.getmany(timeout_ms=50, max_records=1000)
-            for tp, records in batches.items():
-                for r in records:
-                    self.apply(tp.partition, r.offset, r.key, r.value)
-            if not self.caught_up and all(
-                self.offsets.get(tp.partition, 0) >= ends[tp] for tp in tps
-            ):
-                self.caught_up = True

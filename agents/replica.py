@@ -11,18 +11,15 @@ epoch) it keeps its weights and reads the new log from the start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-
 from agents.catalogs import CatalogStore
 from agents.files import write_atomic
+from agents.follow import LogFollower
 from agents.settings import Settings
 from engine import checkpoint
 from engine.catalog import Catalog
@@ -33,7 +30,6 @@ from policies.base import Example, Policy
 from policies.registry import build, model_key
 
 log = logging.getLogger(__name__)
-LEARN_SLICE_SECONDS = 0.002  # the longest a decision waits behind learning
 
 
 @dataclass
@@ -43,19 +39,18 @@ class Model:
     generation: int
 
 
-class ModelReplica:
+class ModelReplica(LogFollower):
     def __init__(self, settings: Settings, catalogs: CatalogStore) -> None:
+        super().__init__(settings.topic("training"), settings.partitions)
         self.settings = settings
         self.catalogs = catalogs
         self.path = settings.data_dir / "api" / "model.ckpt"
         self.models: dict[str, Model] = {}
         self.saved: dict[str, tuple[str, bytes, int, int]] = {}  # name -> key, bytes, n, gen
         self.ledger = Ledger(settings.ledger_capacity)
-        self.offsets: dict[int, int] = {}
         self.epoch: str | None = None
         self.counts: Counter[str] = Counter()
         self.latencies: deque[float] = deque(maxlen=2048)
-        self.caught_up = False
         self.dirty = False
         self.last_checkpoint = time.monotonic()
         self.loaded_from: str = "empty"
@@ -91,8 +86,9 @@ class ModelReplica:
 
     # -- learning --------------------------------------------------------------------
 
-    def apply(self, partition: int, offset: int, raw: bytes) -> None:
+    def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
         self.offsets[partition] = offset + 1
+        raw = value or b""
         self.dirty = True
         try:
             message = decode(raw)
@@ -138,59 +134,24 @@ class ModelReplica:
         self.latencies.append(max(0.0, time.time() - ex.emitted_ts))
         return True
 
-    async def run(self, bootstrap: str, epoch: str) -> None:
+    async def follow_log(self, bootstrap: str, epoch: str) -> None:
         """Follow the training topic forever, reconnecting while the broker is away."""
         if self.epoch != epoch:
             if self.epoch is not None:
                 log.warning("broker log lost (new epoch): keeping weights, reading from start")
             self.epoch, self.offsets = epoch, {}
-        while True:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=bootstrap,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=self.settings.fetch_wait_ms,
-                auto_offset_reset="earliest",
-            )
-            try:
-                await consumer.start()
-                await self._follow(consumer)
-            except (KafkaError, OSError) as exc:
-                log.warning("model replica: broker unavailable (%s); retrying", exc)
-            finally:
-                with contextlib.suppress(KafkaError, OSError):
-                    await consumer.stop()
-            await asyncio.sleep(1.0)
+        await LogFollower.run(self, bootstrap, self.settings.fetch_wait_ms)
 
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        topic = self.settings.topic("training")
-        tps = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
-        consumer.assign(tps)
-        for tp in tps:
-            if tp.partition in self.offsets:
-                consumer.seek(tp, self.offsets[tp.partition])
-            else:
-                await consumer.seek_to_beginning(tp)
-        ends = await consumer.end_offsets(tps)
-        while True:
-            batches = await consumer.getmany(timeout_ms=50, max_records=500)
-            slice_started = time.perf_counter()
-            for tp, records in batches.items():
-                for record in records:
-                    self.apply(tp.partition, record.offset, record.value or b"")
-                    if time.perf_counter() - slice_started > LEARN_SLICE_SECONDS:
-                        await asyncio.sleep(0)  # decisions share this loop: let them in
-                        slice_started = time.perf_counter()
-            if not self.caught_up and all(
-                self.offsets.get(tp.partition, 0) >= ends[tp] for tp in tps
-            ):
-                self.caught_up = True
-                log.info("model replica caught up: %d examples learned", self.counts["learned"])
-            if (
-                self.dirty
-                and time.monotonic() - self.last_checkpoint > self.settings.checkpoint_seconds
-            ):
-                header, blobs = self.snapshot_parts()  # VW saves on the loop, between predicts
-                await asyncio.to_thread(self._write_parts, header, blobs)
+    def on_caught_up(self) -> None:
+        log.info("model replica caught up: %d examples learned", self.counts["learned"])
+
+    async def after_batch(self) -> None:
+        if (
+            self.dirty
+            and time.monotonic() - self.last_checkpoint > self.settings.checkpoint_seconds
+        ):
+            header, blobs = self.snapshot_parts()  # VW saves on the loop, between predicts
+            await asyncio.to_thread(self._write_parts, header, blobs)
 
     # -- checkpoints -----------------------------------------------------------------
 

@@ -124,7 +124,7 @@ async def connect(state: State) -> None:
     """Background: wait for the broker, then follow the training log and the stock table."""
     state.epoch = (await prepare(state.settings, attempts=10**9)).epoch
     bootstrap = state.settings.bootstrap
-    state.tasks.append(asyncio.create_task(state.replica.run(bootstrap, state.epoch)))
+    state.tasks.append(asyncio.create_task(state.replica.follow_log(bootstrap, state.epoch)))
     state.tasks.append(
         asyncio.create_task(state.stock.run(bootstrap, state.settings.fetch_wait_ms))
     )

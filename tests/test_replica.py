@@ -61,9 +61,9 @@ class Replica:
 def test_each_event_is_learned_once_and_poison_is_skipped(tmp_path: Path) -> None:
     r = Replica(tmp_path)
     for offset in range(20):
-        r.replica.apply(0, offset, example(offset % 10))  # every example delivered twice
-    r.replica.apply(0, 20, b"\x00not json")
-    r.replica.apply(0, 21, example(99).replace(b'"chosen":1', b'"chosen":7'))
+        r.replica.apply(0, offset, None, example(offset % 10))  # every example delivered twice
+    r.replica.apply(0, 20, None, b"\x00not json")
+    r.replica.apply(0, 21, None, example(99).replace(b'"chosen":1', b'"chosen":7'))
     assert r.replica.counts["learned"] == 10
     assert r.replica.counts["duplicates"] == 10
     assert r.replica.counts["poisoned"] == 1 and r.replica.counts["invalid_examples"] == 1
@@ -76,7 +76,7 @@ def test_a_restart_restores_model_offsets_and_ledger(tmp_path: Path) -> None:
     r = Replica(tmp_path)
     for offset in range(30):
         r.replica.apply(
-            1, offset, example(offset, chosen=offset % 3, reward=float(offset % 3 == 2))
+            1, offset, None, example(offset, chosen=offset % 3, reward=float(offset % 3 == 2))
         )
     before = r.pmf()
     r.close()
@@ -85,7 +85,7 @@ def test_a_restart_restores_model_offsets_and_ledger(tmp_path: Path) -> None:
     assert again.replica.offsets == {1: 30}
     assert np.allclose(again.pmf(), before), "the restored model decides the same"
     assert again.replica.model_version("shop") == "1.30"
-    again.replica.apply(1, 30, example(5))  # a replayed duplicate from before the restart
+    again.replica.apply(1, 30, None, example(5))  # a replayed duplicate from before the restart
     assert again.replica.counts["duplicates"] == 1
     assert again.replica.model_version("shop") == "1.30"
     again.close()
@@ -97,10 +97,10 @@ def test_a_corrupt_checkpoint_is_refused_and_the_previous_one_is_used(
 ) -> None:
     r = Replica(tmp_path)
     for offset in range(10):
-        r.replica.apply(0, offset, example(offset))
+        r.replica.apply(0, offset, None, example(offset))
     r.replica.save_now()  # the good one, kept as .prev after the next write
     for offset in range(10, 20):
-        r.replica.apply(0, offset, example(offset))
+        r.replica.apply(0, offset, None, example(offset))
     r.close()
     path = r.replica.path
     raw = bytearray(path.read_bytes())
@@ -120,13 +120,13 @@ def test_a_corrupt_checkpoint_is_refused_and_the_previous_one_is_used(
 
 def test_changed_learning_settings_start_a_new_model_generation(tmp_path: Path) -> None:
     r = Replica(tmp_path)
-    r.replica.apply(0, 0, example(1))
+    r.replica.apply(0, 0, None, example(1))
     assert r.replica.model_version("shop") == "1.1"
     changed = {**CATALOG, "learning": {"exploration": {"algorithm": "epsilon"}}}
     r.catalogs.put("shop", changed, now=1.0)
     assert r.replica.model_version("shop") == "1.1"
     r.pmf()  # the first decision under the new settings builds the new model
     assert r.replica.model_version("shop") == "2.0"
-    r.replica.apply(0, 1, example(2))  # an example decided under the old settings
+    r.replica.apply(0, 1, None, example(2))  # an example decided under the old settings
     assert r.replica.counts["stale_model_settings"] == 1
     r.close()
