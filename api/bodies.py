@@ -8,7 +8,7 @@ import msgspec
 import yaml
 from starlette.requests import Request
 
-from engine.errors import InvalidInput, MalformedBody, PayloadTooLarge
+from engine.errors import InvalidInput, LimitExceeded, MalformedBody, PayloadTooLarge
 
 _decoder = msgspec.json.Decoder()
 
@@ -47,6 +47,18 @@ async def json_object(request: Request, limit: int) -> dict[str, object]:
     if not isinstance(value, Mapping):
         raise InvalidInput("body must be a JSON object", field="body")
     return dict(value)
+
+
+def batch(body: dict[str, object], name: str, limit: int) -> list[object]:
+    """body[name] as a non-empty list of at most `limit` items."""
+    items = body[name]
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(f"{name} must be a non-empty array", field=name)
+    if len(items) > limit:
+        raise LimitExceeded(
+            f"{name} has {len(items)} entries, more than the limit of {limit}", field=name
+        )
+    return items
 
 
 def _yaml(raw: bytes) -> object:

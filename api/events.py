@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from api import bodies
 from api.state import State, of
 from engine.catalog import ID_RE
-from engine.errors import InvalidInput, LimitExceeded, NotFound, Unavailable
+from engine.errors import InvalidInput, NotFound, Unavailable
 from engine.features import number
 from engine.records import InventoryUpdate, encode
 
@@ -23,15 +23,7 @@ async def events(request: Request) -> Response:
     st.authorize(request, "storefront")
     body = await bodies.json_object(request, st.settings.limits.max_body_bytes)
     if "events" in body:
-        items = body["events"]
-        if not isinstance(items, list) or not items:
-            raise InvalidInput("events must be a non-empty array", field="events")
-        if len(items) > st.settings.limits.max_batch:
-            raise LimitExceeded(
-                f"events has {len(items)} entries, more than the limit of "
-                f"{st.settings.limits.max_batch}",
-                field="events",
-            )
+        items = bodies.batch(body, "events", st.settings.limits.max_batch)
         parsed = [parse(st, item, f"events[{i}].") for i, item in enumerate(items)]
     else:
         parsed = [parse(st, body, "")]

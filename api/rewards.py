@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from api import bodies
 from api.state import State, decode_index, of
 from engine.catalog import ID_RE
-from engine.errors import InvalidInput, LimitExceeded, Unavailable, UnknownEvent
+from engine.errors import InvalidInput, Unavailable, UnknownEvent
 from engine.features import number
 from engine.records import RewardObserved, encode
 
@@ -27,15 +27,7 @@ async def rewards(request: Request) -> Response:
         if result["status"] == "unknown_event":
             raise UnknownEvent(str(result["detail"]), field="event_id")
         return JSONResponse(result, status_code=202)
-    items = body["rewards"]
-    if not isinstance(items, list) or not items:
-        raise InvalidInput("rewards must be a non-empty array", field="rewards")
-    if len(items) > st.settings.limits.max_batch:
-        raise LimitExceeded(
-            f"rewards has {len(items)} entries, more than the limit of "
-            f"{st.settings.limits.max_batch}",
-            field="rewards",
-        )
+    items = bodies.batch(body, "rewards", st.settings.limits.max_batch)
     for i, item in enumerate(items):  # validate all before accepting any
         _parse(item, st, f"rewards[{i}].")
     results = [accept(st, item, f"rewards[{i}].") for i, item in enumerate(items)]

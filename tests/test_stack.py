@@ -147,6 +147,13 @@ def test_candidates_restrict_the_ranking(stack: Stack) -> None:
             "rewards[1].event_id",
         ),
         ("/v1/catalogs/colours", b'{"actions": []}', 422, "actions"),
+        (
+            "/v1/rewards",
+            json.dumps({"rewards": [{"event_id": "x", "value": 1}] * 1001}).encode(),
+            422,
+            "rewards",
+        ),
+        ("/v1/events", json.dumps({"events": []}).encode(), 422, "events"),
     ],
 )
 def test_bad_input_gets_problem_json_naming_the_field(
