@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.catalog import Action
 from engine.errors import InvalidInput
-from engine.sampling import Pmf, normalise, sample
+from engine.sampling import Pmf, Uniform, normalise, sample
 
 PmfForSlot = Callable[[int, Sequence[Action]], Pmf]
 
@@ -39,7 +39,7 @@ def sample_slate(
     n_slots: int,
     eligible: Sequence[Action],
     pmf_for_slot: PmfForSlot,
-    rng: np.random.Generator,
+    rng: Uniform,
     diversity: Mapping[str, int] | None = None,
 ) -> list[SlotChoice]:
     """Fill up to `n_slots` slots; stops early (fewer choices) when no candidate is left."""

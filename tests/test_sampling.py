@@ -36,7 +36,7 @@ def test_tail_guard_never_returns_zero_mass(n: int, zero_tail: int) -> None:
         def random(self) -> float:
             return float(np.nextafter(1.0, 0.0))
 
-    index, p = sample(pmf, EdgeRng())  # type: ignore[arg-type]  # duck-typed generator
+    index, p = sample(pmf, EdgeRng())
     assert index < n and p == pmf[index] > 0
 
 
@@ -75,3 +75,15 @@ def test_normalise_rejects_bad_input(weights: list[float], floor: float, message
 
 def test_all_zero_weights_become_uniform() -> None:
     assert list(normalise([0.0, 0.0])) == [0.5, 0.5]
+
+
+def test_draws_are_uniform_independent_and_reproducible() -> None:
+    first = [rng_for(str(i)).random() for i in range(20_000)]
+    assert stats.kstest(first, "uniform").pvalue > 1e-4
+    r = rng_for("same")
+    sequence = [r.random() for _ in range(5)]
+    again = rng_for("same")
+    assert [again.random() for _ in range(5)] == sequence and len(set(sequence)) == 5
+    seconds = [(d := rng_for(str(i)), d.random(), d.random())[2] for i in range(20_000)]
+    assert abs(stats.pearsonr(first, seconds).statistic) < 0.03, "draws of one id are independent"
+    assert rng_for("x", salt="a").random() != rng_for("x", salt="b").random()
