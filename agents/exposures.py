@@ -13,9 +13,10 @@ from collections.abc import Iterable
 import msgspec
 
 from agents.kv import KV
+from engine.constraints import MAX_CAP_LIMIT, MAX_CAP_WINDOW_SECONDS
 
-HORIZON_SECONDS = 31 * 24 * 3600.0  # caps count exposures within their window, at most this
-PER_ACTION = 256
+HORIZON_SECONDS = MAX_CAP_WINDOW_SECONDS  # the longest window a cap may have
+PER_ACTION = MAX_CAP_LIMIT  # the largest limit a cap may have
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(dict[str, list[float]])

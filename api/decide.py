@@ -103,12 +103,11 @@ def _log(
     stock: StockView,
 ) -> bool:
     removed = {reason: len(ids) for reason, ids in decision.removed.items()}
-    sku_field = catalog.constraints.inventory.sku_field if catalog.constraints.inventory else None
+    inventory = catalog.constraints.inventory
     logged = True
     for s in decision.slots:
-        shown = s.actions[s.chosen]
-        sku = shown.metadata.get(sku_field) if sku_field else None
-        levels = {str(sku): stock[str(sku)]} if sku is not None and str(sku) in stock else {}
+        sku = inventory.sku(s.actions[s.chosen]) if inventory else None
+        levels = {sku: stock[sku]} if sku is not None and sku in stock else {}
         record = DecisionLogged(
             event_id=s.event_id,
             ts=now,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from benchmarks.common import machine
 
-NAMES = ("quality", "cost", "freshness", "decide_latency", "learning_throughput")
-OFFLINE = ("quality", "cost")
+NAMES = ("quality", "cost", "freshness", "decide_latency", "learning_throughput", "constraints")
+OFFLINE = ("quality", "cost", "constraints")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 Each stage runs alone in a loop over many calls with inputs precomputed from the stage
 before it (so timers do not sit inside the measured work); `process_time_ns` gives CPU
-time, `perf_counter_ns` wall time. The real handler (`api.decide.decide`) is then timed
+time, `perf_counter_ns` wall time. The real handler (`api.decide.decide_route`) is then timed
 end to end on a Starlette Request over the same stores, without a server: the gap
 between it and the sum of the stages is the handler's own glue. Server + framework cost
 per request is what `decide_latency` measures on the bare endpoint.
@@ -24,7 +24,7 @@ import msgspec
 import numpy as np
 
 from agents.settings import Settings
-from api.decide import decide
+from api.decide import decide_route
 from api.state import State, encode_index, open_state
 from benchmarks.common import table
 from benchmarks.shapes import SHAPES, Shape, catalog_body, decide_body
@@ -202,7 +202,7 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
 
 
 def _handler_us(state: State, shape: Shape, calls: int) -> tuple[float, float]:
-    """The real `api.decide.decide` on a Starlette Request, no server, same stores."""
+    """The real `api.decide.decide_route` on a Starlette Request, no server, same stores."""
     from starlette.requests import Request
 
     bodies = [decide_body(shape, i) for i in range(64)]
@@ -229,7 +229,7 @@ def _handler_us(state: State, shape: Shape, calls: int) -> tuple[float, float]:
             "query_string": b"",
             "state": {"lw": state},
         }
-        response = await decide(Request(scope, receive))
+        response = await decide_route(Request(scope, receive))
         if response.status_code != 200:
             raise RuntimeError(f"decide answered {response.status_code}: {response.body[:200]!r}")
 

@@ -64,7 +64,7 @@ def bare_vw(n: int) -> dict[str, float]:
     bodies = [vwformat.action_body(flatten(a["features"], limits)) for a in actions]
     examples: list[list[str]] = []
     for i in range(n):
-        chosen = int(rng_for(str(i)).integers(len(bodies)))
+        chosen = int(rng_for(str(i)).random() * len(bodies))
         label = vwformat.cb_label(-float(i % 2), 1.0 / len(bodies))
         shared = vwformat.shared_line(flatten(context(SHAPE, i), limits))
         lines = [shared]

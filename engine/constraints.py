@@ -92,6 +92,10 @@ if TYPE_CHECKING:
 MAX_RULES = 200
 MAX_CAPS = 100
 MAX_WINDOW_SECONDS = 366 * 24 * 3600.0
+# Frequency caps count per-user exposures that serving processes keep (agents.exposures):
+# at most this many per action, for at most this long. A cap beyond them could never bite.
+MAX_CAP_LIMIT = 256
+MAX_CAP_WINDOW_SECONDS = 31 * 24 * 3600.0
 MAX_BOOST = 1e6
 MAX_MEMO = 65_536
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -370,15 +374,17 @@ def _cap(raw: object, where: str, ids: frozenset[str], limits: Limits, names: se
     _no_unknown(obj, ("name", "actions", "group", "limit", "window_seconds"), where)
     name = _name(obj.get("name"), f"{where}.name", names)
     limit = obj.get("limit")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CAP_LIMIT:
         raise InvalidInput(
-            f"{where}.limit must be a whole number in [1, 1000000], got {limit!r}",
+            f"{where}.limit must be a whole number in [1, {MAX_CAP_LIMIT}] (exposures kept per "
+            f"user and action), got {limit!r}",
             field=f"{where}.limit",
         )
     window = _number(obj.get("window_seconds"), limits, f"{where}.window_seconds")
-    if not 0.0 < window <= MAX_WINDOW_SECONDS:
+    if not 0.0 < window <= MAX_CAP_WINDOW_SECONDS:
         raise InvalidInput(
-            f"{where}.window_seconds must be in (0, {MAX_WINDOW_SECONDS:g}], got {window!r}",
+            f"{where}.window_seconds must be in (0, {MAX_CAP_WINDOW_SECONDS:g}] (31 days of "
+            f"exposures are kept), got {window!r}",
             field=f"{where}.window_seconds",
         )
     if ("actions" in obj) == ("group" in obj):

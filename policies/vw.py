@@ -1,12 +1,16 @@
 """The Vowpal Wabbit contextual bandit (`cb_explore_adf`): the only vowpalwabbit import.
 
 Examples are built by `engine.vwformat` (escaped, so no user byte changes structure);
-action lines are built once per catalog version and cached on the Action. The reward ->
-cost sign flip happens here, once: VW minimises cost, Loopwise maximises reward.
+action lines are built once per catalog version and cached on the Action, and for
+predictions the *parsed* action examples are cached too: parsing, not predicting,
+dominates a VW call (measured at 50 actions x 20 features: 340 us from text, 176 us
+with cached action examples, identical probabilities). The reward -> cost sign flip
+happens here, once: VW minimises cost, Loopwise maximises reward.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -21,6 +25,10 @@ from engine.features import Features
 from engine.sampling import Pmf
 from policies.base import Example
 
+log = logging.getLogger(__name__)
+CB = vowpalwabbit.LabelType.CONTEXTUAL_BANDIT
+MAX_PARSED = 20_000  # parsed action examples kept per model (catalog edits add new ones)
+
 
 class VWPolicy:
     def __init__(self, learning: Learning, model: bytes = b"", learned: int = 0) -> None:
@@ -28,10 +36,15 @@ class VWPolicy:
         self.name = f"vw:{learning.exploration.algorithm}"
         self.learned = learned
         self._ws = _workspace(self.args, model)
+        # (action id, action line) -> its parsed example, reused by every prediction
+        self._parsed: dict[tuple[str, str], vowpalwabbit.Example] = {}
 
     def distribution(self, features: Features, eligible: Sequence[Action]) -> Pmf:
-        lines = [vwformat.shared_line(features), *(action_body(a) for a in eligible)]
-        probabilities = self._ws.predict(lines)
+        shared = self._ws.parse([vwformat.shared_line(features)], CB)
+        try:
+            probabilities = self._ws.predict(shared + self._action_examples(eligible))
+        finally:
+            self._ws.finish_example(shared)
         pmf = np.asarray(probabilities, dtype=np.float64)
         if pmf.shape != (len(eligible),):
             raise InvalidInput(
@@ -49,6 +62,27 @@ class VWPolicy:
         self._ws.learn(lines)
         self.learned += 1
 
+    def _action_examples(self, eligible: Sequence[Action]) -> list[vowpalwabbit.Example]:
+        if len(self._parsed) + len(eligible) > MAX_PARSED:
+            self._drop_parsed()  # before, never while, building this prediction's list
+        out = []
+        for action in eligible:
+            key = (action.id, action_body(action))
+            example = self._parsed.get(key)
+            if example is None:
+                example = self._ws.parse([key[1]], CB)[0]
+                self._parsed[key] = example
+            out.append(example)
+        return out
+
+    def _drop_parsed(self) -> None:
+        # Not finished: finishing an example that took part in predictions and learning
+        # crashed VW 9.11 (tests/test_vw_policy.py). Dropping it leaves its memory with the
+        # workspace; with MAX_PARSED actions that happens only under heavy catalog churn.
+        if self._parsed:
+            log.warning("dropping %d parsed action examples (cache full)", len(self._parsed))
+        self._parsed.clear()
+
     def save(self) -> bytes:
         fd, path = tempfile.mkstemp(prefix="loopwise-vw-", suffix=".model")
         os.close(fd)
@@ -60,6 +94,7 @@ class VWPolicy:
             os.unlink(path)
 
     def close(self) -> None:
+        self._parsed.clear()
         self._ws.finish()
 
 

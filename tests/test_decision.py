@@ -144,3 +144,24 @@ def test_pinned_action_is_shown_with_probability_one() -> None:
     d = decide(c, c.actions, {}, "e", NOW, fixed_policy)
     s = d.slots[0]
     assert s.actions[s.chosen].id == "a6" and s.probability == 1.0
+
+
+@pytest.mark.parametrize(
+    ("cap", "field"),
+    [
+        ({"limit": 257, "window_seconds": 60}, "constraints.frequency_caps[0].limit"),
+        (
+            {"limit": 5, "window_seconds": 90 * 86400},
+            "constraints.frequency_caps[0].window_seconds",
+        ),
+    ],
+)
+def test_caps_the_exposure_store_could_not_enforce_are_refused(
+    cap: dict[str, object], field: str
+) -> None:
+    from engine.errors import InvalidInput
+
+    spec = {"frequency_caps": [{"name": "c", "actions": ["a0"], **cap}]}
+    with pytest.raises(InvalidInput) as info:
+        catalog(spec)
+    assert info.value.field == field
