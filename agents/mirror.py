@@ -28,6 +28,10 @@ class StockView(Mapping[str, float]):
             raise KeyError(sku)
         return float(value[0])
 
+    def get(self, sku: str, default: float | None = None) -> float | None:  # type: ignore[override]
+        value = self.mirror.data.get(sku.encode())  # hot path: no KeyError round trip
+        return float(value[0]) if isinstance(value, tuple) else default
+
     def __iter__(self) -> Iterator[str]:
         return (k.decode() for k in self.mirror.data)
 

@@ -671,12 +671,29 @@ def _blocked_by_caps(
             out.append(frozenset(cap.actions) if total >= cap.limit else frozenset())
             continue
         per_group: Counter[object] = Counter()
-        for action in universe:
-            value = _group_value(action, cap.group)
+        by_id = _index(universe)
+        for aid, n in counts.items():  # only what this user was shown, not every action
+            action = by_id.get(aid)
+            value = _group_value(action, cap.group) if action is not None and n else None
             if value is not None:
-                per_group[value] += counts.get(action.id, 0)
+                per_group[value] += n
         out.append(frozenset(v for v, n in per_group.items() if n >= cap.limit))
     return out
+
+
+_INDEXES: dict[int, tuple[Sequence[Action], dict[str, Action]]] = {}
+
+
+def _index(universe: Sequence[Action]) -> dict[str, Action]:
+    """Actions by id, cached per universe object (a catalog's actions tuple)."""
+    cached = _INDEXES.get(id(universe))
+    if cached is not None and cached[0] is universe:
+        return cached[1]
+    if len(_INDEXES) > 256:
+        _INDEXES.clear()
+    index = {a.id: a for a in universe}
+    _INDEXES[id(universe)] = (universe, index)
+    return index
 
 
 def _group_value(action: Action, key: str) -> object:
