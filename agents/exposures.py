@@ -1,4 +1,4 @@
-"""Per-user exposures (what each user was shown, when), for frequency caps.
+"""Per-user, per-catalog exposures (what each user was shown, when), for frequency caps.
 
 Counted by the serving process at decision time, from the decisions it actually shows,
 so a cap holds exactly for the next request: one local RocksDB read per decision, one
@@ -26,32 +26,36 @@ class Exposures:
     def __init__(self, kv: KV) -> None:
         self.kv = kv
 
-    def of(self, user_id: str) -> dict[str, list[float]]:
-        raw = self.kv.get(_key(user_id))
+    def of(self, catalog: str, user_id: str) -> dict[str, list[float]]:
+        raw = self.kv.get(_key(catalog, user_id))
         return _decoder.decode(raw) if raw else {}
 
     def record(
         self,
+        catalog: str,
         user_id: str,
         action_ids: Iterable[str],
         now: float,
         known: dict[str, list[float]] | None = None,
     ) -> None:
-        seen = self.of(user_id) if known is None else known
+        seen = self.of(catalog, user_id) if known is None else known
         oldest = now - HORIZON_SECONDS
         fresh = {a: [t for t in ts if t > oldest] for a, ts in seen.items()}
         for action_id in action_ids:
             fresh.setdefault(action_id, []).append(now)
         fresh = {a: ts[-PER_ACTION:] for a, ts in fresh.items() if ts}
-        self.kv.put(_key(user_id), _encoder.encode(fresh))
+        self.kv.put(_key(catalog, user_id), _encoder.encode(fresh))
 
-    def erase(self, user_id: str) -> bool:
-        key = _key(user_id)
-        if self.kv.get(key) is None:
-            return False
-        self.kv.delete(key)
-        return True
+    def erase(self, user_id: str) -> int:
+        """Forget every exposure of this user, in every catalog; how many records went."""
+        keys = [k for k, _ in self.kv.scan(_user_prefix(user_id))]
+        self.kv.write({}, keys)
+        return len(keys)
 
 
-def _key(user_id: str) -> bytes:
-    return b"u:" + user_id.encode()
+def _user_prefix(user_id: str) -> bytes:
+    return b"u:" + user_id.encode() + b"\x00"
+
+
+def _key(catalog: str, user_id: str) -> bytes:
+    return _user_prefix(user_id) + catalog.encode()

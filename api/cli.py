@@ -68,6 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--catalog", default="sim")
     sim.add_argument("--api-key", default=os.environ.get("LOOPWISE_SIM_API_KEY"))
     sim.add_argument("--out", type=Path, default=Path("simulation.png"))
+    sim.add_argument(
+        "--stock",
+        type=int,
+        help="units per banner; each click buys one, sold-out banners disappear",
+    )
+    sim.add_argument(
+        "--restock-after", type=float, help="seconds after a sell-out to restock (with --stock)"
+    )
+    sim.add_argument("--cap", type=int, help="at most K exposures per banner per user per hour")
+    sim.add_argument(
+        "--users", type=int, help="a pool of returning user ids (default with --cap: 200)"
+    )
     sim.set_defaults(run=simulate_command)
     return parser
 
@@ -170,9 +182,16 @@ def simulate_command(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         seed=args.seed,
         api_key=args.api_key,
+        stock=args.stock,
+        restock_after=args.restock_after,
+        cap=args.cap,
+        users=args.users,
     )
     result = asyncio.run(simulate.run(config, progress=True))
-    path = simulate.plot(result, args.out, f"Loopwise on the '{args.env}' storefront")
+    title = f"Loopwise on the '{args.env}' storefront"
+    if config.constrained:
+        title += " under " + simulate.constraint_setup(result)
+    path = simulate.plot(result, args.out, title)
     print(simulate.summary(result))
     print(f"plot: {path}")
     return 0

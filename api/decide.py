@@ -48,6 +48,8 @@ async def decide_route(request: Request) -> Response:
     features = flatten(body.get("context"), limits)
     user = bodies.field(body, "user_id", str, required=False)
     user_id = user if isinstance(user, str) else None
+    if user_id is not None and not ID_RE.fullmatch(user_id):
+        raise InvalidInput("user_id must be 1-128 printable characters", field="user_id")
     event_id = str(bodies.field(body, "event_id", str, required=False) or uuid.uuid4().hex)
     if not ID_RE.fullmatch(event_id):
         raise InvalidInput("event_id must be 1-128 printable characters", field="event_id")
@@ -58,7 +60,7 @@ async def decide_route(request: Request) -> Response:
     )
     slots = _slots(body.get("slots"), st)
     now = time.time()
-    seen = st.exposures.of(user_id) if user_id else None
+    seen = st.exposures.of(catalog.name, user_id) if user_id else None
     stock = StockView(st.stock)
     decision = decide(
         catalog,
@@ -73,7 +75,8 @@ async def decide_route(request: Request) -> Response:
     )
     logged = _log(st, catalog, decision, user_id, now, stock)
     if user_id and decision.slots:
-        st.exposures.record(user_id, [s.actions[s.chosen].id for s in decision.slots], now, seen)
+        shown = [s.actions[s.chosen].id for s in decision.slots]
+        st.exposures.record(catalog.name, user_id, shown, now, seen)
     st.metrics.counts["decisions"] += 1
     st.metrics.decide_seconds.append(time.perf_counter() - started)
     response = _response(st, catalog, event_id, decision, logged, body.get("debug") is True)

@@ -4,6 +4,16 @@
 `concurrency` workers, draws clicks from the environment's known click model, posts a
 reward for each click, waits until the server has learned them, then probes what the
 learned model shows each segment. `plot` and `summary` present the `SimResult`.
+
+Under constraints (`stock`, `cap`): the catalog gets an inventory constraint and/or a
+per-user, per-action hourly frequency cap. With `stock`, the simulator keeps the shop's own
+stock ledger: it posts every SKU's initial level as inventory events before the run, each
+click is a purchase that posts the SKU's new level, a banner that sells out disappears
+from decisions (optionally restocked `restock_after` seconds later). With `cap`, visitors
+come from a bounded pool of returning users (`users`) so the caps bite. Decisions where
+nothing was eligible ("chosen": null) and the "removed" counts of every response are
+tallied per window, and the probes check the learned policy prefers each segment's best
+action that is still in stock.
 """
 
 from __future__ import annotations
@@ -12,8 +22,10 @@ import asyncio
 import math
 import pathlib
 import time
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+import uuid
+from collections import Counter
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +37,14 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from engine.errors import InvalidInput, Unavailable
-from engine.simulation import ENVIRONMENT_NAMES, Environment, environment
+from engine.simulation import (
+    CAP_WINDOW_SECONDS,
+    ENVIRONMENT_NAMES,
+    MAX_CAP,
+    Environment,
+    Visitor,
+    environment,
+)
 
 PROBES_PER_SEGMENT = 20
 POLL_INTERVAL_S = 0.25
@@ -33,6 +52,10 @@ LEARN_GRACE_S = 5.0
 STALL_S = 2.0
 REQUEST_TIMEOUT_S = 10.0
 POSTFIX_EVERY = 25
+MAX_LABELLED_STOCK_OUTS = 4  # more sell-outs: lines only, counted in the legend
+DEFAULT_CAP_USERS = 200  # the user pool when a cap is set without `users`
+MAX_STOCK = 1_000_000_000
+STOCK_SYNC_S = 10.0  # how long to wait for the server to see the shop's stock levels
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,10 @@ class SimConfig:
     api_key: str | None = None
     setup_catalog: bool = True
     uniform: bool = False  # the same storefront against a uniform-random policy (baseline)
+    stock: int | None = None  # initial units per banner; each click buys one
+    restock_after: float | None = None  # seconds after a sell-out to restock to `stock`
+    cap: int | None = None  # at most this many exposures per banner per user per hour
+    users: int | None = None  # a pool of returning user ids (default with a cap: 200)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -67,6 +94,51 @@ class SimConfig:
             raise InvalidInput(f"seed must be an integer >= 0, got {self.seed!r}", field="seed")
         if self.api_key == "":
             raise InvalidInput("api_key must be None or a non-empty key, got ''", field="api_key")
+        self._check_constraints()
+
+    def _check_constraints(self) -> None:
+        if self.stock is not None:
+            _check_positive("stock", self.stock)
+            if self.stock > MAX_STOCK:
+                raise InvalidInput(
+                    f"stock must be at most {MAX_STOCK}, got {self.stock!r}", field="stock"
+                )
+        if self.restock_after is not None:
+            wait = self.restock_after
+            if isinstance(wait, bool) or not isinstance(wait, int | float):
+                raise InvalidInput(
+                    f"restock_after must be a number of seconds > 0, got {wait!r}",
+                    field="restock_after",
+                )
+            if not (math.isfinite(wait) and wait > 0):
+                raise InvalidInput(
+                    f"restock_after must be a finite number of seconds > 0, got {wait!r}",
+                    field="restock_after",
+                )
+            if self.stock is None:
+                raise InvalidInput(
+                    "restock_after needs stock (there is nothing to restock without it)",
+                    field="restock_after",
+                )
+        if self.cap is not None:
+            _check_positive("cap", self.cap)
+            if self.cap > MAX_CAP:
+                raise InvalidInput(f"cap must be at most {MAX_CAP}, got {self.cap!r}", field="cap")
+        if self.users is not None:
+            _check_positive("users", self.users)
+            environment(self.env, self.seed).user_pool(self.users)  # enough for every segment
+
+    @property
+    def constrained(self) -> bool:
+        """Whether the run uses stock or caps (else it is the plain storefront)."""
+        return self.stock is not None or self.cap is not None
+
+    @property
+    def user_pool(self) -> int | None:
+        """How many returning user ids visitors are drawn from; None: fresh ones."""
+        if self.users is not None:
+            return self.users
+        return DEFAULT_CAP_USERS if self.cap is not None else None
 
 
 @dataclass
@@ -84,6 +156,50 @@ class SimResult:
     n_actions: int
     env: str = "segments"
     learned: int = 0
+    # --- under constraints (stock, cap); defaults describe an unconstrained run --------
+    constrained: bool = False
+    stock: int | None = None
+    restock_after: float | None = None
+    cap: int | None = None
+    users: int | None = None
+    shown: int | None = None  # decisions that showed a banner (None: all of them)
+    nothing_eligible: int = 0  # decisions answered with "chosen": null
+    removed: dict[str, int] = field(default_factory=dict)  # summed "removed" counts
+    removed_by_window: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    nothing_by_window: list[tuple[int, int]] = field(default_factory=list)
+    # mean over shown decisions of the best / average click probability among the
+    # actions that were eligible for that decision (the oracle the constraints allow)
+    eligible_best_ctr: float | None = None
+    eligible_uniform_ctr: float | None = None
+    eligible_best_by_window: list[tuple[int, float]] = field(default_factory=list)
+    # per segment: the best action still in stock at the end, and its probe probability
+    best_in_stock_action: dict[str, str | None] = field(default_factory=dict)
+    best_in_stock_probability: dict[str, float] = field(default_factory=dict)
+    probe_nothing_eligible: int = 0
+    probe_saw_sold_out: list[str] = field(default_factory=list)
+    stock_outs: list[tuple[int, str]] = field(default_factory=list)  # (decisions, action)
+    restocks: list[tuple[int, str]] = field(default_factory=list)
+    sold_out_at_end: list[str] = field(default_factory=list)
+    purchases: int = 0
+    oversold: int = 0  # clicks on a banner the shop had already sold out of (server lag)
+    stock_synced: bool | None = None  # the server saw the final levels before the probes
+    n_in_stock: int = 0  # banners in stock at the end (the probes' 1/K)
+    probe_top_action: dict[str, str | None] = field(default_factory=dict)
+    overall_best_action: dict[str, str] = field(default_factory=dict)  # ignoring stock
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one visitor's decision did."""
+
+    clicked: bool
+    shown: bool = True
+    removed: Mapping[str, int] = field(default_factory=dict)
+    best: float = math.nan  # best click probability among the eligible actions
+    mean: float = math.nan  # their average click probability (uniform among the eligible)
+
+
+NOT_SHOWN = _Outcome(clicked=False, shown=False)
 
 
 @dataclass
@@ -92,13 +208,22 @@ class _Tally:
 
     total: int
     clicked: list[bool] = field(default_factory=list)
+    shown: list[bool] = field(default_factory=list)
+    removed: list[Mapping[str, int]] = field(default_factory=list)
+    best: list[float] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     next_index: int = 0
     done: int = 0
     clicks: int = 0
+    nothing_eligible: int = 0
 
     def __post_init__(self) -> None:
         self.clicked = [False] * self.total
+        self.shown = [False] * self.total
+        self.removed = [{} for _ in range(self.total)]
+        self.best = [math.nan] * self.total
+        self.mean = [math.nan] * self.total
 
     def claim(self) -> int | None:
         if self.next_index >= self.total:
@@ -106,38 +231,113 @@ class _Tally:
         self.next_index += 1
         return self.next_index - 1
 
-    def record(self, index: int, clicked: bool) -> None:
-        self.clicked[index] = clicked
+    def record(self, index: int, outcome: _Outcome) -> None:
+        self.clicked[index] = outcome.clicked
+        self.shown[index] = outcome.shown
+        self.removed[index] = outcome.removed
+        self.best[index] = outcome.best
+        self.mean[index] = outcome.mean
         self.done += 1
-        self.clicks += int(clicked)
+        self.clicks += int(outcome.clicked)
+        self.nothing_eligible += int(not outcome.shown)
 
     def ctr(self) -> float:
-        return self.clicks / self.done if self.done else 0.0
+        """Clicks per banner shown (every decision shows one unless constraints remove all)."""
+        shown = self.done - self.nothing_eligible
+        return self.clicks / shown if shown else 0.0
+
+
+@dataclass
+class _Shop:
+    """The storefront's own stock ledger: the truth, which the server learns from events.
+
+    Levels are posted as absolute values stamped with strictly increasing times per SKU,
+    so concurrent posts that arrive out of order still leave the newest level in force.
+    """
+
+    skus: dict[str, str]  # action id -> SKU
+    initial: int
+    restock_after: float | None
+    levels: dict[str, int] = field(default_factory=dict)
+    stamps: dict[str, float] = field(default_factory=dict)
+    stock_outs: list[tuple[int, str]] = field(default_factory=list)
+    restocks: list[tuple[int, str]] = field(default_factory=list)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    waiting: dict[asyncio.Task[None], str] = field(default_factory=dict)  # restock sleeping
+    purchases: int = 0
+    oversold: int = 0
+
+    def __post_init__(self) -> None:
+        self.levels = dict.fromkeys(self.skus, self.initial)
+
+    def stamp(self, action_id: str) -> float:
+        ts = max(time.time(), self.stamps.get(action_id, 0.0) + 1e-6)
+        self.stamps[action_id] = ts
+        return ts
+
+    def buy(self, action_id: str) -> tuple[int, float] | None:
+        """One unit sold: (new level, its timestamp); None when it was already sold out."""
+        level = self.levels[action_id]
+        if level <= 0:
+            self.oversold += 1
+            return None
+        self.levels[action_id] = level - 1
+        self.purchases += 1
+        return level - 1, self.stamp(action_id)
+
+    def restock(self, action_id: str) -> tuple[int, float]:
+        self.levels[action_id] = self.initial
+        return self.initial, self.stamp(action_id)
+
+    def in_stock(self) -> set[str]:
+        return {a for a, level in self.levels.items() if level > 0}
+
+    def event(self, action_id: str, level: int, ts: float) -> dict[str, object]:
+        return {"type": "inventory", "sku": self.skus[action_id], "level": level, "ts": ts}
 
 
 async def run(config: SimConfig, progress: bool = True) -> SimResult:
     """Play `config.decisions` visitors against the server at `config.base_url`."""
     env = environment(config.env, config.seed)
+    shop = _shop(config, env)
     async with _client(config) as client:
         if config.setup_catalog:
-            await _put_catalog(client, config.catalog, env, config.uniform)
+            await _put_catalog(
+                client, config.catalog, env, config.uniform, shop is not None, config.cap
+            )
+        if shop is not None:
+            await _stock_up(client, shop)
         baseline = await _learned(client, config.catalog)
         started = time.perf_counter()
-        tally = await _play(client, config, env, progress)
+        tally = await _play(client, config, env, progress, shop)
         elapsed = time.perf_counter() - started
-        target = baseline + config.decisions
+        target = baseline + tally.done - tally.nothing_eligible
         learned = await _wait_learned(client, config.catalog, target, env.reward_wait_seconds)
-        probes = await _probe(client, config.catalog, env)
-    return _result(config, env, tally, elapsed, probes, learned - baseline)
+        synced = await _wait_stock(client, shop) if shop is not None else None
+        if config.constrained:
+            probes = await _probe_in_stock(client, config, env, shop)
+            result = _result(config, env, tally, elapsed, probes.best, learned - baseline)
+            return _constrained(result, config, env, tally, shop, probes, synced)
+        plain = await _probe(client, config.catalog, env)
+    return _result(config, env, tally, elapsed, plain, learned - baseline)
 
 
 def plot(result: SimResult, path: pathlib.Path, title: str) -> pathlib.Path:
-    """Save a PNG: CTR per window vs oracle and uniform, and best-action probabilities."""
-    figure = Figure(figsize=(11.0, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    ctr_axes, probe_axes = figure.subplots(1, 2, width_ratios=[2, 1])
-    _plot_ctr(ctr_axes, result)
-    _plot_probes(probe_axes, result)
+    """Save a PNG: CTR per window vs oracle and uniform, and best-action probabilities;
+    under constraints, the best in-stock action and a third panel of removals by reason."""
+    if result.constrained:
+        figure = Figure(figsize=(16.0, 4.8), layout="constrained")
+        FigureCanvasAgg(figure)
+        ctr_axes, probe_axes, removed_axes = figure.subplots(1, 3, width_ratios=[2, 1.1, 1.4])
+        _plot_ctr(ctr_axes, result)
+        _plot_in_stock_probes(probe_axes, result)
+        _plot_removals(removed_axes, result)
+    else:
+        figure = Figure(figsize=(11.0, 4.5), layout="constrained")
+        FigureCanvasAgg(figure)
+        ctr_axes, probe_axes = figure.subplots(1, 2, width_ratios=[2, 1])
+        _plot_ctr(ctr_axes, result)
+        _plot_probes(probe_axes, result)
     figure.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110, format="png")
@@ -156,6 +356,8 @@ def summary(result: SimResult) -> str:
         _lift_line(result.overall_ctr, last, result.best_ctr, result.uniform_ctr),
         _probe_line(result.best_action_probability, result.n_actions),
     ]
+    if result.constrained:
+        lines.extend(_constraint_lines(result))
     return "\n".join(lines)
 
 
@@ -226,9 +428,14 @@ def _catalog_path(prefix: str, catalog: str) -> str:
 
 
 async def _put_catalog(
-    client: httpx.AsyncClient, catalog: str, env: Environment, uniform: bool = False
+    client: httpx.AsyncClient,
+    catalog: str,
+    env: Environment,
+    uniform: bool = False,
+    inventory: bool = False,
+    cap: int | None = None,
 ) -> None:
-    body = env.catalog_body(catalog)
+    body = env.catalog_body(catalog, inventory=inventory, cap=cap)
     if uniform:
         learning = body["learning"]
         if isinstance(learning, dict):
@@ -261,10 +468,34 @@ async def _reward(client: httpx.AsyncClient, event_id: str, value: float) -> Non
     _raise_for_problem(response, "POST", "/v1/rewards")
 
 
-def _chosen(decision: dict[str, Any], env: Environment) -> tuple[str, str]:
-    """(event_id, chosen action id) of a decide response, checked against the env."""
+async def _post_events(client: httpx.AsyncClient, events: Sequence[dict[str, object]]) -> None:
+    body: object = events[0] if len(events) == 1 else {"events": list(events)}
+    await _call(client, "POST", "/v1/events", body)
+
+
+async def _server_level(client: httpx.AsyncClient, sku: str) -> float | None:
+    """The stock level the server decides with; None while it knows none. Raises
+    `PermissionError` when the key may not read inventory (a storefront key)."""
+    path = _catalog_path("/v1/inventory", sku)
+    response = await _send(client, "GET", path)
+    if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+        raise PermissionError(path)
+    if response.status_code == httpx.codes.NOT_FOUND:
+        return None
+    _raise_for_problem(response, "GET", path)
+    level = _json_object(response, "GET", path).get("level")
+    if isinstance(level, bool) or not isinstance(level, int | float):
+        raise Unavailable(f"GET {path} answered level={level!r}, expected a number")
+    return float(level)
+
+
+def _chosen(decision: dict[str, Any], env: Environment) -> tuple[str, str] | None:
+    """(event_id, chosen action id) of a decide response, checked against the env;
+    None when the server answered that nothing was eligible ("chosen": null)."""
     chosen = decision.get("chosen")
     event_id = decision.get("event_id")
+    if chosen is None and "reason" in decision:
+        return None
     action = chosen.get("id") if isinstance(chosen, dict) else None
     if not isinstance(event_id, str) or not isinstance(action, str):
         raise Unavailable(f"POST /v1/decide answered without event_id or chosen.id: {decision}")
@@ -274,65 +505,192 @@ def _chosen(decision: dict[str, Any], env: Environment) -> tuple[str, str]:
 
 
 def _ranking_probability(decision: dict[str, Any], action_id: str) -> float:
+    return _ranking(decision).get(action_id, 0.0)
+
+
+def _ranking(decision: dict[str, Any]) -> dict[str, float]:
+    """Action id -> probability over the eligible actions of a decide response."""
     ranking = decision.get("ranking")
     if not isinstance(ranking, list):
         raise Unavailable(f"POST /v1/decide answered without a ranking list: {decision}")
-    for entry in ranking:
-        if isinstance(entry, dict) and entry.get("id") == action_id:
-            return float(entry.get("probability", 0.0))
-    return 0.0
+    return {
+        str(entry["id"]): float(entry.get("probability", 0.0))
+        for entry in ranking
+        if isinstance(entry, dict) and "id" in entry
+    }
+
+
+def _removed(decision: dict[str, Any]) -> dict[str, int]:
+    """The response's "removed" counts by reason (absent: nothing removed)."""
+    removed = decision.get("removed")
+    if not isinstance(removed, dict):
+        return {}
+    return {
+        str(reason): int(n)
+        for reason, n in removed.items()
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0
+    }
+
+
+def _eligible_ctr(
+    decision: dict[str, Any], env: Environment, visitor: Visitor
+) -> tuple[float, float]:
+    """(best, mean) click probability of the visitor over the eligible actions."""
+    ctrs = [env.click_probability(visitor, a) for a in _ranking(decision) if a in env.action_ids]
+    if not ctrs:
+        return math.nan, math.nan
+    return max(ctrs), math.fsum(ctrs) / len(ctrs)
 
 
 # --- playing ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every worker of one run shares."""
+
+    client: httpx.AsyncClient
+    catalog: str
+    env: Environment
+    tally: _Tally
+    shop: _Shop | None = None
+    users: int | None = None  # the pool of returning users, or fresh ids
+    prefix: str = ""  # makes this run's returning users new to the server's caps
+
+
+def _shop(config: SimConfig, env: Environment) -> _Shop | None:
+    if config.stock is None:
+        return None
+    skus = {a: env.sku(config.catalog, a) for a in env.action_ids}
+    return _Shop(skus, config.stock, config.restock_after)
+
+
+async def _stock_up(client: httpx.AsyncClient, shop: _Shop) -> None:
+    """Post every SKU's initial level and give the server a moment to see them."""
+    events = [shop.event(a, level, shop.stamp(a)) for a, level in shop.levels.items()]
+    await _post_events(client, events)
+    await _wait_stock(client, shop)
+
+
+async def _wait_stock(client: httpx.AsyncClient, shop: _Shop) -> bool:
+    """Poll until the server decides with the shop's levels; False on timeout, or when
+    the key may not read inventory (the run goes on: an unknown SKU counts as in stock)."""
+    deadline = time.monotonic() + STOCK_SYNC_S
+    pending = dict(shop.levels)
+    try:
+        while True:
+            for action, level in list(pending.items()):
+                if await _server_level(client, shop.skus[action]) == float(level):
+                    del pending[action]
+            if not pending:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(POLL_INTERVAL_S)
+    except PermissionError:
+        return False
+
+
 async def _play(
-    client: httpx.AsyncClient, config: SimConfig, env: Environment, progress: bool
+    client: httpx.AsyncClient,
+    config: SimConfig,
+    env: Environment,
+    progress: bool,
+    shop: _Shop | None = None,
 ) -> _Tally:
     tally = _Tally(config.decisions)
+    users = config.user_pool
+    prefix = f"sim-{uuid.uuid4().hex[:8]}-" if users is not None else ""
+    run = _Run(client, config.catalog, env, tally, shop, users, prefix)
     seeds = np.random.SeedSequence(config.seed).spawn(config.concurrency)
     with tqdm(total=config.decisions, disable=not progress, unit="decision", desc=env.name) as bar:
-        workers = [
-            _worker(client, config.catalog, env, np.random.default_rng(seed), tally, bar)
-            for seed in seeds
-        ]
-        await _all_or_cancel(workers)
-        bar.set_postfix(ctr=f"{tally.ctr():.3f}")
+        workers = [_worker(run, np.random.default_rng(seed), bar) for seed in seeds]
+        try:
+            await _all_or_cancel(workers)
+        finally:
+            if shop is not None:
+                await _finish_restocks(shop)
+        bar.set_postfix(_postfix(run))
     return tally
 
 
-async def _worker(
-    client: httpx.AsyncClient,
-    catalog: str,
-    env: Environment,
-    rng: np.random.Generator,
-    tally: _Tally,
-    bar: tqdm[Any],
-) -> None:
+def _postfix(run: _Run) -> dict[str, str]:
+    out = {"ctr": f"{run.tally.ctr():.3f}"}
+    if run.shop is not None:
+        out["sold out"] = str(len(run.shop.skus) - len(run.shop.in_stock()))
+    if run.shop is not None or run.users is not None:
+        out["none eligible"] = str(run.tally.nothing_eligible)
+    return out
+
+
+async def _worker(run: _Run, rng: np.random.Generator, bar: tqdm[Any]) -> None:
+    tally = run.tally
     while (index := tally.claim()) is not None:
-        clicked = await _step(client, catalog, env, rng, tally)
-        tally.record(index, clicked)
+        outcome = await _step(run, rng, index)
+        tally.record(index, outcome)
         bar.update(1)
         if tally.done % POSTFIX_EVERY == 0:
-            bar.set_postfix(ctr=f"{tally.ctr():.3f}", refresh=False)
+            bar.set_postfix(_postfix(run), refresh=False)
 
 
-async def _step(
-    client: httpx.AsyncClient,
-    catalog: str,
-    env: Environment,
-    rng: np.random.Generator,
-    tally: _Tally,
-) -> bool:
-    visitor = env.visitor(rng)
+async def _step(run: _Run, rng: np.random.Generator, index: int) -> _Outcome:
+    env, client = run.env, run.client
+    visitor = env.visitor(rng, run.users)
+    if run.prefix:
+        visitor = replace(visitor, user_id=run.prefix + visitor.user_id)
     started = time.perf_counter()
-    decision = await _decide(client, catalog, visitor.context, visitor.user_id)
-    tally.latencies_ms.append((time.perf_counter() - started) * 1000.0)
-    event_id, action = _chosen(decision, env)
+    decision = await _decide(client, run.catalog, visitor.context, visitor.user_id)
+    run.tally.latencies_ms.append((time.perf_counter() - started) * 1000.0)
+    chosen = _chosen(decision, env)
+    removed = _removed(decision)
+    if chosen is None:
+        return replace(NOT_SHOWN, removed=removed)
+    event_id, action = chosen
     clicked = bool(rng.random() < env.click_probability(visitor, action))
     if clicked:
         await _reward(client, event_id, 1.0)
-    return clicked
+        if run.shop is not None:
+            await _purchase(run, run.shop, action, index)
+    best, mean = _eligible_ctr(decision, env, visitor)
+    return _Outcome(clicked, True, removed, best, mean)
+
+
+async def _purchase(run: _Run, shop: _Shop, action: str, index: int) -> None:
+    """A click buys one unit: post the new level; a sell-out may schedule a restock."""
+    sold = shop.buy(action)
+    if sold is None:
+        return
+    level, ts = sold
+    if level == 0:
+        shop.stock_outs.append((index + 1, action))
+        if shop.restock_after is not None:
+            task = asyncio.create_task(_restock_later(run, shop, action, shop.restock_after))
+            shop.tasks.add(task)
+            shop.waiting[task] = action
+    await _post_events(run.client, [shop.event(action, level, ts)])
+
+
+async def _restock_later(run: _Run, shop: _Shop, action: str, delay: float) -> None:
+    task = asyncio.current_task()
+    await asyncio.sleep(delay)
+    if task is not None:
+        shop.waiting.pop(task, None)  # from here on it runs to the end, even at the end
+    level, ts = shop.restock(action)
+    shop.restocks.append((run.tally.next_index, action))
+    await _post_events(run.client, [shop.event(action, level, ts)])
+
+
+async def _finish_restocks(shop: _Shop) -> None:
+    """Cancel restocks still waiting when the run ends; await those already posting and
+    raise the first failure among them."""
+    for task in list(shop.waiting):
+        task.cancel()
+    shop.waiting.clear()
+    results = await asyncio.gather(*shop.tasks, return_exceptions=True)
+    shop.tasks.clear()
+    for outcome in results:
+        if isinstance(outcome, Exception):
+            raise outcome
 
 
 async def _all_or_cancel(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
@@ -383,6 +741,101 @@ async def _probe_segment(
     return float(np.mean([_ranking_probability(d, best) for d in decisions]))
 
 
+@dataclass
+class _Probes:
+    """What the learned policy shows each segment under the constraints at the end."""
+
+    best: dict[str, float] = field(default_factory=dict)  # the unconstrained best action
+    target: dict[str, str | None] = field(default_factory=dict)  # best action in stock
+    target_probability: dict[str, float] = field(default_factory=dict)
+    top: dict[str, str | None] = field(default_factory=dict)  # most probable in the probes
+    nothing_eligible: int = 0
+    saw_sold_out: set[str] = field(default_factory=set)
+
+
+async def _probe_in_stock(
+    client: httpx.AsyncClient, config: SimConfig, env: Environment, shop: _Shop | None
+) -> _Probes:
+    """Probe each segment with fresh user ids (no caps apply to them): the probability of
+    the best action still in stock (the shop's ledger), and of the overall best."""
+    available = shop.in_stock() if shop is not None else set(env.action_ids)
+    token = uuid.uuid4().hex[:8]
+    out = _Probes()
+    for segment in env.segment_names:
+        context = env.segment_context(segment)
+        decisions = await asyncio.gather(
+            *(
+                _decide(client, config.catalog, context, f"probe-{token}-{segment}-{i}")
+                for i in range(PROBES_PER_SEGMENT)
+            )
+        )
+        target = env.best_available(segment, available)
+        rankings = [_ranking(d) for d in decisions]
+        out.nothing_eligible += sum(1 for d in decisions if d.get("chosen") is None)
+        out.saw_sold_out.update(a for r in rankings for a in r if a not in available)
+        mean = {a: float(np.mean([r.get(a, 0.0) for r in rankings])) for a in env.action_ids}
+        out.best[segment] = mean[env.best_action(segment)]
+        out.target[segment] = target
+        out.target_probability[segment] = mean[target] if target is not None else 0.0
+        top = max(mean, key=lambda a: mean[a])
+        out.top[segment] = top if mean[top] > 0 else None
+    return out
+
+
+def _constrained(
+    result: SimResult,
+    config: SimConfig,
+    env: Environment,
+    tally: _Tally,
+    shop: _Shop | None,
+    probes: _Probes,
+    synced: bool | None,
+) -> SimResult:
+    removed: Counter[str] = Counter()
+    for counts in tally.removed[: tally.done]:
+        removed.update(counts)
+    best = [b for b, shown in zip(tally.best, tally.shown, strict=True) if shown]
+    mean = [m for m, shown in zip(tally.mean, tally.shown, strict=True) if shown]
+    return replace(
+        result,
+        constrained=True,
+        stock=config.stock,
+        restock_after=config.restock_after,
+        cap=config.cap,
+        users=config.user_pool,
+        shown=tally.done - tally.nothing_eligible,
+        nothing_eligible=tally.nothing_eligible,
+        removed=dict(removed.most_common()),
+        removed_by_window=_removals_by_window(tally.removed[: tally.done], config.window),
+        nothing_by_window=_counts_by_window(
+            [not s for s in tally.shown[: tally.done]], config.window
+        ),
+        eligible_best_ctr=_nanmean(best),
+        eligible_uniform_ctr=_nanmean(mean),
+        eligible_best_by_window=_means_by_window(
+            tally.best[: tally.done], tally.shown[: tally.done], config.window
+        ),
+        best_in_stock_action=probes.target,
+        best_in_stock_probability=probes.target_probability,
+        probe_top_action=probes.top,
+        overall_best_action={s: env.best_action(s) for s in env.segment_names},
+        probe_nothing_eligible=probes.nothing_eligible,
+        probe_saw_sold_out=sorted(probes.saw_sold_out),
+        stock_outs=list(shop.stock_outs) if shop else [],
+        restocks=list(shop.restocks) if shop else [],
+        sold_out_at_end=sorted(set(env.action_ids) - shop.in_stock()) if shop else [],
+        purchases=shop.purchases if shop else 0,
+        oversold=shop.oversold if shop else 0,
+        stock_synced=synced,
+        n_in_stock=len(shop.in_stock()) if shop else len(env.action_ids),
+    )
+
+
+def _nanmean(values: Sequence[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return math.fsum(finite) / len(finite) if finite else None
+
+
 def _result(
     config: SimConfig,
     env: Environment,
@@ -393,7 +846,7 @@ def _result(
 ) -> SimResult:
     p50, p99 = np.percentile(tally.latencies_ms, [50, 99])
     return SimResult(
-        ctr_by_window=_windows(tally.clicked, config.window),
+        ctr_by_window=_windows(tally.clicked, config.window, tally.shown),
         overall_ctr=tally.ctr(),
         best_ctr=env.best_ctr(),
         uniform_ctr=env.uniform_ctr(),
@@ -409,12 +862,51 @@ def _result(
     )
 
 
-def _windows(clicked: Sequence[bool], window: int) -> list[tuple[int, float]]:
-    """(decisions so far, CTR within the window ending there); a short last window counts."""
+def _windows(
+    clicked: Sequence[bool], window: int, shown: Sequence[bool] | None = None
+) -> list[tuple[int, float]]:
+    """(decisions so far, CTR within the window ending there); a short last window counts.
+
+    With `shown`, the CTR is per banner shown (decisions that showed nothing are left
+    out of it) and a window that showed nothing has no point."""
     out: list[tuple[int, float]] = []
     for start in range(0, len(clicked), window):
         chunk = clicked[start : start + window]
-        out.append((start + len(chunk), sum(chunk) / len(chunk)))
+        seen = len(chunk) if shown is None else sum(shown[start : start + window])
+        if seen:
+            out.append((start + len(chunk), sum(chunk) / seen))
+    return out
+
+
+def _counts_by_window(flags: Sequence[bool], window: int) -> list[tuple[int, int]]:
+    return [
+        (start + len(flags[start : start + window]), sum(flags[start : start + window]))
+        for start in range(0, len(flags), window)
+    ]
+
+
+def _means_by_window(
+    values: Sequence[float], shown: Sequence[bool], window: int
+) -> list[tuple[int, float]]:
+    out: list[tuple[int, float]] = []
+    for start in range(0, len(values), window):
+        chunk = values[start : start + window]
+        mean = _nanmean([v for v, s in zip(chunk, shown[start : start + window], strict=True) if s])
+        if mean is not None:
+            out.append((start + len(chunk), mean))
+    return out
+
+
+def _removals_by_window(
+    removed: Sequence[Mapping[str, int]], window: int
+) -> list[tuple[int, dict[str, int]]]:
+    out: list[tuple[int, dict[str, int]]] = []
+    for start in range(0, len(removed), window):
+        chunk = removed[start : start + window]
+        total: Counter[str] = Counter()
+        for counts in chunk:
+            total.update(counts)
+        out.append((start + len(chunk), dict(total)))
     return out
 
 
@@ -427,12 +919,106 @@ def _plot_ctr(axes: Axes, result: SimResult) -> None:
     axes.plot(xs, ys, marker="o", markersize=3, label="Loopwise (CTR per window)")
     axes.axhline(result.best_ctr, color="tab:green", linestyle="--", label="oracle (best)")
     axes.axhline(result.uniform_ctr, color="tab:red", linestyle=":", label="uniform random")
-    top = max([result.best_ctr, result.uniform_ctr, *ys])
+    if result.constrained:
+        _plot_constrained_ctr(axes, result)
+        if result.decisions > 0:
+            axes.set_xlim(0, result.decisions * 1.02)
+    extra = [c for _, c in result.eligible_best_by_window] if result.constrained else []
+    top = max([result.best_ctr, result.uniform_ctr, *ys, *extra])
     axes.set_ylim(0.0, top * 1.2 if top > 0 else 1.0)
     axes.set_xlabel("decisions")
     axes.set_ylabel("click-through rate")
     axes.set_title("CTR over time")
-    axes.legend(loc="lower right")
+    if result.constrained:  # below the axes: the lines and sell-out labels stay visible
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
+    else:
+        axes.legend(loc="lower right")
+    axes.grid(alpha=0.3)
+
+
+def _plot_constrained_ctr(axes: Axes, result: SimResult) -> None:
+    """The oracle among the eligible actions per window, and where banners sold out."""
+    if result.eligible_best_by_window:
+        xs = [n for n, _ in result.eligible_best_by_window]
+        ys = [c for _, c in result.eligible_best_by_window]
+        axes.plot(
+            xs, ys, color="tab:green", linewidth=1.0, alpha=0.7, label="oracle among eligible"
+        )
+    outs = result.stock_outs
+    for k, (at, action) in enumerate(outs):
+        label = f"a banner sold out ({len(outs)}x)" if k == 0 else None
+        axes.axvline(at, color="tab:gray", linewidth=0.8, alpha=0.6, label=label)
+        if len(outs) <= MAX_LABELLED_STOCK_OUTS:
+            axes.annotate(
+                action,
+                xy=(at, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -10 - 10 * k),
+                textcoords="offset points",
+                fontsize=7,
+                color="tab:gray",
+            )
+
+
+def _plot_in_stock_probes(axes: Axes, result: SimResult) -> None:
+    names = list(result.best_in_stock_probability)
+    values = [result.best_in_stock_probability[n] for n in names]
+    targets = [result.best_in_stock_action.get(n) for n in names]
+    colours = [
+        "tab:orange" if t is not None and t != result.overall_best_action.get(n, t) else "tab:blue"
+        for n, t in zip(names, targets, strict=True)
+    ]
+    bars = axes.bar(range(len(names)), values, color=colours)
+    axes.bar_label(bars, fmt="%.2f")
+    axes.set_xticks(
+        range(len(names)),
+        [f"{n}\n{t or 'all sold out'}" for n, t in zip(names, targets, strict=True)],
+    )
+    axes.tick_params(axis="x", labelsize=7)
+    if result.n_in_stock > 0:
+        axes.axhline(1.0 / result.n_in_stock, color="tab:red", linestyle=":", label="1/K in stock")
+    elif names:
+        axes.text(0.5, 0.5, "every banner sold out", ha="center", transform=axes.transAxes)
+    if "tab:orange" in colours:
+        axes.bar([0], [0], color="tab:orange", label="best sold out: next best")
+    if names:
+        axes.legend(loc="upper right", fontsize=7)
+    axes.set_ylim(0.0, 1.15)
+    axes.set_ylabel("probability of best in-stock action")
+    axes.set_title("Learned policy per segment (in stock)")
+
+
+def _plot_removals(axes: Axes, result: SimResult) -> None:
+    """Actions removed per window by reason (stacked), and decisions with nothing eligible."""
+    reasons = list(result.removed)
+    xs = [n for n, _ in result.removed_by_window]
+    starts = [0, *xs[:-1]][: len(xs)]
+    widths = [(n - s) * 0.9 for n, s in zip(xs, starts, strict=True)]
+    bottom = [0.0] * len(xs)
+    for reason in reasons:
+        heights = [float(counts.get(reason, 0)) for _, counts in result.removed_by_window]
+        axes.bar(starts, heights, widths, bottom=bottom, align="edge", label=reason, alpha=0.8)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    if result.nothing_by_window:
+        ends = [n for n, _ in result.nothing_by_window]
+        axes.plot(
+            [(s + n) / 2 for s, n in zip([0, *ends[:-1]], ends, strict=True)],
+            [c for _, c in result.nothing_by_window],
+            color="black",
+            marker="o",
+            markersize=3,
+            label="decisions with nothing eligible",
+        )
+    if not reasons and not result.nothing_by_window:
+        axes.text(0.5, 0.5, "nothing removed", ha="center", va="center", transform=axes.transAxes)
+    else:
+        nothing = [c for _, c in result.nothing_by_window]
+        top = max([*bottom, *nothing, 1.0])
+        axes.set_ylim(0.0, top * 1.35)  # room for the legend above the bars
+        axes.legend(loc="upper left", fontsize=7)
+    axes.set_xlabel("decisions")
+    axes.set_ylabel("count per window")
+    axes.set_title("Removed by constraints")
     axes.grid(alpha=0.3)
 
 
@@ -464,6 +1050,91 @@ def _probe_line(probabilities: dict[str, float], n_actions: int) -> str:
     uniform = f"{1.0 / n_actions:.3f}" if n_actions > 0 else "n/a"
     parts = ", ".join(f"{name} {p:.2f}" for name, p in probabilities.items())
     return f"best-action probability (1/K = {uniform}): {parts or 'not probed'}"
+
+
+def _constraint_lines(result: SimResult) -> list[str]:
+    decisions = result.decisions
+    shown = result.shown if result.shown is not None else decisions
+    share = result.nothing_eligible / decisions if decisions else 0.0
+    removed = ", ".join(f"{reason} {n}" for reason, n in result.removed.items()) or "none"
+    caps = sum(n for reason, n in result.removed.items() if reason.startswith("cap:"))
+    lines = [
+        "constraints: " + constraint_setup(result),
+        f"nothing eligible (chosen: null): {result.nothing_eligible} of {decisions} "
+        f"decisions ({share:.1%}); {shown} showed a banner",
+        f"removed by reason (actions, summed over responses): {removed}; "
+        f"cap removals {caps}, inventory removals {result.removed.get('inventory', 0)}",
+    ]
+    if result.stock is not None:
+        lines.append(_stock_line(result))
+    best, uniform = result.eligible_best_ctr, result.eligible_uniform_ctr
+    if best is not None and uniform is not None:
+        last = result.ctr_by_window[-1][1] if result.ctr_by_window else result.overall_ctr
+        last_best = (
+            result.eligible_best_by_window[-1][1] if result.eligible_best_by_window else best
+        )
+        gap = best - uniform
+        lift = f"{(result.overall_ctr - uniform) / gap:.0%}" if gap > 0 else "undefined"
+        lines.append(
+            f"CTR per banner shown {result.overall_ctr:.3f} (last window {last:.3f}); oracle "
+            f"among the eligible actions {best:.3f} (last window {last_best:.3f}), uniform "
+            f"among them {uniform:.3f}; lift captured over that uniform: {lift}"
+        )
+    lines.append(_in_stock_probe_line(result))
+    return lines
+
+
+def constraint_setup(result: SimResult) -> str:
+    """The constraints of a run in words, e.g. "stock 150 per banner (no restock), ..."."""
+    parts = []
+    if result.stock is not None:
+        restock = (
+            f"restocked {result.restock_after:g} s after selling out"
+            if result.restock_after is not None
+            else "no restock"
+        )
+        parts.append(f"stock {result.stock} per banner ({restock})")
+    if result.cap is not None:
+        parts.append(f"cap {result.cap} per banner per user per {CAP_WINDOW_SECONDS / 3600:g} h")
+    if result.users is not None:
+        parts.append(f"{result.users} returning users")
+    return ", ".join(parts)
+
+
+def _stock_line(result: SimResult) -> str:
+    outs = ", ".join(f"{action} at decision {at}" for at, action in result.stock_outs)
+    line = (
+        f"stock-outs: {len(result.stock_outs)} ({outs or 'none'}); "
+        f"{result.purchases} purchases; restocks {len(result.restocks)}; "
+        f"sold out at the end: {', '.join(result.sold_out_at_end) or 'none'}"
+    )
+    if result.oversold:
+        line += f"; {result.oversold} clicks on banners already sold out (inventory lag)"
+    if result.stock_synced is False:
+        line += "; the server did not confirm the final stock levels"
+    return line
+
+
+def _in_stock_probe_line(result: SimResult) -> str:
+    uniform = f"{1.0 / result.n_in_stock:.3f}" if result.n_in_stock > 0 else "n/a"
+    parts = []
+    for segment, p in result.best_in_stock_probability.items():
+        target = result.best_in_stock_action.get(segment)
+        top = result.probe_top_action.get(segment)
+        if target is None:
+            parts.append(f"{segment}: nothing in stock")
+            continue
+        mark = "top" if top == target else f"top is {top}"
+        best = result.overall_best_action.get(segment, target)
+        note = "" if best == target else f", {best} sold out"
+        parts.append(f"{segment}->{target} {p:.2f} ({mark}{note})")
+    line = f"best in-stock action probability (1/K in stock = {uniform}): "
+    line += ", ".join(parts) or "not probed"
+    if result.probe_nothing_eligible:
+        line += f"; {result.probe_nothing_eligible} probes had nothing eligible"
+    if result.probe_saw_sold_out:
+        line += f"; probes were offered sold-out {', '.join(result.probe_saw_sold_out)}"
+    return line
 
 
 def _check_positive(name: str, value: int) -> None:

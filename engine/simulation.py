@@ -5,16 +5,23 @@ matrix `ctr[segment][action]`. Visitors carry a JSON-able context with the segme
 few noise features that do not change clicks, so a learner that finds the best banner per
 segment can be scored against the oracle (`best_ctr`) and uniform random (`uniform_ctr`).
 Everything is pure: randomness comes from an explicit `numpy.random.Generator`.
+
+A storefront may also run under business constraints (engine.constraints): with
+`inventory`, every action carries a SKU in its metadata (`sku(catalog, action_id)`) and
+is shown only while its stock is above 0; with `cap`, each action is shown to a user at
+most `cap` times per hour. Caps only bite when users come back, so `visitor(rng, users)`
+draws from a bounded pool of user ids, split across the segments by their weights.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from engine.constraints import MAX_CAP_LIMIT
 from engine.errors import InvalidInput
 
 DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet")
@@ -34,6 +41,11 @@ THEMES: tuple[str, ...] = (
     "winter",
 )
 USERS_PER_SEGMENT = 100_000
+SKU_FIELD = "sku"  # the metadata key holding an action's SKU (constraints.inventory)
+CAP_GROUP = "creative"  # a metadata key unique per action: a group cap on it caps each action
+CAP_NAME = "per-action-hourly"  # removals by the cap are reported as "cap:per-action-hourly"
+CAP_WINDOW_SECONDS = 3600.0
+MAX_CAP = MAX_CAP_LIMIT  # what a catalog's frequency cap accepts
 _WEIGHT_TOLERANCE = 1e-6
 
 
@@ -128,19 +140,65 @@ class Environment:
     def weights(self) -> np.ndarray[tuple[int], np.dtype[np.float64]]:
         return np.array([s.weight for s in self.segments], dtype=np.float64)
 
-    def catalog_body(self, name: str) -> dict[str, object]:
-        """The JSON body for `PUT /v1/catalogs/{name}`."""
+    def catalog_body(
+        self, name: str, *, inventory: bool = False, cap: int | None = None
+    ) -> dict[str, object]:
+        """The JSON body for `PUT /v1/catalogs/{name}`.
+
+        `inventory` gives every action a SKU (metadata "sku") and adds an inventory
+        constraint (shown while stock > 0; a SKU without a stock level counts as in stock);
+        `cap` adds a per-user frequency cap of `cap` exposures per action per hour. Without
+        either the body has no "constraints" key, exactly as before.
+        """
         if not name:
             raise InvalidInput("catalog name must be a non-empty string, got ''", field="name")
-        return {
-            "actions": [self._action_body(action, name) for action in self.actions],
+        _check_cap(cap)
+        body: dict[str, object] = {
+            "actions": [
+                self._action_body(action, name, inventory, cap is not None)
+                for action in self.actions
+            ],
             "learning": self._learning_body(),
         }
+        constraints = _constraints_body(inventory, cap)
+        if constraints:
+            body["constraints"] = constraints
+        return body
 
-    def visitor(self, rng: np.random.Generator) -> Visitor:
+    def sku(self, catalog: str, action_id: str) -> str:
+        """The SKU of an action in a catalog with inventory: unique per catalog and action."""
+        self._action_index(action_id)
+        return f"{catalog}:{action_id}"
+
+    def user_pool(self, users: int) -> tuple[int, ...]:
+        """How many of `users` user ids each segment gets: proportional to its weight, at
+        least one each (largest remainders), summing to `users`."""
+        n = len(self.segments)
+        if isinstance(users, bool) or not isinstance(users, int) or not n <= users:
+            raise InvalidInput(
+                f"users must be an integer >= {n} (one per segment at least), got {users!r}",
+                field="users",
+            )
+        if users > USERS_PER_SEGMENT:
+            raise InvalidInput(
+                f"users must be at most {USERS_PER_SEGMENT}, got {users!r}", field="users"
+            )
+        spare = users - n
+        shares = self.weights() * spare
+        sizes = [1 + math.floor(float(x)) for x in shares]
+        order = np.argsort(-(shares - np.floor(shares)), kind="stable")
+        for i in order[: users - sum(sizes)]:
+            sizes[int(i)] += 1
+        return tuple(sizes)
+
+    def visitor(self, rng: np.random.Generator, users: int | None = None) -> Visitor:
+        """A random visitor; with `users`, one of a pool of that many returning user ids
+        (see `user_pool`), else one of `USERS_PER_SEGMENT` per segment."""
+        sizes = self.user_pool(users) if users is not None else None
         index = int(rng.choice(len(self.segments), p=self.weights()))
         segment = self.segments[index].name
-        user = index * USERS_PER_SEGMENT + int(rng.integers(USERS_PER_SEGMENT))
+        size = USERS_PER_SEGMENT if sizes is None else sizes[index]
+        user = index * USERS_PER_SEGMENT + int(rng.integers(size))
         device = DEVICES[int(rng.choice(len(DEVICES), p=DEVICE_WEIGHTS))]
         page = PAGES[int(rng.choice(len(PAGES), p=PAGE_WEIGHTS))]
         return Visitor(segment, f"u{user:07d}", _context(segment, device, page))
@@ -151,6 +209,16 @@ class Environment:
     def best_action(self, segment: str) -> str:
         row = self.ctr[self._segment_index(segment)]
         return self.actions[int(np.argmax(row))].id
+
+    def best_available(self, segment: str, available: Collection[str]) -> str | None:
+        """The segment's best action among `available` ids; None when none is available."""
+        row = self.ctr[self._segment_index(segment)]
+        best = max(
+            (j for j, action in enumerate(self.actions) if action.id in available),
+            key=lambda j: row[j],
+            default=None,
+        )
+        return None if best is None else self.actions[best].id
 
     def best_ctr(self) -> float:
         """Expected CTR of the oracle that always shows each segment its best action."""
@@ -165,8 +233,14 @@ class Environment:
         self._segment_index(segment)
         return _context(segment, DEVICES[0], PAGES[0])
 
-    def _action_body(self, action: Action, catalog: str) -> dict[str, object]:
+    def _action_body(
+        self, action: Action, catalog: str, inventory: bool = False, capped: bool = False
+    ) -> dict[str, object]:
         metadata = {"title": action.title(), "simulation": self.name, "catalog": catalog}
+        if inventory:
+            metadata[SKU_FIELD] = self.sku(catalog, action.id)
+        if capped:
+            metadata[CAP_GROUP] = action.id
         return {"id": action.id, "features": action.features(), "metadata": metadata}
 
     def _learning_body(self) -> dict[str, object]:
@@ -252,6 +326,29 @@ def environment(name: str, seed: int = 0) -> Environment:
             field="env",
         )
     return factory(seed)
+
+
+def _constraints_body(inventory: bool, cap: int | None) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if inventory:
+        out["inventory"] = {"sku_field": SKU_FIELD, "threshold": 0, "unknown": "in_stock"}
+    if cap is not None:
+        out["frequency_caps"] = [
+            {
+                "name": CAP_NAME,
+                "group": CAP_GROUP,
+                "limit": cap,
+                "window_seconds": CAP_WINDOW_SECONDS,
+            }
+        ]
+    return out
+
+
+def _check_cap(cap: int | None) -> None:
+    if cap is None:
+        return
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CAP:
+        raise InvalidInput(f"cap must be an integer in [1, {MAX_CAP}], got {cap!r}", field="cap")
 
 
 def _hero(theme: str) -> Action:

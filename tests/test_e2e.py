@@ -95,7 +95,7 @@ def test_up_loads_the_example_catalog_and_answers(up: str) -> None:
 def test_simulated_storefront_learns_each_segments_best_banner(up: str, tmp_path: Path) -> None:
     result = asyncio.run(
         simulate.run(
-            simulate.SimConfig(base_url=up, catalog="sim", decisions=6000, seed=1), progress=False
+            simulate.SimConfig(base_url=up, catalog="sim", decisions=10_000, seed=1), progress=False
         )
     )
     uniform = asyncio.run(

@@ -11,10 +11,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.simulate import SimConfig, SimResult, plot, summary
+from api.simulate import (
+    SimConfig,
+    SimResult,
+    _chosen,
+    _removals_by_window,
+    _removed,
+    _Shop,
+    _windows,
+    plot,
+    summary,
+)
+from engine.catalog import parse_catalog
+from engine.constraints import apply
 from engine.errors import InvalidInput
+from engine.limits import Limits
 from engine.simulation import (
+    CAP_NAME,
     ENVIRONMENT_NAMES,
+    MAX_CAP,
+    SKU_FIELD,
     Action,
     Environment,
     Segment,
@@ -276,3 +292,245 @@ def test_summary_mentions_the_ctr_numbers() -> None:
     assert "runner 0.91" in text
     assert "1/K = 0.250" in text
     assert len(text.splitlines()) >= 3
+
+
+# --- under constraints: stock and frequency caps -------------------------------------------
+
+
+def _parsed(env: Environment, **options: object):  # type: ignore[no-untyped-def]
+    body = json.loads(json.dumps(env.catalog_body("sim", **options)))  # type: ignore[arg-type]
+    return body, parse_catalog("sim", body, Limits(), version=1, now=0.0)
+
+
+def test_catalog_body_without_options_has_no_constraints(env: Environment) -> None:
+    body, catalog = _parsed(env)
+    assert "constraints" not in body
+    assert all(set(a["metadata"]) == {"title", "simulation", "catalog"} for a in body["actions"])
+    assert catalog.constraints.inventory is None and catalog.constraints.caps == ()
+
+
+def test_catalog_body_with_stock_and_cap_is_a_valid_catalog(env: Environment) -> None:
+    body, catalog = _parsed(env, inventory=True, cap=3)
+    assert set(body["constraints"]) == {"inventory", "frequency_caps"}
+    inventory = catalog.constraints.inventory
+    assert inventory is not None and inventory.sku_field == SKU_FIELD
+    assert inventory.threshold == 0.0 and inventory.unknown == "in_stock"
+    skus = [inventory.sku(a) for a in catalog.actions]
+    assert skus == [env.sku("sim", a) for a in env.action_ids]
+    assert len(set(skus)) == len(skus)
+    (cap,) = catalog.constraints.caps
+    assert (cap.name, cap.limit, cap.window_seconds) == (CAP_NAME, 3, 3600.0)
+
+
+@pytest.mark.parametrize(("inventory", "cap"), [(True, None), (False, 2)])
+def test_catalog_body_with_one_option_has_only_its_constraint(
+    inventory: bool, cap: int | None
+) -> None:
+    body, catalog = _parsed(segments_env(), inventory=inventory, cap=cap)
+    assert set(body["constraints"]) == ({"inventory"} if inventory else {"frequency_caps"})
+    assert (catalog.constraints.inventory is not None) is inventory
+    assert len(catalog.constraints.caps) == (cap is not None)
+    has_sku = [SKU_FIELD in a["metadata"] for a in body["actions"]]
+    assert all(has_sku) if inventory else not any(has_sku)
+
+
+def test_the_constraints_remove_sold_out_and_capped_actions_one_by_one() -> None:
+    env = segments_env()
+    _, catalog = _parsed(env, inventory=True, cap=2)
+    a, b, c, d = env.action_ids
+    stock = {env.sku("sim", a): 0.0, env.sku("sim", b): 1.0}  # c, d: unknown = in stock
+    now = 10_000.0
+    seen = {b: [now - 10, now - 20], c: [now - 10, now - 4000], d: [now - 1]}
+    out = apply(catalog.constraints, catalog.actions, {}, now, seen, stock)
+    assert [x.id for x in out.actions] == [c, d]  # c: one exposure in the hour, d: one
+    assert out.removed == {"inventory": [a], f"cap:{CAP_NAME}": [b]}
+    fresh = apply(catalog.constraints, catalog.actions, {}, now, {}, stock)
+    assert [x.id for x in fresh.actions] == [b, c, d]
+
+
+@pytest.mark.parametrize("cap", [0, MAX_CAP + 1, True])
+def test_catalog_body_refuses_a_bad_cap(cap: int) -> None:
+    with pytest.raises(InvalidInput, match="cap must be an integer in"):
+        segments_env().catalog_body("sim", cap=cap)
+
+
+def test_the_largest_cap_is_one_a_catalog_accepts() -> None:
+    _, catalog = _parsed(segments_env(), cap=MAX_CAP)
+    assert catalog.constraints.caps[0].limit == MAX_CAP
+
+
+@pytest.mark.parametrize("users", [4, 7, 200, 1001])
+def test_user_pool_splits_users_by_weight_with_one_per_segment(users: int) -> None:
+    env = segments_env()
+    sizes = env.user_pool(users)
+    assert sum(sizes) == users and min(sizes) >= 1
+    expected = env.weights() * users
+    assert all(abs(n - e) <= 1.5 for n, e in zip(sizes, expected, strict=True))
+
+
+def test_visitors_from_a_pool_come_back_and_keep_their_segment(env: Environment) -> None:
+    rng = np.random.default_rng(3)
+    visitors = [env.visitor(rng, users=40) for _ in range(2000)]
+    ids = {v.user_id for v in visitors}
+    assert len(ids) <= 40
+    assert len(ids) >= 35  # 2000 draws reach (nearly) all of them
+    segment_of = {v.user_id: v.segment for v in visitors}
+    assert all(segment_of[v.user_id] == v.segment for v in visitors)
+
+
+def test_a_visitor_without_a_pool_is_drawn_as_before() -> None:
+    env = segments_env()
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    assert [env.visitor(rng_a) for _ in range(20)] == [env.visitor(rng_b, None) for _ in range(20)]
+
+
+@pytest.mark.parametrize("users", [3, 0, 100_001])
+def test_user_pool_refuses_too_few_or_too_many(users: int) -> None:
+    with pytest.raises(InvalidInput, match="users must be"):
+        segments_env().user_pool(users)
+
+
+def test_best_available_is_the_best_remaining_action() -> None:
+    env = segments_env()
+    best = env.best_action("runner")
+    assert env.best_available("runner", env.action_ids) == best
+    rest = [a for a in env.action_ids if a != best]
+    expected = max(rest, key=lambda a: env.click_probability(Visitor("runner", "u", {}), a))
+    assert env.best_available("runner", rest) == expected
+    assert env.best_available("runner", []) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"stock": 0}, "stock must be an integer >= 1"),
+        ({"stock": 1.5}, "stock must be an integer >= 1"),
+        ({"stock": 2_000_000_000}, "stock must be at most"),
+        ({"restock_after": 5.0}, "restock_after needs stock"),
+        ({"stock": 10, "restock_after": 0.0}, "restock_after must be a finite number"),
+        ({"stock": 10, "restock_after": float("nan")}, "restock_after must be a finite"),
+        ({"stock": 10, "restock_after": "5"}, "restock_after must be a number"),
+        ({"cap": 0}, "cap must be an integer >= 1"),
+        ({"cap": True}, "cap must be an integer >= 1"),
+        ({"cap": 2_000_000}, "cap must be at most"),
+        ({"cap": MAX_CAP + 1}, f"cap must be at most {MAX_CAP}"),
+        ({"cap": 3, "users": 0}, "users must be an integer >= 1"),
+        ({"cap": 3, "users": 3}, r"users must be an integer >= 4 \(one per segment"),
+        ({"env": "segments50", "users": 4}, "users must be an integer >= 5"),
+        ({"users": 100_001}, "users must be at most"),
+    ],
+)
+def test_constraint_options_are_validated(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        SimConfig(base_url="http://x", **kwargs)  # type: ignore[arg-type]
+
+
+def test_constraint_options_and_the_user_pool() -> None:
+    plain = SimConfig(base_url="http://x")
+    assert not plain.constrained and plain.user_pool is None
+    capped = SimConfig(base_url="http://x", cap=3)
+    assert capped.constrained and capped.user_pool == 200
+    stocked = SimConfig(base_url="http://x", stock=150, restock_after=2.5, users=50)
+    assert stocked.constrained and stocked.user_pool == 50
+    assert SimConfig(base_url="http://x", users=10).user_pool == 10
+
+
+def test_the_shop_ledger_sells_out_restocks_and_stamps_in_order() -> None:
+    shop = _Shop({"a": "sim:a", "b": "sim:b"}, initial=2, restock_after=None)
+    first, second = shop.buy("a"), shop.buy("a")
+    assert first is not None and second is not None
+    assert (first[0], second[0]) == (1, 0) and second[1] > first[1]
+    assert shop.buy("a") is None and shop.oversold == 1 and shop.purchases == 2
+    assert shop.in_stock() == {"b"}
+    level, ts = shop.restock("a")
+    assert level == 2 and ts > second[1] and shop.in_stock() == {"a", "b"}
+    assert shop.event("a", 0, 1.0) == {"type": "inventory", "sku": "sim:a", "level": 0, "ts": 1.0}
+
+
+def test_nothing_eligible_and_removed_counts_are_read_from_a_response() -> None:
+    env = segments_env()
+    empty = {
+        "event_id": "e1",
+        "ranking": [],
+        "chosen": None,
+        "fallback": False,
+        "reason": "no action is eligible",
+        "removed": {"inventory": 1, "cap:x": 3},
+    }
+    assert _chosen(empty, env) is None
+    assert _removed(empty) == {"inventory": 1, "cap:x": 3}
+    shown = {
+        "event_id": "e2",
+        "chosen": {"id": env.action_ids[0], "probability": 1.0},
+        "ranking": [{"id": env.action_ids[0], "probability": 1.0}],
+        "removed": {},
+    }
+    assert _chosen(shown, env) == ("e2", env.action_ids[0])
+    assert _removed(shown) == {} and _removed({}) == {}
+
+
+def test_windows_count_ctr_per_banner_shown_and_sum_removals() -> None:
+    clicked = [True, False, False, False, True, False]
+    shown = [True, True, False, False, True, True]
+    assert _windows(clicked, 2) == [(2, 0.5), (4, 0.0), (6, 0.5)]
+    assert _windows(clicked, 2, shown) == [(2, 0.5), (6, 0.5)]  # 3-4 showed nothing
+    removed = [{"inventory": 1}, {}, {"inventory": 2, "cap:x": 1}, {"cap:x": 4}]
+    assert _removals_by_window(removed, 3) == [(3, {"inventory": 3, "cap:x": 1}), (4, {"cap:x": 4})]
+
+
+def _constrained_result() -> SimResult:
+    base = _result()
+    base.constrained, base.stock, base.cap, base.users = True, 150, 3, 200
+    base.shown, base.nothing_eligible = 600, 50
+    base.removed = {"cap:per-action-hourly": 900, "inventory": 310}
+    base.removed_by_window = [
+        (200, {"cap:per-action-hourly": 100}),
+        (400, {"cap:per-action-hourly": 300, "inventory": 60}),
+        (600, {"cap:per-action-hourly": 380, "inventory": 200}),
+        (650, {"cap:per-action-hourly": 120, "inventory": 50}),
+    ]
+    base.nothing_by_window = [(200, 0), (400, 10), (600, 30), (650, 10)]
+    base.eligible_best_ctr, base.eligible_uniform_ctr = 0.21, 0.09
+    base.eligible_best_by_window = [(200, 0.27), (400, 0.24), (600, 0.18), (650, 0.17)]
+    base.best_in_stock_action = {"runner": "hero-yoga", "yogi": "hero-yoga", "hiker": None}
+    base.best_in_stock_probability = {"runner": 0.4, "yogi": 0.88, "hiker": 0.0}
+    base.probe_top_action = {"runner": "hero-yoga", "yogi": "hero-yoga", "hiker": None}
+    base.overall_best_action = {"runner": "hero-running", "yogi": "hero-yoga", "hiker": "h"}
+    base.stock_outs = [(350, "hero-running"), (520, "hero-outdoor")]
+    base.sold_out_at_end = ["hero-outdoor", "hero-running"]
+    base.purchases, base.oversold, base.n_in_stock = 300, 2, 2
+    return base
+
+
+def test_plot_with_the_removals_panel_writes_a_png(tmp_path: pathlib.Path) -> None:
+    target = tmp_path / "constrained.png"
+    plain = plot(_result(), tmp_path / "plain.png", "plain").read_bytes()
+    data = plot(_constrained_result(), target, "under stock and caps").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+    assert len(data) > len(plain)  # a third panel
+
+
+def test_plot_copes_with_a_constrained_run_that_removed_nothing(tmp_path: pathlib.Path) -> None:
+    empty = SimResult([], 0.0, 0.0, 0.0, {}, 0, 0, 0.0, 0.0, 0.0, 0, constrained=True)
+    assert plot(empty, tmp_path / "e.png", "empty").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_summary_mentions_stock_outs_and_cap_removals() -> None:
+    text = summary(_constrained_result())
+    assert "nothing eligible (chosen: null): 50 of 650" in text
+    assert "cap:per-action-hourly 900" in text and "inventory 310" in text
+    assert "cap removals 900" in text
+    assert "stock-outs: 2 (hero-running at decision 350, hero-outdoor at decision 520)" in text
+    assert "300 purchases" in text and "2 clicks on banners already sold out" in text
+    assert "oracle among the eligible actions 0.210 (last window 0.170)" in text
+    assert "uniform among them 0.090" in text
+    assert (
+        "runner->hero-yoga 0.40 (top, hero-running sold out)" in text
+        and "hiker: nothing in stock" in text
+    )
+    assert "stock 150 per banner (no restock), cap 3 per banner per user per 1 h" in text
+
+
+def test_summary_of_a_plain_run_has_no_constraint_lines() -> None:
+    assert "nothing eligible" not in summary(_result())
+    assert len(summary(_result()).splitlines()) == 4

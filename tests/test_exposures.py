@@ -1,0 +1,27 @@
+"""Exposures for frequency caps: per user and catalog, bounded, erasable (real RocksDB)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agents.exposures import HORIZON_SECONDS, PER_ACTION, Exposures
+from agents.kv import KV
+
+
+def test_exposures_are_per_catalog_bounded_and_erasable(tmp_path: Path) -> None:
+    store = Exposures(KV(tmp_path / "x"))
+    store.record("shop", "u1", ["a", "b"], now=100.0)
+    store.record("shop", "u1", ["a"], now=200.0)
+    store.record("other", "u1", ["a"], now=300.0)
+    store.record("shop", "u10", ["a"], now=300.0)  # a user id that starts like another
+    assert store.of("shop", "u1") == {"a": [100.0, 200.0], "b": [100.0]}
+    assert store.of("other", "u1") == {"a": [300.0]}
+    for i in range(PER_ACTION + 10):
+        store.record("shop", "u2", ["a"], now=float(i))
+    assert len(store.of("shop", "u2")["a"]) == PER_ACTION
+    store.record("shop", "u1", ["c"], now=200.0 + HORIZON_SECONDS + 1)
+    assert store.of("shop", "u1") == {"c": [200.0 + HORIZON_SECONDS + 1]}, "old ones age out"
+    assert store.erase("u1") == 2
+    assert store.of("shop", "u1") == {} and store.of("other", "u1") == {}
+    assert store.of("shop", "u10") == {"a": [300.0]}
+    store.kv.close()
