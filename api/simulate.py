@@ -48,7 +48,7 @@ from engine.simulation import (
 
 PROBES_PER_SEGMENT = 20
 POLL_INTERVAL_S = 0.25
-LEARN_GRACE_S = 5.0
+LEARN_CAP_S = 120.0  # the longest the learned count may keep catching up
 STALL_S = 2.0
 REQUEST_TIMEOUT_S = 10.0
 POSTFIX_EVERY = 25
@@ -706,9 +706,10 @@ async def _all_or_cancel(coroutines: Sequence[Coroutine[Any, Any, None]]) -> Non
 
 
 async def _wait_learned(client: httpx.AsyncClient, catalog: str, target: int, wait_s: float) -> int:
-    """Poll until `learned >= target`, the deadline passes or learning stops growing."""
+    """Poll until `learned >= target` or learning stops growing (a backlog still being
+    learned keeps it waiting, up to a generous overall cap)."""
     now = time.monotonic()
-    deadline, last_growth = now + wait_s + LEARN_GRACE_S, now
+    deadline, last_growth = now + wait_s + LEARN_CAP_S, now
     learned = await _learned(client, catalog)
     while learned < target and time.monotonic() < deadline:
         await asyncio.sleep(POLL_INTERVAL_S)
