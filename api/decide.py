@@ -51,8 +51,11 @@ async def decide_route(request: Request) -> Response:
     if user_id is not None and not ID_RE.fullmatch(user_id):
         raise InvalidInput("user_id must be 1-128 printable characters", field="user_id")
     event_id = str(bodies.field(body, "event_id", str, required=False) or uuid.uuid4().hex)
-    if not ID_RE.fullmatch(event_id):
-        raise InvalidInput("event_id must be 1-128 printable characters", field="event_id")
+    if not ID_RE.fullmatch(event_id) or "/" in event_id:
+        raise InvalidInput(
+            "event_id must be 1-128 printable characters without '/' (slot events use it)",
+            field="event_id",
+        )
     offered = eligible(
         catalog,
         _ids(body, "candidates", limits.max_actions),

@@ -138,6 +138,8 @@ def test_candidates_restrict_the_ranking(stack: Stack) -> None:
         ("/v1/decide", b'{"catalog": "colours", "context": {"x": 1e300}}', 422, "context.x"),
         ("/v1/decide", b'{"catalog": "colours", "candidates": ["pink"]}', 422, "candidates[0]"),
         ("/v1/decide", b'{"catalog": "colours", "colour": 1}', 422, "colour"),
+        ("/v1/decide", b'{"catalog": "colours", "event_id": "a/hero"}', 422, "event_id"),
+        ("/v1/decide", b'{"catalog": "colours", "user_id": "bad\\u0000id"}', 422, "user_id"),
         ("/v1/rewards", b'{"event_id": "never-decided", "value": 1}', 404, "event_id"),
         ("/v1/rewards", b'{"event_id": "x", "value": "1"}', 422, "value"),
         (
