@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
@@ -106,3 +107,43 @@ def wait_until(predicate: object, timeout: float, what: str, interval: float = 0
 
 def ready(url: str) -> bool:
     return httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200
+
+
+class Stack:
+    """A worker and an API as child processes against a broker, spoken to over HTTP."""
+
+    def __init__(self, broker: str, data_dir: Path, **env_extra: str) -> None:
+        self.broker = broker
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = loopwise_env(data_dir, self.port, broker, **env_extra)
+        self.worker = Child("worker", env, data_dir / "worker.log")
+        self.api = Child("api", env, data_dir / "api.log")
+        self.http = httpx.Client(base_url=self.url, timeout=10.0)
+
+    def start(self) -> Self:
+        self.worker.start()
+        self.api.start()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        try:
+            wait_until(lambda: ready(self.url), 60, "the API to be ready")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\nAPI log:\n{self.api.tail()}\nworker log:\n{self.worker.tail()}"
+            ) from None
+
+    def stop(self) -> None:
+        self.http.close()
+        self.api.stop()
+        self.worker.stop()
+
+    def learned(self, catalog: str) -> int:
+        return int(self.http.get(f"/v1/models/{catalog}").json()["learned"])
+
+    def decide(self, catalog: str, **body: object) -> dict[str, object]:
+        r = self.http.post("/v1/decide", json={"catalog": catalog, **body})
+        assert r.status_code == 200, r.text
+        return dict(r.json())

@@ -21,7 +21,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,7 +31,7 @@ from engine.constraints import apply
 from engine.features import Features, flatten
 from engine.limits import Limits
 from engine.records import DecisionLogged, decode
-from tests.conftest import Child, free_port, loopwise_env, ready, wait_until
+from tests.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -156,32 +155,7 @@ def random_context(rng: random.Random) -> dict[str, Any]:
     return {"hour": rng.randrange(24), "user": user, "page": rng.choice(["home", "cart", "pdp"])}
 
 
-class Stack:
-    def __init__(self, broker: str, data_dir: Path) -> None:
-        self.broker = broker
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = loopwise_env(data_dir, self.port, broker, LOOPWISE_CHECKPOINT_SECONDS="1")
-        self.worker = Child("worker", env, data_dir / "worker.log")
-        self.api = Child("api", env, data_dir / "api.log")
-        self.http = httpx.Client(base_url=self.url, timeout=10.0)
-
-    def start(self) -> Stack:
-        self.worker.start()
-        self.api.start()
-        try:
-            wait_until(lambda: ready(self.url), 60, "the API to be ready")
-        except AssertionError as exc:
-            raise AssertionError(
-                f"{exc}\nAPI log:\n{self.api.tail()}\nworker log:\n{self.worker.tail()}"
-            ) from None
-        return self
-
-    def stop(self) -> None:
-        self.http.close()
-        self.api.stop()
-        self.worker.stop()
-
+class AuditStack(Stack):
     def set_stock(self, levels: dict[str, float]) -> None:
         events = [{"type": "inventory", "sku": s, "level": v} for s, v in levels.items()]
         r = self.http.post("/v1/events", json={"events": events})
@@ -203,8 +177,9 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(broker, tmp_path_factory.mktemp("audit")).start()
+def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditStack]:
+    s = AuditStack(broker, tmp_path_factory.mktemp("audit"), LOOPWISE_CHECKPOINT_SECONDS="1")
+    s.start()
     yield s
     s.stop()
 
@@ -308,7 +283,7 @@ class Timeline:
     flash_end: float = 0.0  # ... and another one closes
 
 
-def drive(stack: Stack) -> tuple[Traffic, Timeline]:
+def drive(stack: AuditStack) -> tuple[Traffic, Timeline]:
     timeline = Timeline()
     stack.set_stock(INITIAL_STOCK)
     zero_since = stack.wait_stock(INITIAL_STOCK)
@@ -540,7 +515,7 @@ def cap_violation(action_id: str, ts: float, seen: dict[str, list[float]]) -> st
     return None
 
 
-def test_every_logged_decision_kept_the_constraints_of_its_time(stack: Stack) -> None:
+def test_every_logged_decision_kept_the_constraints_of_its_time(stack: AuditStack) -> None:
     started = time.time()
     traffic, timeline = drive(stack)
     sent = dict(traffic.sent)

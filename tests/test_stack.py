@@ -9,12 +9,10 @@ import json
 import signal
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import Child, free_port, loopwise_env, ready, wait_until
+from tests.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,53 +31,11 @@ CATALOG = {
 }
 
 
-class Stack:
-    def __init__(self, broker: str, data_dir: Path) -> None:
-        self.broker = broker
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = loopwise_env(
-            data_dir,
-            self.port,
-            broker,
-            LOOPWISE_RETENTION_SECONDS="2",
-            LOOPWISE_CHECKPOINT_SECONDS="0.5",
-        )
-        self.worker = Child("worker", env, data_dir / "worker.log")
-        self.api = Child("api", env, data_dir / "api.log")
-        self.http = httpx.Client(base_url=self.url, timeout=10.0)
-
-    def start(self) -> Stack:
-        self.worker.start()
-        self.api.start()
-        self.wait_ready()
-        return self
-
-    def wait_ready(self) -> None:
-        try:
-            wait_until(lambda: ready(self.url), 60, "the API to be ready")
-        except AssertionError as exc:
-            raise AssertionError(
-                f"{exc}\nAPI log:\n{self.api.tail()}\nworker log:\n{self.worker.tail()}"
-            ) from None
-
-    def stop(self) -> None:
-        self.http.close()
-        self.api.stop()
-        self.worker.stop()
-
-    def learned(self, catalog: str) -> int:
-        return int(self.http.get(f"/v1/models/{catalog}").json()["learned"])
-
-    def decide(self, catalog: str, **body: object) -> dict[str, object]:
-        r = self.http.post("/v1/decide", json={"catalog": catalog, **body})
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-
 @pytest.fixture(scope="module")
 def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(broker, tmp_path_factory.mktemp("stack")).start()
+    data = tmp_path_factory.mktemp("stack")
+    s = Stack(broker, data, LOOPWISE_RETENTION_SECONDS="2", LOOPWISE_CHECKPOINT_SECONDS="0.5")
+    s.start()
     assert s.http.put("/v1/catalogs/colours", json=CATALOG).status_code == 201
     yield s
     s.stop()
