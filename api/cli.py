@@ -205,6 +205,7 @@ def up_command(args: argparse.Namespace) -> int:
     try:
         url = f"http://{settings.host}:{settings.port}"
         stack.wait_ready(url, args.timeout)
+        print(f"\r{'':<60}\r", end="", file=sys.stderr, flush=True)  # clear the progress line
         print(
             f"Loopwise is up: {url}  (ready in {time.monotonic() - started:.1f} s; "
             f"data in {settings.data_dir.resolve()}; logs in {stack.logs}; Ctrl-C stops)",
