@@ -10,8 +10,9 @@ from typing import Literal, cast
 from engine import vwformat
 from engine.constraints import NO_CONSTRAINTS, Constraints, parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
-from engine.features import Features, flatten, number
+from engine.features import Features, flatten
 from engine.limits import Limits
+from engine.validate import as_number, as_object, no_unknown
 
 ALGORITHMS = ("epsilon", "squarecb", "softmax", "bag", "cover", "rnd")
 AGGREGATIONS = ("earliest", "sum")
@@ -153,8 +154,8 @@ def check_name(name: str, field_name: str = "name") -> str:
 def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now: float) -> Catalog:
     """Validate a catalog body (as decoded JSON/YAML); every error names its field."""
     check_name(name)
-    obj = _object(body, "body")
-    _no_unknown(obj, {"name", "actions", "learning", "constraints", "version", "updated_at"}, "")
+    obj = as_object(body, "body")
+    no_unknown(obj, {"name", "actions", "learning", "constraints", "version", "updated_at"}, "")
     if "name" in obj and obj["name"] != name:
         raise InvalidInput(
             f"name in the body ({obj['name']!r}) differs from the name in the path ({name!r})",
@@ -174,8 +175,8 @@ def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now:
 
 
 def parse_learning(body: object, limits: Limits) -> Learning:
-    obj = _object(body, "learning")
-    _no_unknown(
+    obj = as_object(body, "learning")
+    no_unknown(
         obj,
         {
             "policy",
@@ -189,7 +190,7 @@ def parse_learning(body: object, limits: Limits) -> Learning:
     )
     policy = _choice(obj.get("policy", "vw"), POLICIES, "learning.policy")
     aggregation = _choice(obj.get("aggregation", "earliest"), AGGREGATIONS, "learning.aggregation")
-    wait = _number(obj.get("reward_wait_seconds", 10.0), limits, "learning.reward_wait_seconds")
+    wait = as_number(obj.get("reward_wait_seconds", 10.0), limits, "learning.reward_wait_seconds")
     if not 0.0 < wait <= MAX_WAIT_SECONDS:
         raise InvalidInput(
             f"learning.reward_wait_seconds must be in (0, {MAX_WAIT_SECONDS:g}], got {wait!r}",
@@ -200,13 +201,13 @@ def parse_learning(body: object, limits: Limits) -> Learning:
         exploration=_exploration(obj.get("exploration", {}), limits),
         interactions=_interactions(obj.get("interactions", ["ca"])),
         reward_wait_seconds=wait,
-        default_reward=_number(obj.get("default_reward", 0.0), limits, "learning.default_reward"),
+        default_reward=as_number(obj.get("default_reward", 0.0), limits, "learning.default_reward"),
         aggregation=cast(Aggregation, aggregation),
     )
 
 
 def _exploration(body: object, limits: Limits) -> Exploration:
-    obj = _object(body, "learning.exploration")
+    obj = as_object(body, "learning.exploration")
     algorithm = _choice(
         obj.get("algorithm", "squarecb"), ALGORITHMS, "learning.exploration.algorithm"
     )
@@ -221,7 +222,7 @@ def _exploration(body: object, limits: Limits) -> Exploration:
                 f"{where} is not a parameter of {algorithm!r}; it takes {', '.join(allowed)}",
                 field=where,
             )
-        value = _number(raw, limits, where)
+        value = as_number(raw, limits, where)
         _, low, high = PARAMETERS[key]
         if not low <= value <= high:
             raise InvalidInput(
@@ -260,8 +261,8 @@ def _actions(body: object, limits: Limits) -> tuple[Action, ...]:
     out: list[Action] = []
     for i, raw in enumerate(body):
         where = f"actions[{i}]"
-        obj = _object(raw, where)
-        _no_unknown(obj, {"id", "features", "metadata"}, f"{where}.")
+        obj = as_object(raw, where)
+        no_unknown(obj, {"id", "features", "metadata"}, f"{where}.")
         action_id = obj.get("id")
         if not isinstance(action_id, str) or not ID_RE.fullmatch(action_id):
             raise InvalidInput(
@@ -271,25 +272,10 @@ def _actions(body: object, limits: Limits) -> tuple[Action, ...]:
         if action_id in seen:
             raise InvalidInput(f"{where}.id {action_id!r} appears twice", field=f"{where}.id")
         seen.add(action_id)
-        metadata = _object(obj.get("metadata", {}), f"{where}.metadata")
+        metadata = as_object(obj.get("metadata", {}), f"{where}.metadata")
         features = flatten(obj.get("features", {}), limits, field=f"{where}.features")
         out.append(Action(id=action_id, features=features, metadata=metadata))
     return tuple(out)
-
-
-def _object(body: object, where: str) -> dict[str, object]:
-    if not isinstance(body, Mapping):
-        raise InvalidInput(f"{where} must be an object", field=where)
-    return {str(k): v for k, v in body.items()}
-
-
-def _no_unknown(obj: Mapping[str, object], known: set[str], prefix: str) -> None:
-    for key in obj:
-        if key not in known:
-            raise InvalidInput(
-                f"{prefix}{key} is not a known field; expected one of {', '.join(sorted(known))}",
-                field=f"{prefix}{key}",
-            )
 
 
 def _choice(value: object, options: Sequence[str], where: str) -> str:
@@ -298,9 +284,3 @@ def _choice(value: object, options: Sequence[str], where: str) -> str:
             f"{where} must be one of {', '.join(options)}, got {value!r}", field=where
         )
     return value
-
-
-def _number(value: object, limits: Limits, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"{where} must be a number, got {value!r}", field=where)
-    return number(value, limits, where)

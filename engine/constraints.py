@@ -81,10 +81,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from engine.errors import InvalidInput, LimitExceeded
-from engine.features import Features, number
+from engine.features import Features
 from engine.limits import Limits
 from engine.rules import Rule, compile_rule
 from engine.sampling import Pmf, normalise
+from engine.validate import as_number, as_object, no_unknown
 
 if TYPE_CHECKING:
     from engine.catalog import Action
@@ -210,10 +211,10 @@ def parse_constraints(body: object, action_ids: Sequence[str], limits: Limits) -
     """Validate the "constraints" JSON of a catalog; every error names its field path."""
     if body is None:
         return NO_CONSTRAINTS
-    obj = _object(body, "constraints")
-    _no_unknown(obj, KEYS, "constraints")
+    obj = as_object(body, "constraints")
+    no_unknown(obj, KEYS, "constraints.")
     ids = frozenset(action_ids)
-    floor = _number(obj.get("exploration_floor", 0.0), limits, "constraints.exploration_floor")
+    floor = as_number(obj.get("exploration_floor", 0.0), limits, "constraints.exploration_floor")
     if not 0.0 <= floor <= 1.0:
         raise InvalidInput(
             f"constraints.exploration_floor must be in [0, 1], got {floor!r}",
@@ -239,8 +240,8 @@ def _rules(body: object, limits: Limits) -> tuple[RuleSpec, ...]:
     names: set[str] = set()
     for i, raw in enumerate(items):
         where = f"constraints.rules[{i}]"
-        obj = _object(raw, where)
-        _no_unknown(obj, ("name", "when", "exclude", "require"), where)
+        obj = as_object(raw, where)
+        no_unknown(obj, ("name", "when", "exclude", "require"), where + ".")
         name = _name(obj.get("name"), f"{where}.name", names)
         when = _when(obj.get("when"), f"{where}.when")
         if ("exclude" in obj) == ("require" in obj):
@@ -276,13 +277,13 @@ def _when(text: object, where: str) -> Rule | None:
 
 
 def _schedules(body: object, ids: frozenset[str]) -> dict[str, Window]:
-    obj = _object(body, "constraints.schedules")
+    obj = as_object(body, "constraints.schedules")
     out: dict[str, Window] = {}
     for action_id, raw in obj.items():
         where = f"constraints.schedules.{action_id}"
         _known_id(action_id, ids, where)
-        spec = _object(raw, where)
-        _no_unknown(spec, ("start", "end", "timezone"), where)
+        spec = as_object(raw, where)
+        no_unknown(spec, ("start", "end", "timezone"), where + ".")
         zone = _zone(spec.get("timezone"), f"{where}.timezone")
         if "start" not in spec and "end" not in spec:
             raise InvalidInput(f"{where} needs 'start', 'end' or both", field=where)
@@ -342,8 +343,8 @@ def _inventory(body: object, limits: Limits) -> Inventory | None:
     if body is None:
         return None
     where = "constraints.inventory"
-    obj = _object(body, where)
-    _no_unknown(obj, ("sku_field", "threshold", "unknown"), where)
+    obj = as_object(body, where)
+    no_unknown(obj, ("sku_field", "threshold", "unknown"), where + ".")
     sku_field = obj.get("sku_field")
     if not isinstance(sku_field, str) or not sku_field:
         raise InvalidInput(
@@ -356,7 +357,7 @@ def _inventory(body: object, limits: Limits) -> Inventory | None:
             f"{where}.unknown must be one of in_stock, out_of_stock, got {unknown!r}",
             field=f"{where}.unknown",
         )
-    threshold = _number(obj.get("threshold", 0.0), limits, f"{where}.threshold")
+    threshold = as_number(obj.get("threshold", 0.0), limits, f"{where}.threshold")
     return Inventory(sku_field, threshold, unknown)
 
 
@@ -370,8 +371,8 @@ def _caps(body: object, ids: frozenset[str], limits: Limits) -> tuple[Cap, ...]:
 
 
 def _cap(raw: object, where: str, ids: frozenset[str], limits: Limits, names: set[str]) -> Cap:
-    obj = _object(raw, where)
-    _no_unknown(obj, ("name", "actions", "group", "limit", "window_seconds"), where)
+    obj = as_object(raw, where)
+    no_unknown(obj, ("name", "actions", "group", "limit", "window_seconds"), where + ".")
     name = _name(obj.get("name"), f"{where}.name", names)
     limit = obj.get("limit")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CAP_LIMIT:
@@ -380,7 +381,7 @@ def _cap(raw: object, where: str, ids: frozenset[str], limits: Limits, names: se
             f"user and action), got {limit!r}",
             field=f"{where}.limit",
         )
-    window = _number(obj.get("window_seconds"), limits, f"{where}.window_seconds")
+    window = as_number(obj.get("window_seconds"), limits, f"{where}.window_seconds")
     if not 0.0 < window <= MAX_CAP_WINDOW_SECONDS:
         raise InvalidInput(
             f"{where}.window_seconds must be in (0, {MAX_CAP_WINDOW_SECONDS:g}] (31 days of "
@@ -412,12 +413,12 @@ def _pinned(value: object, ids: frozenset[str]) -> str | None:
 
 
 def _boost(body: object, ids: frozenset[str], limits: Limits) -> dict[str, float]:
-    obj = _object(body, "constraints.boost")
+    obj = as_object(body, "constraints.boost")
     out: dict[str, float] = {}
     for action_id, raw in obj.items():
         where = f"constraints.boost.{action_id}"
         _known_id(action_id, ids, where)
-        factor = _number(raw, limits, where)
+        factor = as_number(raw, limits, where)
         if not 0.0 < factor <= MAX_BOOST:
             raise InvalidInput(
                 f"{where} must be a factor in (0, {MAX_BOOST:g}], got {factor!r}", field=where
@@ -430,8 +431,8 @@ def _fallback(body: object, ids: frozenset[str], limits: Limits) -> Fallback | N
     if body is None:
         return None
     where = "constraints.fallback"
-    obj = _object(body, where)
-    _no_unknown(obj, ("action", "empty", "reason"), where)
+    obj = as_object(body, where)
+    no_unknown(obj, ("action", "empty", "reason"), where + ".")
     if "action" in obj:
         if "empty" in obj:
             raise InvalidInput(f"{where} takes 'action' or 'empty', not both", field=where)
@@ -458,9 +459,9 @@ def _diversity(body: object, limits: Limits) -> dict[str, int]:
     if body is None:
         return {}
     where = "constraints.diversity"
-    obj = _object(body, where)
-    _no_unknown(obj, ("max_per",), where)
-    per = _object(obj.get("max_per", {}), f"{where}.max_per")
+    obj = as_object(body, where)
+    no_unknown(obj, ("max_per",), where + ".")
+    per = as_object(obj.get("max_per", {}), f"{where}.max_per")
     out: dict[str, int] = {}
     for key, raw in per.items():
         at = f"{where}.max_per.{key}"
@@ -475,12 +476,6 @@ def _diversity(body: object, limits: Limits) -> dict[str, int]:
 # --- small validators ---------------------------------------------------------------------
 
 
-def _object(body: object, where: str) -> dict[str, object]:
-    if not isinstance(body, Mapping):
-        raise InvalidInput(f"{where} must be an object", field=where)
-    return {str(k): v for k, v in body.items()}
-
-
 def _array(body: object, where: str, limit: int) -> list[object]:
     if not isinstance(body, list):
         raise InvalidInput(f"{where} must be an array", field=where)
@@ -489,15 +484,6 @@ def _array(body: object, where: str, limit: int) -> list[object]:
             f"{where} has {len(body)} entries, more than the limit of {limit}", field=where
         )
     return body
-
-
-def _no_unknown(obj: Mapping[str, object], known: Sequence[str], where: str) -> None:
-    for key in obj:
-        if key not in known:
-            raise InvalidInput(
-                f"{where}.{key} is not a known field; expected one of {', '.join(sorted(known))}",
-                field=f"{where}.{key}",
-            )
 
 
 def _name(value: object, where: str, seen: set[str]) -> str:
@@ -528,12 +514,6 @@ def _id_list(body: object, ids: frozenset[str], where: str, limits: Limits) -> l
             raise InvalidInput(f"{where}[{i}] must be an action id", field=f"{where}[{i}]")
         _known_id(item, ids, f"{where}[{i}]")
     return [str(item) for item in items]
-
-
-def _number(value: object, limits: Limits, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"{where} must be a number, got {value!r}", field=where)
-    return number(value, limits, where)
 
 
 # --- applying -----------------------------------------------------------------------------

@@ -1,0 +1,31 @@
+"""Small validators for decoded JSON/YAML; every error names its field path."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from engine.errors import InvalidInput
+from engine.features import number
+from engine.limits import Limits
+
+
+def as_object(body: object, where: str) -> dict[str, object]:
+    if not isinstance(body, Mapping):
+        raise InvalidInput(f"{where} must be an object", field=where)
+    return {str(k): v for k, v in body.items()}
+
+
+def no_unknown(obj: Mapping[str, object], known: Collection[str], prefix: str) -> None:
+    """Refuse keys outside `known`; `prefix` is the path before the key, dot included."""
+    for key in obj:
+        if key not in known:
+            raise InvalidInput(
+                f"{prefix}{key} is not a known field; expected one of {', '.join(sorted(known))}",
+                field=f"{prefix}{key}",
+            )
+
+
+def as_number(value: object, limits: Limits, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{where} must be a number, got {value!r}", field=where)
+    return number(value, limits, where)
