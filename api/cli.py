@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--decisions", type=int, default=3000)
     sim.add_argument("--concurrency", type=int, default=8)
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--exploration-floor",
+        type=float,
+        default=0.0,
+        help="catalog exploration floor: each banner keeps at least floor/K probability",
+    )
     sim.add_argument("--catalog", default="sim")
     sim.add_argument("--api-key", default=os.environ.get("LOOPWISE_SIM_API_KEY"))
     sim.add_argument("--out", type=Path, default=Path("simulation.png"))
@@ -181,6 +187,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         decisions=args.decisions,
         concurrency=args.concurrency,
         seed=args.seed,
+        exploration_floor=args.exploration_floor,
         api_key=args.api_key,
         stock=args.stock,
         restock_after=args.restock_after,

@@ -70,6 +70,7 @@ class SimConfig:
     api_key: str | None = None
     setup_catalog: bool = True
     uniform: bool = False  # the same storefront against a uniform-random policy (baseline)
+    exploration_floor: float = 0.0  # catalog constraint: every banner keeps >= floor/K
     stock: int | None = None  # initial units per banner; each click buys one
     restock_after: float | None = None  # seconds after a sell-out to restock to `stock`
     cap: int | None = None  # at most this many exposures per banner per user per hour
@@ -92,6 +93,11 @@ class SimConfig:
             _check_positive(name, getattr(self, name))
         if self.seed < 0:
             raise InvalidInput(f"seed must be an integer >= 0, got {self.seed!r}", field="seed")
+        if not 0.0 <= self.exploration_floor <= 1.0:
+            raise InvalidInput(
+                f"exploration_floor must be in [0, 1], got {self.exploration_floor!r}",
+                field="exploration_floor",
+            )
         if self.api_key == "":
             raise InvalidInput("api_key must be None or a non-empty key, got ''", field="api_key")
         self._check_constraints()
@@ -303,7 +309,13 @@ async def run(config: SimConfig, progress: bool = True) -> SimResult:
     async with _client(config) as client:
         if config.setup_catalog:
             await _put_catalog(
-                client, config.catalog, env, config.uniform, shop is not None, config.cap
+                client,
+                config.catalog,
+                env,
+                config.uniform,
+                shop is not None,
+                config.cap,
+                config.exploration_floor,
             )
         if shop is not None:
             await _stock_up(client, shop)
@@ -434,12 +446,17 @@ async def _put_catalog(
     uniform: bool = False,
     inventory: bool = False,
     cap: int | None = None,
+    exploration_floor: float = 0.0,
 ) -> None:
     body = env.catalog_body(catalog, inventory=inventory, cap=cap)
     if uniform:
         learning = body["learning"]
         if isinstance(learning, dict):
             body["learning"] = {**learning, "policy": "uniform"}
+    if exploration_floor > 0:
+        constraints = body.get("constraints", {})
+        if isinstance(constraints, dict):
+            body["constraints"] = {**constraints, "exploration_floor": exploration_floor}
     await _call(client, "PUT", _catalog_path("/v1/catalogs", catalog), body)
 
 

@@ -534,3 +534,10 @@ def test_summary_mentions_stock_outs_and_cap_removals() -> None:
 def test_summary_of_a_plain_run_has_no_constraint_lines() -> None:
     assert "nothing eligible" not in summary(_result())
     assert len(summary(_result()).splitlines()) == 4
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.5])
+def test_sim_config_refuses_an_exploration_floor_outside_0_1(floor: float) -> None:
+    with pytest.raises(InvalidInput) as info:
+        SimConfig(base_url="http://127.0.0.1:1", exploration_floor=floor)
+    assert info.value.field == "exploration_floor"
