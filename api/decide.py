@@ -19,13 +19,14 @@ from starlette.responses import Response
 from agents.mirror import StockView
 from api import bodies
 from api.state import State, encode_index, of
-from engine.catalog import ID_RE, Action, Catalog
+from engine.catalog import Action, Catalog
 from engine.decision import Decision, PolicyPmf, Slot, SlotDecision, decide
 from engine.eligibility import eligible
 from engine.errors import EngineError, InvalidInput, LimitExceeded
 from engine.features import Features, flatten
 from engine.records import DecisionLogged, encode
 from engine.sampling import Pmf, normalise, ranking
+from engine.validate import ID_RE
 
 log = logging.getLogger(__name__)
 KNOWN = {"catalog", "context", "user_id", "candidates", "exclude", "event_id", "slots", "debug"}

@@ -9,10 +9,10 @@ from starlette.responses import JSONResponse, Response
 
 from api import bodies
 from api.state import State, of
-from engine.catalog import ID_RE
 from engine.errors import InvalidInput, NotFound, Unavailable
 from engine.features import number
 from engine.records import InventoryUpdate, encode
+from engine.validate import ID_RE
 
 TYPES = ("inventory",)
 FIELDS = {"inventory": {"type", "sku", "level", "ts"}}

@@ -10,10 +10,10 @@ from starlette.responses import JSONResponse, Response
 
 from api import bodies
 from api.state import State, decode_index, of
-from engine.catalog import ID_RE
 from engine.errors import InvalidInput, Unavailable, UnknownEvent
 from engine.features import number
 from engine.records import RewardObserved, encode
+from engine.validate import ID_RE
 
 KNOWN = {"event_id", "value", "reward_id", "slot"}
 

@@ -31,7 +31,8 @@ from policies.vw import VWPolicy
 
 DEFAULT = "loopwise-default"
 LEARNERS: dict[str, Callable[[], Policy]] = {
-    DEFAULT: lambda: VWPolicy(Learning()),  # squarecb gamma_scale 10, gamma_exponent 0.5
+    DEFAULT: lambda: VWPolicy(Learning()),  # squarecb (gamma 10, exponent 0.5), coin
+    "vw-adaptive": lambda: VWPolicy(Learning(optimizer="adaptive")),  # VW's own SGD
     "vw-epsilon-0.05": lambda: VWPolicy(Learning(exploration=Exploration("epsilon"))),
     "vw-bag-5": lambda: VWPolicy(Learning(exploration=Exploration("bag"))),
     "vw-softmax": lambda: VWPolicy(Learning(exploration=Exploration("softmax"))),
@@ -39,7 +40,7 @@ LEARNERS: dict[str, Callable[[], Policy]] = {
     "thompson": Thompson,
     "linucb": LinUCB,
 }
-VW_VARIANTS = (DEFAULT, "vw-epsilon-0.05", "vw-bag-5", "vw-softmax")
+VW_VARIANTS = (DEFAULT, "vw-adaptive", "vw-epsilon-0.05", "vw-bag-5", "vw-softmax")
 RULES = ("rule-global", "rule-segment")
 ORACLE = "oracle"
 BASELINES = ("uniform", "thompson", "linucb", *RULES)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import re
+from collections.abc import Collection, Mapping, Sequence
 
 from engine.errors import InvalidInput
 from engine.features import number
 from engine.limits import Limits
+
+ID_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")  # ids: 1-128 printable characters
+
+
+def one_of(value: object, options: Sequence[str], where: str) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise InvalidInput(
+            f"{where} must be one of {', '.join(options)}, got {value!r}", field=where
+        )
+    return value
 
 
 def as_object(body: object, where: str) -> dict[str, object]:

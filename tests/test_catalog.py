@@ -125,11 +125,27 @@ def test_bad_names_are_refused(name: str) -> None:
         parse_catalog(name, GOOD, Limits(), version=1, now=0)
 
 
+@pytest.mark.parametrize("optimizer", ["coin", "adaptive"])
 @pytest.mark.parametrize("algorithm", ["epsilon", "squarecb", "softmax", "bag", "cover", "rnd"])
-def test_every_algorithm_builds_a_command_line_vw_accepts(algorithm: str) -> None:
+def test_every_algorithm_builds_a_command_line_vw_accepts(algorithm: str, optimizer: str) -> None:
     import vowpalwabbit
 
-    args = Learning(exploration=Exploration(algorithm)).vw_args()
+    args = Learning(exploration=Exploration(algorithm), optimizer=optimizer).vw_args()
     assert f"--{algorithm}" in args or algorithm == "epsilon"
+    assert ("--coin" in args) == (optimizer == "coin")
     ws = vowpalwabbit.Workspace(args)
     ws.finish()
+
+
+def test_the_optimizer_defaults_to_coin_round_trips_and_is_validated() -> None:
+    catalog = parse_catalog("shop", GOOD, Limits(), version=1, now=0)
+    assert catalog.learning.optimizer == "coin"
+    body = {**GOOD, "learning": {"optimizer": "adaptive"}}
+    adaptive = parse_catalog("shop", body, Limits(), version=1, now=0)
+    assert adaptive.learning.optimizer == "adaptive"
+    again = parse_catalog("shop", adaptive.to_json(), Limits(), version=2, now=0)
+    assert again.learning.vw_args() == adaptive.learning.vw_args()
+    with pytest.raises(InvalidInput, match="coin, adaptive") as info:
+        bad = {**GOOD, "learning": {"optimizer": "sgd"}}
+        parse_catalog("shop", bad, Limits(), version=1, now=0)
+    assert info.value.field == "learning.optimizer"
