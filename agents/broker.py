@@ -38,9 +38,16 @@ def topics(settings: Settings) -> dict[str, int]:
         settings.topic("rewards"): p,
         settings.topic("training"): p,
         settings.topic("events"): p,
+        settings.topic("behaviour"): p,
         settings.topic("epoch"): 1,
-        stock_changelog(settings): p,  # created up front: serving processes mirror it
+        stock_changelog(settings): p,  # created up front: serving processes mirror them
+        profiles_changelog(settings): p,
     }
+
+
+def profiles_changelog(settings: Settings) -> str:
+    """The changelog Faust keeps for the worker's `profiles` table (the feature store)."""
+    return f"{settings.topic_prefix}-worker-profiles-changelog"
 
 
 def stock_changelog(settings: Settings) -> str:

@@ -26,6 +26,7 @@ import msgspec
 
 from agents.broker import partitions_for, prepare, remember_epoch, remembered_epoch
 from agents.files import write_atomic
+from agents.profiler import Profiler
 from agents.settings import Settings
 from engine import join
 from engine.errors import EngineError
@@ -216,6 +217,11 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
     joiner = Joiner(settings, table, training)
     stock = app.Table("stock", partitions=settings.partitions, key_type=bytes, value_type=bytes)
     events = app.topic(settings.topic("events"), **raw)
+    profiles = app.Table(
+        "profiles", partitions=settings.partitions, key_type=bytes, value_type=bytes
+    )
+    profiler = Profiler(profiles, joiner.counts)
+    behaviour = app.topic(settings.topic("behaviour"), **raw)
     app.joiner = joiner  # type: ignore[attr-defined]  # reached by tests through the app
 
     @app.agent(source)
@@ -235,6 +241,15 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
             except Exception:  # a bug must not stop stock updates for every other SKU
                 joiner.counts["failed"] += 1
                 log.exception("stock update failed")
+
+    @app.agent(behaviour)
+    async def profile_agent(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                profiler.handle(event.value)
+            except Exception:  # a bug must not stop the feature store for every other user
+                joiner.counts["failed"] += 1
+                log.exception("profile update failed")
 
     @app.timer(settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def ticker() -> None:

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from agents.settings import Settings
-from api import catalogs, decide, events, ops, problems, rewards
+from api import catalogs, decide, events, ops, problems, rewards, users
 from api.state import lifespan_for
 from engine.errors import EngineError
 
@@ -29,6 +29,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/catalogs/{name}", catalogs.delete_catalog, methods=["DELETE"]),
         Route("/v1/models/{catalog}", ops.model),
         Route("/v1/events/{event_id:path}", ops.event),
+        Route("/v1/users/{user_id}/features", users.features),
+        Route("/v1/users/{user_id}", users.erase, methods=["DELETE"]),
     ]
     return Starlette(
         routes=routes,

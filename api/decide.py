@@ -17,19 +17,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agents.mirror import StockView
-from api import bodies
+from api import bodies, users
 from api.state import State, encode_index, of
+from engine import profiles
 from engine.catalog import Action, Catalog
 from engine.decision import Decision, PolicyPmf, Slot, SlotDecision, decide
 from engine.eligibility import eligible
 from engine.errors import EngineError, InvalidInput, LimitExceeded
-from engine.features import Features, flatten
+from engine.features import Features, flatten, merge
 from engine.records import DecisionLogged, encode
 from engine.sampling import Pmf, normalise, ranking
 from engine.validate import ID_RE
 
 log = logging.getLogger(__name__)
-KNOWN = {"catalog", "context", "user_id", "candidates", "exclude", "event_id", "slots", "debug"}
+KNOWN = {"catalog", "context", "user_id", "session_id", "candidates", "exclude", "event_id"}
+KNOWN |= {"slots", "debug"}
 _json = msgspec.json.Encoder()
 
 
@@ -51,6 +53,10 @@ async def decide_route(request: Request) -> Response:
     user_id = user if isinstance(user, str) else None
     if user_id is not None and not ID_RE.fullmatch(user_id):
         raise InvalidInput("user_id must be 1-128 printable characters", field="user_id")
+    session = bodies.field(body, "session_id", str, required=False)
+    session_id = session if isinstance(session, str) else None
+    if session_id is not None and not ID_RE.fullmatch(session_id):
+        raise InvalidInput("session_id must be 1-128 printable characters", field="session_id")
     event_id = str(bodies.field(body, "event_id", str, required=False) or uuid.uuid4().hex)
     if not ID_RE.fullmatch(event_id) or "/" in event_id:
         raise InvalidInput(
@@ -64,6 +70,9 @@ async def decide_route(request: Request) -> Response:
     )
     slots = _slots(body.get("slots"), st)
     now = time.time()
+    if user_id is not None and catalog.features:  # the request's own context wins a clash
+        stored = profiles.features(catalog.features, users.profile_of(st, user_id), session_id, now)
+        features = merge(stored, features) if stored else features
     seen = st.exposures.of(catalog.name, user_id) if user_id else None
     stock = StockView(st.stock)
     decision = decide(
@@ -83,7 +92,10 @@ async def decide_route(request: Request) -> Response:
         st.exposures.record(catalog.name, user_id, shown, now, seen)
     st.metrics.counts["decisions"] += 1
     st.metrics.decide_seconds.append(time.perf_counter() - started)
-    response = _response(st, catalog, event_id, decision, logged, body.get("debug") is True)
+    debug = body.get("debug") is True
+    response = _response(st, catalog, event_id, decision, logged, debug)
+    if debug:  # the context as decided with and logged: the request's and the stored features
+        response["features"] = features
     return Response(_json.encode(response), media_type="application/json")
 
 

@@ -1,4 +1,8 @@
-"""POST /v1/events: inventory updates (and, later, behaviour events), one or a batch."""
+"""POST /v1/events: inventory updates and behaviour events, one or a batch (mixed).
+
+Inventory updates go to the stock table (keyed by SKU); behaviour events go to the
+feature store (keyed by user id, see engine.behaviour for their fields).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,15 @@ from starlette.responses import JSONResponse, Response
 
 from api import bodies
 from api.state import State, of
+from engine import behaviour
 from engine.errors import InvalidInput, NotFound, Unavailable
 from engine.features import number
 from engine.records import InventoryUpdate, encode
 from engine.validate import ID_RE
 
-TYPES = ("inventory",)
+TYPES = ("inventory", *behaviour.TYPES)
 FIELDS = {"inventory": {"type", "sku", "level", "ts"}}
+Accepted = InventoryUpdate | behaviour.BehaviourObserved
 
 
 async def events(request: Request) -> Response:
@@ -28,7 +34,11 @@ async def events(request: Request) -> Response:
     else:
         parsed = [parse(st, body, "")]
     for event in parsed:  # all validated before any is accepted
-        if not st.outbox.put(st.settings.topic("events"), event.sku.encode(), encode(event)):
+        if isinstance(event, InventoryUpdate):
+            topic, key = st.settings.topic("events"), event.sku.encode()
+        else:
+            topic, key = st.settings.topic("behaviour"), event.user_id.encode()
+        if not st.outbox.put(topic, key, encode(event)):
             raise Unavailable("the outbox is full because the broker is unreachable; retry later")
     st.metrics.counts["events_accepted"] += len(parsed)
     return JSONResponse({"accepted": len(parsed)}, status_code=202)
@@ -50,7 +60,7 @@ class UnknownSku(NotFound):
     """No inventory event has named this SKU."""
 
 
-def parse(st: State, item: object, where: str) -> InventoryUpdate:
+def parse(st: State, item: object, where: str) -> Accepted:
     if not isinstance(item, dict):
         raise InvalidInput(
             f"{where or 'body'} must be an object", field=where.rstrip(".") or "body"
@@ -60,6 +70,8 @@ def parse(st: State, item: object, where: str) -> InventoryUpdate:
         raise InvalidInput(
             f"{where}type must be one of {', '.join(TYPES)}, got {kind!r}", field=f"{where}type"
         )
+    if kind != "inventory":
+        return behaviour.parse(item, st.settings.limits, where, time.time())
     for key in item:
         if key not in FIELDS[str(kind)]:
             raise InvalidInput(

@@ -22,6 +22,7 @@ async def readyz(request: Request) -> Response:
         "broker": st.outbox.connected and st.epoch is not None,
         "model": st.replica.caught_up,
         "stock": st.stock.caught_up,
+        "features": st.profiles.caught_up,
     }
     if st.settings.embedded:  # the worker shares this data directory: is it running?
         checks["worker"] = _worker_alive(st)
@@ -72,6 +73,7 @@ async def metrics(request: Request) -> Response:
     gauge(lines, "loopwise_broker_connected", int(st.outbox.connected))
     gauge(lines, "loopwise_ledger_size", len(st.replica.ledger))
     gauge(lines, "loopwise_stock_skus", len(st.stock.data))
+    gauge(lines, "loopwise_feature_store_users", len(st.profiles.data))
     for name, value in sorted(st.metrics.counts.items()):
         gauge(lines, f"loopwise_{name}_total", value)
     for name, value in sorted(st.replica.counts.items()):

@@ -18,7 +18,7 @@ import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from agents.broker import prepare, stock_changelog
+from agents.broker import prepare, profiles_changelog, stock_changelog
 from agents.catalogs import CatalogStore
 from agents.exposures import Exposures
 from agents.kv import KV
@@ -49,6 +49,7 @@ class State:
     decisions: KV
     keys: dict[str, str]  # sha256(key) -> role
     stock: Mirror
+    profiles: Mirror  # the feature store: user id -> encoded engine.profiles.Profile
     exposures: Exposures
     metrics: Metrics = field(default_factory=Metrics)
     epoch: str | None = None
@@ -105,6 +106,7 @@ def open_state(settings: Settings) -> State:
         decisions=KV(root / "decisions", ttl_seconds=DECISION_TTL_SECONDS),
         keys=parse_keys(settings.api_keys),
         stock=Mirror(stock_changelog(settings), settings.partitions, decode_stock),
+        profiles=Mirror(profiles_changelog(settings), settings.partitions),  # decoded on read
         exposures=Exposures(KV(root / "exposures")),
     )
 
@@ -121,13 +123,12 @@ def load_catalog_file(catalogs: CatalogStore, path: Path) -> None:
 
 
 async def connect(state: State) -> None:
-    """Background: wait for the broker, then follow the training log and the stock table."""
+    """Background: wait for the broker, then follow the training log and the tables."""
     state.epoch = (await prepare(state.settings, attempts=10**9)).epoch
     bootstrap = state.settings.bootstrap
     state.tasks.append(asyncio.create_task(state.replica.follow_log(bootstrap, state.epoch)))
-    state.tasks.append(
-        asyncio.create_task(state.stock.run(bootstrap, state.settings.fetch_wait_ms))
-    )
+    for mirror in (state.stock, state.profiles):
+        state.tasks.append(asyncio.create_task(mirror.run(bootstrap, state.settings.fetch_wait_ms)))
 
 
 @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ from engine.constraints import NO_CONSTRAINTS, Constraints, parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import Features, flatten
 from engine.limits import Limits
+from engine.profiles import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
 from engine.validate import ID_RE, as_number, as_object, no_unknown, one_of
 
 ALGORITHMS = ("epsilon", "squarecb", "softmax", "bag", "cover", "rnd")
@@ -112,6 +113,7 @@ class Catalog:
     learning: Learning
     updated_at: float
     constraints: Constraints = NO_CONSTRAINTS
+    features: FeatureSpec = DEFAULT_SPEC  # read from the feature store per decision
     index: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +134,7 @@ class Catalog:
             ],
             "learning": learning_json(self.learning),
             "constraints": self.constraints.to_json(),
+            "features": spec_json(self.features),
         }
 
 
@@ -164,7 +167,7 @@ def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now:
     """Validate a catalog body (as decoded JSON/YAML); every error names its field."""
     check_name(name)
     obj = as_object(body, "body")
-    known = {"name", "actions", "learning", "constraints", "version", "updated_at"}
+    known = {"name", "actions", "learning", "constraints", "features", "version", "updated_at"}
     no_unknown(obj, known, "")
     if "name" in obj and obj["name"] != name:
         raise InvalidInput(
@@ -181,6 +184,7 @@ def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now:
         learning=learning,
         updated_at=now,
         constraints=constraints,
+        features=parse_spec(obj["features"]) if "features" in obj else DEFAULT_SPEC,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from engine.behaviour import BehaviourObserved, UserErased
 from engine.errors import InvalidInput
 from engine.features import Features
 
@@ -70,7 +71,15 @@ class InventoryUpdate(msgspec.Struct, tag="inventory", kw_only=True, frozen=True
     ts: float
 
 
-Message = DecisionLogged | RewardObserved | Tick | TrainingExample | InventoryUpdate
+Message = (
+    DecisionLogged
+    | RewardObserved
+    | Tick
+    | TrainingExample
+    | InventoryUpdate
+    | BehaviourObserved
+    | UserErased
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)

@@ -114,6 +114,7 @@ class Stack:
 
     def __init__(self, broker: str, data_dir: Path, **env_extra: str) -> None:
         self.broker = broker
+        self.data = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = loopwise_env(data_dir, self.port, broker, **env_extra)
@@ -147,3 +148,31 @@ class Stack:
         r = self.http.post("/v1/decide", json={"catalog": catalog, **body})
         assert r.status_code == 200, r.text
         return dict(r.json())
+
+
+async def read_topic(bootstrap: str, topic: str, timeout: float) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) of a topic from its start, in order per partition, until a poll
+    brings nothing new (or `timeout`). A tombstone's value is b""."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    out: list[tuple[bytes, bytes]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        idle = 0
+        while time.monotonic() < deadline and idle < 3:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            got = [r for records in batches.values() for r in records]
+            idle = 0 if got else idle + 1
+            out += [(r.key or b"", r.value or b"") for r in got]
+    finally:
+        await consumer.stop()
+    return out

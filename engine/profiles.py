@@ -1,0 +1,467 @@
+"""The feature store's state and its features, as pure functions.
+
+A `Profile` aggregates the behaviour events of one user (or one session of a user). The
+worker folds every event into it with `observe`; serving reads features from it with
+`features(spec, profile, now)`, so the values a decision uses are computed from the same
+state by the same code at any time, and are logged with the decision (no skew between
+what is served and what is learned).
+
+What a profile holds, bounded whatever the traffic:
+- one `Cell` per (event type, dimension, value): counts and value sums over sliding
+  windows (5 min, 1 h, 24 h, 7 d), lifetime totals and the time of the last event, at most
+  `MAX_GROUPS` values per (type, dimension), the least recent evicted;
+- the last `RECENT` product events; the cart; lifetime spend; device and channel;
+- in a user's profile, the profiles of its `MAX_SESSIONS` most recent sessions: one key
+  per user holds all there is about the user, so erasure deletes one key.
+
+A sliding window is a two-bucket counter: buckets of the window's width, and the count
+over (now - width, now] is the current bucket plus the previous bucket weighted by the part
+of it still inside the window (exact when events are spread evenly within a bucket; O(1)
+to update and to read).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from engine.behaviour import TYPES, BehaviourObserved
+from engine.errors import InvalidInput, LimitExceeded
+from engine.features import Features, Namespace
+from engine.validate import as_object, no_unknown, one_of
+
+WINDOWS: dict[str, float] = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0, "7d": 604800.0}
+DIMENSIONS = ("all", "category", "brand", "product")
+MAX_GROUPS = 32  # values kept per (event type, dimension)
+RECENT = 20  # product events kept for last_n
+MAX_SESSIONS = 8  # recent sessions kept inside a user profile
+MAX_CART = 100
+MAX_SPEC = 64  # aggregates per catalog
+MAX_LAST_N = RECENT
+ANY = "any"
+
+
+class Cell(msgspec.Struct, array_like=True):
+    """Counts and sums of one (type, dimension, value): lifetime and per window."""
+
+    last_ts: float
+    count: float = 0.0
+    total: float = 0.0
+    # per window in WINDOWS order: bucket index, current/previous count, current/previous sum
+    windows: list[list[float]] = msgspec.field(default_factory=list)
+
+
+class Recent(msgspec.Struct, array_like=True):
+    ts: float
+    kind: str
+    product: str
+    category: str | None
+    brand: str | None
+    price: float | None
+
+
+class Profile(msgspec.Struct, kw_only=True):
+    user_id: str
+    session_id: str | None = None
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    events: int = 0
+    cells: dict[str, Cell] = msgspec.field(default_factory=dict)
+    recent: list[Recent] = msgspec.field(default_factory=list)
+    cart: dict[str, list[float]] = msgspec.field(default_factory=dict)  # id -> [qty, price]
+    spend: float = 0.0
+    purchases: int = 0
+    price_sum: float = 0.0
+    price_count: int = 0
+    device: str | None = None
+    channel: str | None = None
+    sessions: dict[str, Profile] = msgspec.field(default_factory=dict)
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Profile)
+
+
+def encode(profile: Profile) -> bytes:
+    return _encoder.encode(profile)
+
+
+def decode(raw: bytes) -> Profile:
+    return _decoder.decode(raw)
+
+
+def key(user_id: str) -> bytes:
+    """The feature store's table key of a user."""
+    return user_id.encode()
+
+
+# --- folding events in ----------------------------------------------------------------------
+
+
+def observe(profile: Profile | None, event: BehaviourObserved) -> Profile:
+    """The user's profile after `event` (a new one when `profile` is None), its session's
+    profile inside it updated too. Mutates and returns `profile`: the worker owns it
+    between a table read and write."""
+    user = _observe(profile or Profile(user_id=event.user_id, first_ts=event.ts), event)
+    if event.session_id is not None:
+        session = user.sessions.pop(event.session_id, None)
+        fresh = Profile(user_id=event.user_id, session_id=event.session_id, first_ts=event.ts)
+        user.sessions[event.session_id] = _observe(session or fresh, event)  # now the newest
+        while len(user.sessions) > MAX_SESSIONS:
+            del user.sessions[next(iter(user.sessions))]
+    return user
+
+
+def _observe(p: Profile, event: BehaviourObserved) -> Profile:
+    p.first_ts = min(p.first_ts, event.ts)
+    p.last_ts = max(p.last_ts, event.ts)
+    p.events += 1
+    p.device = event.device or p.device
+    p.channel = event.channel or p.channel
+    value = _value(event)
+    for dimension, group in _groups(event):
+        _count(p, f"{event.kind}|{dimension}|{group}", event.ts, value)
+    product = event.product
+    if product is not None:
+        if event.kind == "product_view" and product.price is not None:
+            p.price_sum += product.price
+            p.price_count += 1
+        p.recent.append(
+            Recent(event.ts, event.kind, product.id, product.category, product.brand, product.price)
+        )
+        p.recent.sort(key=lambda r: r.ts)
+        del p.recent[:-RECENT]
+        _update_cart(p, event)
+    if event.kind == "purchase":
+        p.spend += event.revenue
+        p.purchases += 1
+        p.cart.clear()
+    return p
+
+
+def _value(event: BehaviourObserved) -> float:
+    if event.kind == "purchase":
+        return event.revenue
+    price = event.product.price if event.product else None
+    return (price or 0.0) * event.quantity
+
+
+def _groups(event: BehaviourObserved) -> list[tuple[str, str]]:
+    out = [("all", "")]
+    product = event.product
+    if product is not None:
+        out.append(("product", product.id))
+        if product.category:
+            out.append(("category", product.category))
+        if product.brand:
+            out.append(("brand", product.brand))
+    return out
+
+
+def _count(p: Profile, key: str, ts: float, value: float) -> None:
+    cell = p.cells.get(key)
+    if cell is None:
+        _make_room(p, key)
+        cell = p.cells[key] = Cell(last_ts=ts, windows=[[0.0] * 5 for _ in WINDOWS])
+    cell.last_ts = max(cell.last_ts, ts)
+    cell.count += 1
+    cell.total += value
+    for slot, width in zip(cell.windows, WINDOWS.values(), strict=True):
+        bucket = math.floor(ts / width)
+        if bucket == slot[0]:
+            slot[1] += 1
+            slot[3] += value
+        elif bucket == slot[0] + 1:
+            slot[:] = [bucket, 1.0, slot[1], value, slot[3]]
+        elif bucket > slot[0]:
+            slot[:] = [bucket, 1.0, 0.0, value, 0.0]
+        elif bucket == slot[0] - 1:  # a late event for the previous bucket
+            slot[2] += 1
+            slot[4] += value
+
+
+def _make_room(p: Profile, key: str) -> None:
+    prefix = key[: key.rindex("|") + 1]
+    same = [k for k in p.cells if k.startswith(prefix)]
+    if len(same) >= MAX_GROUPS:
+        oldest = min(same, key=lambda k: p.cells[k].last_ts)
+        del p.cells[oldest]
+
+
+def _update_cart(p: Profile, event: BehaviourObserved) -> None:
+    product = event.product
+    if product is None:
+        return
+    if event.kind == "add_to_cart":
+        line = p.cart.setdefault(product.id, [0.0, 0.0])
+        line[0] += event.quantity
+        line[1] = product.price if product.price is not None else line[1]
+        if len(p.cart) > MAX_CART:
+            del p.cart[next(iter(p.cart))]
+    elif event.kind == "remove_from_cart" and product.id in p.cart:
+        line = p.cart[product.id]
+        line[0] -= event.quantity
+        if line[0] <= 0:
+            del p.cart[product.id]
+
+
+# --- reading features -----------------------------------------------------------------------
+
+AGGREGATIONS = ("count", "sum", "mean", "recency", "last_n", "scalar")
+SCALARS = (
+    "depth",  # events so far
+    "age",  # seconds since the first event
+    "cart_value",
+    "cart_items",
+    "lifetime_spend",
+    "purchases",
+    "price_affinity",  # mean price of viewed products
+    "device",
+    "channel",
+)
+KEYS = ("user", "session")
+NAMESPACES = {"user": "user_features", "session": "session_features"}
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """One declared feature: `name` in the key's namespace (`user_features` or
+    `session_features`), by dimension value as `name.value` unless `by` is `all`."""
+
+    name: str
+    key: str = "user"
+    aggregation: str = "count"
+    event: str = ANY
+    by: str = "all"
+    window: str | None = None  # a WINDOWS name; None = lifetime
+    n: int = 5  # last_n
+    scalar: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"name": self.name, "key": self.key}
+        out["aggregation"] = self.aggregation
+        if self.aggregation == "scalar":
+            out["scalar"] = self.scalar
+            return out
+        out.update({"event": self.event, "by": self.by})
+        if self.window is not None:
+            out["window"] = self.window
+        if self.aggregation == "last_n":
+            out["n"] = self.n
+        return out
+
+
+FeatureSpec = tuple[Aggregate, ...]
+
+
+def _agg(
+    name: str,
+    key: str = "user",
+    *,
+    aggregation: str = "count",
+    event: str = ANY,
+    by: str = "all",
+    window: str | None = None,
+    scalar: str | None = None,
+) -> Aggregate:
+    return Aggregate(name, key, aggregation, event, by, window, scalar=scalar)
+
+
+DEFAULT_SPEC: FeatureSpec = (
+    _agg("views_5m", "session", event="product_view", by="category", window="5m"),
+    _agg("views_1h", event="product_view", by="category", window="1h"),
+    _agg("views_24h", event="product_view", by="category", window="24h"),
+    _agg("views_7d", event="product_view", by="category", window="7d"),
+    _agg("brand_views_24h", event="product_view", by="brand", window="24h"),
+    _agg("carts_24h", event="add_to_cart", by="category", window="24h"),
+    _agg("purchases_7d", event="purchase", window="7d"),
+    _agg(
+        "viewed_recently", aggregation="recency", event="product_view", by="category", window="1h"
+    ),
+    _agg("last_products", "session", aggregation="last_n", event="product_view", by="product"),
+    _agg("last_categories", aggregation="last_n", event="product_view", by="category"),
+    _agg("depth", "session", aggregation="scalar", scalar="depth"),
+    _agg("cart_value", "session", aggregation="scalar", scalar="cart_value"),
+    _agg("lifetime_spend", aggregation="scalar", scalar="lifetime_spend"),
+    _agg("price_affinity", aggregation="scalar", scalar="price_affinity"),
+    _agg("device", aggregation="scalar", scalar="device"),
+    _agg("channel", aggregation="scalar", scalar="channel"),
+)
+
+
+def features(
+    spec: Sequence[Aggregate], user: Profile | None, session_id: str | None, now: float
+) -> Features:
+    """The declared features of a user and (when known) its session at time `now`."""
+    if user is None:
+        return {}
+    session = user.sessions.get(session_id) if session_id is not None else None
+    profiles = {"user": user, "session": session}
+    out: Features = {}
+    for agg in spec:
+        profile = profiles.get(agg.key)
+        if profile is None:
+            continue
+        values = out.setdefault(NAMESPACES[agg.key], {})
+        _read(agg, profile, now, values)
+    return {ns: values for ns, values in out.items() if values}
+
+
+def _read(agg: Aggregate, p: Profile, now: float, out: Namespace) -> None:
+    if agg.aggregation == "scalar":
+        value = _scalar(str(agg.scalar), p, now)
+        if value is not None and value != 0.0:
+            out[agg.name] = value
+        return
+    if agg.aggregation == "last_n":
+        for value in _last(p, agg):
+            out[f"{agg.name}={value}"] = 1.0
+        return
+    kinds = None if agg.event == ANY else agg.event
+    grouped: dict[str, list[Cell]] = {}
+    for key, cell in p.cells.items():
+        kind, dimension, group = key.split("|", 2)
+        if dimension == agg.by and (kinds is None or kind == kinds):
+            grouped.setdefault(group, []).append(cell)
+    for group, cells in grouped.items():
+        value = _combine(agg, cells, now)
+        if value != 0.0:
+            out[agg.name if agg.by == "all" else f"{agg.name}.{group}"] = value
+
+
+def _combine(agg: Aggregate, cells: list[Cell], now: float) -> float:
+    if agg.aggregation == "recency":
+        half_life = WINDOWS[agg.window] if agg.window else 3600.0
+        age = max(0.0, now - max(c.last_ts for c in cells))
+        return float(2.0 ** (-age / half_life))
+    count = total = 0.0
+    for cell in cells:
+        c, t = _windowed(cell, agg.window, now)
+        count += c
+        total += t
+    if agg.aggregation == "count":
+        return count
+    if agg.aggregation == "sum":
+        return total
+    return total / count if count > 0 else 0.0  # mean
+
+
+def _windowed(cell: Cell, window: str | None, now: float) -> tuple[float, float]:
+    if window is None:
+        return cell.count, cell.total
+    index = list(WINDOWS).index(window)
+    width = WINDOWS[window]
+    bucket, current, previous, current_sum, previous_sum = cell.windows[index]
+    now_bucket = math.floor(now / width)
+    inside = 1.0 - (now - now_bucket * width) / width  # share of the previous bucket
+    if bucket >= now_bucket:
+        return current + previous * inside, current_sum + previous_sum * inside
+    if bucket == now_bucket - 1:
+        return current * inside, current_sum * inside
+    return 0.0, 0.0
+
+
+def _last(p: Profile, agg: Aggregate) -> list[str]:
+    out: list[str] = []
+    for r in reversed(p.recent):
+        if agg.event != ANY and r.kind != agg.event:
+            continue
+        value = {"product": r.product, "category": r.category, "brand": r.brand}.get(agg.by)
+        if value is not None and value not in out:
+            out.append(value)
+            if len(out) == agg.n:
+                break
+    return out
+
+
+def _scalar(name: str, p: Profile, now: float) -> float | str | None:
+    if name == "depth":
+        return float(p.events)
+    if name == "age":
+        return max(0.0, now - p.first_ts)
+    if name == "cart_value":
+        return sum(q * price for q, price in p.cart.values())
+    if name == "cart_items":
+        return sum(q for q, _ in p.cart.values())
+    if name == "lifetime_spend":
+        return p.spend
+    if name == "purchases":
+        return float(p.purchases)
+    if name == "price_affinity":
+        return p.price_sum / p.price_count if p.price_count else None
+    if name == "device":
+        return p.device
+    return p.channel
+
+
+# --- the declarative spec -------------------------------------------------------------------
+
+
+def parse_spec(body: object) -> FeatureSpec:
+    """A catalog's `features`: a list of aggregates (`[]` turns the store off for it)."""
+    if not isinstance(body, list):
+        raise InvalidInput("features must be an array of aggregates", field="features")
+    if len(body) > MAX_SPEC:
+        raise LimitExceeded(
+            f"features has {len(body)} aggregates, more than the limit of {MAX_SPEC}",
+            field="features",
+        )
+    out: list[Aggregate] = []
+    for i, raw in enumerate(body):
+        agg = _aggregate(raw, f"features[{i}]")
+        if any(a.name == agg.name and a.key == agg.key for a in out):
+            raise InvalidInput(
+                f"features[{i}].name {agg.name!r} appears twice for key {agg.key!r}",
+                field=f"features[{i}].name",
+            )
+        out.append(agg)
+    return tuple(out)
+
+
+def _aggregate(raw: object, where: str) -> Aggregate:
+    obj = as_object(raw, where)
+    no_unknown(
+        obj, {"name", "key", "aggregation", "event", "by", "window", "n", "scalar"}, f"{where}."
+    )
+    name = obj.get("name")
+    if not isinstance(name, str) or not _name_ok(name):
+        raise InvalidInput(
+            f"{where}.name must be 1-64 letters, digits or _ (a feature name), got {name!r}",
+            field=f"{where}.name",
+        )
+    key = one_of(obj.get("key", "user"), KEYS, f"{where}.key")
+    aggregation = one_of(obj.get("aggregation", "count"), AGGREGATIONS, f"{where}.aggregation")
+    if aggregation == "scalar":
+        extra = set(obj) - {"name", "key", "aggregation", "scalar"}
+        if extra:
+            field = f"{where}.{sorted(extra)[0]}"
+            raise InvalidInput(f"{field} does not apply to a scalar aggregate", field=field)
+        scalar = one_of(obj.get("scalar"), SCALARS, f"{where}.scalar")
+        return Aggregate(name=name, key=key, aggregation=aggregation, scalar=scalar)
+    if "scalar" in obj:
+        raise InvalidInput(
+            f"{where}.scalar applies only to aggregation 'scalar'", field=f"{where}.scalar"
+        )
+    event = one_of(obj.get("event", ANY), (ANY, *TYPES), f"{where}.event")
+    by = one_of(obj.get("by", "all"), DIMENSIONS, f"{where}.by")
+    window_raw = obj.get("window")
+    window = None if window_raw is None else one_of(window_raw, tuple(WINDOWS), f"{where}.window")
+    n_raw = obj.get("n", 5)
+    if isinstance(n_raw, bool) or not isinstance(n_raw, int) or not 1 <= n_raw <= MAX_LAST_N:
+        raise InvalidInput(f"{where}.n must be an integer in [1, {MAX_LAST_N}]", field=f"{where}.n")
+    if aggregation == "last_n" and by == "all":
+        raise InvalidInput(
+            f"{where}.by must be product, category or brand for last_n", field=f"{where}.by"
+        )
+    return Aggregate(name, key, aggregation, event, by, window, n_raw)
+
+
+def spec_json(spec: Sequence[Aggregate]) -> list[dict[str, object]]:
+    return [a.to_json() for a in spec]
+
+
+def _name_ok(name: str) -> bool:
+    return 1 <= len(name) <= 64 and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
