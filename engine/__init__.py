@@ -11,6 +11,8 @@ Reading guide:
   join         reward join semantics: wait window, aggregation, default reward
   ledger       the bounded learned-event ledger that makes learning idempotent
   checkpoint   checkpoint encoding with sha256 verification
+  behaviour    storefront behaviour events (views, carts, purchases), validated
+  profiles     the feature store: per-user/session profiles, their features, the spec
   simulation   ground-truth storefronts for `loopwise simulate` and benchmarks
 
 May import: the standard library, numpy, msgspec, yaml. Never faust, starlette or
