@@ -39,15 +39,22 @@ def topics(settings: Settings) -> dict[str, int]:
         settings.topic("training"): p,
         settings.topic("events"): p,
         settings.topic("behaviour"): p,
+        settings.topic("behaviour-by-product"): p,
         settings.topic("epoch"): 1,
         stock_changelog(settings): p,  # created up front: serving processes mirror them
         profiles_changelog(settings): p,
+        popularity_changelog(settings): p,
     }
 
 
 def profiles_changelog(settings: Settings) -> str:
     """The changelog Faust keeps for the worker's `profiles` table (the feature store)."""
     return f"{settings.topic_prefix}-worker-profiles-changelog"
+
+
+def popularity_changelog(settings: Settings) -> str:
+    """The changelog of the worker's `popularity` table (per-product aggregates)."""
+    return f"{settings.topic_prefix}-worker-popularity-changelog"
 
 
 def stock_changelog(settings: Settings) -> str:

@@ -16,37 +16,64 @@ import msgspec
 from engine import profiles
 from engine.behaviour import BehaviourObserved, UserErased
 from engine.errors import EngineError
-from engine.records import decode
+from engine.records import Message, decode
 
 log = logging.getLogger(__name__)
 
 
 class Profiler:
-    def __init__(self, table: MutableMapping[bytes, bytes], counts: Counter[str]) -> None:
+    def __init__(
+        self,
+        table: MutableMapping[bytes, bytes],
+        popularity: MutableMapping[bytes, bytes],
+        counts: Counter[str],
+    ) -> None:
         self.table = table
+        self.popularity = popularity
         self.counts = counts
 
-    def handle(self, raw: bytes) -> None:
-        try:
-            message = decode(raw)
-        except EngineError as exc:
-            self.counts["poisoned"] += 1
-            log.warning("skipped a poisoned behaviour event: %s", exc)
-            return
+    def handle(self, raw: bytes) -> bytes | None:
+        """Fold one message into its user's profile; the product key under which the
+        event must also be counted (on the topic keyed by product), if any."""
+        message = self.decode(raw)
         if isinstance(message, BehaviourObserved):
             key = profiles.key(message.user_id)
             self.table[key] = profiles.encode(profiles.observe(self.load(key), message))
             self.counts["behaviour_events"] += 1
-        elif isinstance(message, UserErased):
+            return message.product.id.encode() if message.product else None
+        if isinstance(message, UserErased):
             key = profiles.key(message.user_id)
             if self.table.get(key) is not None:
                 del self.table[key]
             self.counts["users_erased"] += 1
-        else:
+        elif message is not None:
+            self.counts["unexpected"] += 1
+        return None
+
+    def count_product(self, raw: bytes) -> None:
+        """Count a product event into the product's popularity (aggregates, not personal:
+        erasure leaves them)."""
+        message = self.decode(raw)
+        if isinstance(message, BehaviourObserved) and message.product is not None:
+            key = message.product.id.encode()
+            stats = self.load(key, self.popularity)
+            self.popularity[key] = profiles.encode(profiles.observe_product(stats, message))
+            self.counts["product_events"] += 1
+        elif message is not None:
             self.counts["unexpected"] += 1
 
-    def load(self, key: bytes) -> profiles.Profile | None:
-        raw = self.table.get(key)
+    def decode(self, raw: bytes) -> Message | None:
+        try:
+            return decode(raw)
+        except EngineError as exc:
+            self.counts["poisoned"] += 1
+            log.warning("skipped a poisoned behaviour event: %s", exc)
+            return None
+
+    def load(
+        self, key: bytes, table: MutableMapping[bytes, bytes] | None = None
+    ) -> profiles.Profile | None:
+        raw = (self.table if table is None else table).get(key)
         if raw is None:
             return None
         try:

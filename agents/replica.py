@@ -22,7 +22,7 @@ from agents.files import write_atomic
 from agents.follow import LogFollower
 from agents.settings import Settings
 from engine import checkpoint
-from engine.catalog import Catalog
+from engine.catalog import Catalog, with_features
 from engine.errors import CorruptCheckpoint, EngineError
 from engine.ledger import Ledger
 from engine.records import TrainingExample, decode
@@ -121,7 +121,8 @@ class ModelReplica(LogFollower):
         ):
             self.counts["invalid_examples"] += 1
             return False
-        actions = [catalog.action(a) for a in ex.eligible]
+        extra = ex.action_features
+        actions = [with_features(catalog.action(a), extra.get(a)) for a in ex.eligible]
         example = Example(ex.context, actions, ex.chosen, ex.probability, ex.reward)
         try:
             self.policy(current).policy.learn(example)

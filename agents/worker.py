@@ -220,8 +220,12 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
     profiles = app.Table(
         "profiles", partitions=settings.partitions, key_type=bytes, value_type=bytes
     )
-    profiler = Profiler(profiles, joiner.counts)
+    popularity = app.Table(
+        "popularity", partitions=settings.partitions, key_type=bytes, value_type=bytes
+    )
+    profiler = Profiler(profiles, popularity, joiner.counts)
     behaviour = app.topic(settings.topic("behaviour"), **raw)
+    by_product = app.topic(settings.topic("behaviour-by-product"), **raw)
     app.joiner = joiner  # type: ignore[attr-defined]  # reached by tests through the app
 
     @app.agent(source)
@@ -246,10 +250,21 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
     async def profile_agent(stream: Any) -> None:
         async for event in stream.events():
             try:
-                profiler.handle(event.value)
+                product = profiler.handle(event.value)
+                if product is not None:  # repartition by product for its popularity
+                    await by_product.send(key=product, value=event.value)
             except Exception:  # a bug must not stop the feature store for every other user
                 joiner.counts["failed"] += 1
                 log.exception("profile update failed")
+
+    @app.agent(by_product)
+    async def popularity_agent(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                profiler.count_product(event.value)
+            except Exception:  # a bug must not stop popularity for every other product
+                joiner.counts["failed"] += 1
+                log.exception("popularity update failed")
 
     @app.timer(settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def ticker() -> None:

@@ -17,14 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agents.mirror import StockView
-from api import bodies, users
+from api import bodies, store
 from api.state import State, encode_index, of
-from engine import profiles
 from engine.catalog import Action, Catalog
 from engine.decision import Decision, PolicyPmf, Slot, SlotDecision, decide
 from engine.eligibility import eligible
 from engine.errors import EngineError, InvalidInput, LimitExceeded
-from engine.features import Features, flatten, merge
+from engine.features import Features, flatten
 from engine.records import DecisionLogged, encode
 from engine.sampling import Pmf, normalise, ranking
 from engine.validate import ID_RE
@@ -70,9 +69,10 @@ async def decide_route(request: Request) -> Response:
     )
     slots = _slots(body.get("slots"), st)
     now = time.time()
-    if user_id is not None and catalog.features:  # the request's own context wins a clash
-        stored = profiles.features(catalog.features, users.profile_of(st, user_id), session_id, now)
-        features = merge(stored, features) if stored else features
+    features = store.with_context(
+        store.user_features(st, catalog, user_id, session_id, now), features
+    )
+    offered, action_features = store.popular(st, catalog, offered, now)
     seen = st.exposures.of(catalog.name, user_id) if user_id else None
     stock = StockView(st.stock)
     decision = decide(
@@ -86,7 +86,7 @@ async def decide_route(request: Request) -> Response:
         stock=stock,
         slots=slots,
     )
-    logged = _log(st, catalog, decision, user_id, now, stock)
+    logged = _log(st, catalog, decision, user_id, now, stock, action_features)
     if user_id and decision.slots:
         shown = [s.actions[s.chosen].id for s in decision.slots]
         st.exposures.record(catalog.name, user_id, shown, now, seen)
@@ -96,6 +96,7 @@ async def decide_route(request: Request) -> Response:
     response = _response(st, catalog, event_id, decision, logged, debug)
     if debug:  # the context as decided with and logged: the request's and the stored features
         response["features"] = features
+        response["action_features"] = action_features
     return Response(_json.encode(response), media_type="application/json")
 
 
@@ -120,6 +121,7 @@ def _log(
     user_id: str | None,
     now: float,
     stock: StockView,
+    action_features: dict[str, Features],
 ) -> bool:
     removed = {reason: len(ids) for reason, ids in decision.removed.items()}
     inventory = catalog.constraints.inventory
@@ -147,6 +149,9 @@ def _log(
             fallback=s.fallback or (s.policy == "uniform" and catalog.learning.policy != "uniform"),
             removed=removed,
             stock=levels,
+            action_features={
+                a.id: action_features[a.id] for a in s.actions if a.id in action_features
+            },
         )
         ok = st.outbox.put(st.settings.topic("decisions"), s.event_id.encode(), encode(record))
         st.decisions.put(

@@ -22,7 +22,7 @@ async def readyz(request: Request) -> Response:
         "broker": st.outbox.connected and st.epoch is not None,
         "model": st.replica.caught_up,
         "stock": st.stock.caught_up,
-        "features": st.profiles.caught_up,
+        "features": st.profiles.caught_up and st.popularity.caught_up,
     }
     if st.settings.embedded:  # the worker shares this data directory: is it running?
         checks["worker"] = _worker_alive(st)
@@ -74,6 +74,7 @@ async def metrics(request: Request) -> Response:
     gauge(lines, "loopwise_ledger_size", len(st.replica.ledger))
     gauge(lines, "loopwise_stock_skus", len(st.stock.data))
     gauge(lines, "loopwise_feature_store_users", len(st.profiles.data))
+    gauge(lines, "loopwise_feature_store_products", len(st.popularity.data))
     for name, value in sorted(st.metrics.counts.items()):
         gauge(lines, f"loopwise_{name}_total", value)
     for name, value in sorted(st.replica.counts.items()):

@@ -18,7 +18,7 @@ import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from agents.broker import prepare, profiles_changelog, stock_changelog
+from agents.broker import popularity_changelog, prepare, profiles_changelog, stock_changelog
 from agents.catalogs import CatalogStore
 from agents.exposures import Exposures
 from agents.kv import KV
@@ -50,6 +50,7 @@ class State:
     keys: dict[str, str]  # sha256(key) -> role
     stock: Mirror
     profiles: Mirror  # the feature store: user id -> encoded engine.profiles.Profile
+    popularity: Mirror  # product id -> encoded engine.profiles.Profile of the product
     exposures: Exposures
     metrics: Metrics = field(default_factory=Metrics)
     epoch: str | None = None
@@ -107,6 +108,7 @@ def open_state(settings: Settings) -> State:
         keys=parse_keys(settings.api_keys),
         stock=Mirror(stock_changelog(settings), settings.partitions, decode_stock),
         profiles=Mirror(profiles_changelog(settings), settings.partitions),  # decoded on read
+        popularity=Mirror(popularity_changelog(settings), settings.partitions),
         exposures=Exposures(KV(root / "exposures")),
     )
 
@@ -127,7 +129,7 @@ async def connect(state: State) -> None:
     state.epoch = (await prepare(state.settings, attempts=10**9)).epoch
     bootstrap = state.settings.bootstrap
     state.tasks.append(asyncio.create_task(state.replica.follow_log(bootstrap, state.epoch)))
-    for mirror in (state.stock, state.profiles):
+    for mirror in (state.stock, state.profiles, state.popularity):
         state.tasks.append(asyncio.create_task(mirror.run(bootstrap, state.settings.fetch_wait_ms)))
 
 

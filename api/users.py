@@ -14,7 +14,8 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.state import State, of
+from api import store
+from api.state import of
 from engine import profiles
 from engine.behaviour import UserErased
 from engine.errors import InvalidInput, NotFound, Unavailable
@@ -26,17 +27,6 @@ class UnknownUser(NotFound):
     """The feature store holds nothing for this user."""
 
 
-def profile_of(st: State, user_id: str) -> profiles.Profile | None:
-    raw = st.profiles.get(profiles.key(user_id))
-    if not isinstance(raw, bytes):
-        return None
-    try:
-        return profiles.decode(raw)
-    except ValueError:  # msgspec.DecodeError; a foreign value in the changelog
-        st.metrics.counts["unreadable_profiles"] += 1
-        return None
-
-
 async def features(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "marketer")
@@ -46,7 +36,7 @@ async def features(request: Request) -> Response:
     if catalog is not None:
         spec = st.catalogs.latest(catalog).features
     session_id = request.query_params.get("session_id")
-    profile = profile_of(st, user_id)
+    profile = store.profile_of(st, profiles.key(user_id))
     if profile is None:
         raise UnknownUser(f"no behaviour has been stored for user {user_id!r}", field="user_id")
     now = time.time()

@@ -10,7 +10,7 @@ from typing import Literal, cast
 from engine import vwformat
 from engine.constraints import NO_CONSTRAINTS, Constraints, parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
-from engine.features import Features, flatten
+from engine.features import Features, flatten, merge
 from engine.limits import Limits
 from engine.profiles import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
 from engine.validate import ID_RE, as_number, as_object, no_unknown, one_of
@@ -103,6 +103,13 @@ class Action:
     def __post_init__(self) -> None:
         if not self.vw_body:
             object.__setattr__(self, "vw_body", vwformat.action_body(self.features))
+
+
+def with_features(action: Action, extra: Features | None) -> Action:
+    """`action` with `extra` features joined (they win a clash), as decided and learned."""
+    if not extra:
+        return action
+    return Action(action.id, merge(action.features, extra), action.metadata)
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,7 @@ def _emit(entry: JoinEntry, decision: DecisionLogged, now: float) -> Outcome:
         reason=reason,
         decided_ts=decision.ts,
         emitted_ts=now,
+        action_features=decision.action_features,
     )
     return Outcome(entry, example, {"emitted": 1, f"emitted_{reason}": 1})
 

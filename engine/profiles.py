@@ -23,7 +23,7 @@ to update and to read).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -115,6 +115,20 @@ def observe(profile: Profile | None, event: BehaviourObserved) -> Profile:
     return user
 
 
+def observe_product(stats: Profile | None, event: BehaviourObserved) -> Profile:
+    """A product's popularity after `event`, which must name the product: counts and value
+    sums per event type over the windows, in a Profile whose `user_id` is the product id."""
+    product = event.product
+    if product is None:
+        raise InvalidInput("a product's popularity counts only product events", field="product")
+    p = stats or Profile(user_id=product.id, first_ts=event.ts)
+    p.first_ts = min(p.first_ts, event.ts)
+    p.last_ts = max(p.last_ts, event.ts)
+    p.events += 1
+    count_into(p.cells, f"{event.kind}|all|", event.ts, _value(event))
+    return p
+
+
 def _observe(p: Profile, event: BehaviourObserved) -> Profile:
     p.first_ts = min(p.first_ts, event.ts)
     p.last_ts = max(p.last_ts, event.ts)
@@ -123,7 +137,7 @@ def _observe(p: Profile, event: BehaviourObserved) -> Profile:
     p.channel = event.channel or p.channel
     value = _value(event)
     for dimension, group in _groups(event):
-        _count(p, f"{event.kind}|{dimension}|{group}", event.ts, value)
+        count_into(p.cells, f"{event.kind}|{dimension}|{group}", event.ts, value)
     product = event.product
     if product is not None:
         if event.kind == "product_view" and product.price is not None:
@@ -161,11 +175,12 @@ def _groups(event: BehaviourObserved) -> list[tuple[str, str]]:
     return out
 
 
-def _count(p: Profile, key: str, ts: float, value: float) -> None:
-    cell = p.cells.get(key)
+def count_into(cells: dict[str, Cell], key: str, ts: float, value: float) -> None:
+    """Count one event of `value` at `ts` into the cell `key` ("type|dimension|value")."""
+    cell = cells.get(key)
     if cell is None:
-        _make_room(p, key)
-        cell = p.cells[key] = Cell(last_ts=ts, windows=[[0.0] * 5 for _ in WINDOWS])
+        _make_room(cells, key)
+        cell = cells[key] = Cell(last_ts=ts, windows=[[0.0] * 5 for _ in WINDOWS])
     cell.last_ts = max(cell.last_ts, ts)
     cell.count += 1
     cell.total += value
@@ -183,12 +198,13 @@ def _count(p: Profile, key: str, ts: float, value: float) -> None:
             slot[4] += value
 
 
-def _make_room(p: Profile, key: str) -> None:
-    prefix = key[: key.rindex("|") + 1]
-    same = [k for k in p.cells if k.startswith(prefix)]
+def _make_room(cells: dict[str, Cell], key: str) -> None:
+    kind, dimension, _ = key.split("|", 2)  # the value itself may contain "|"
+    prefix = f"{kind}|{dimension}|"
+    same = [k for k in cells if k.startswith(prefix)]
     if len(same) >= MAX_GROUPS:
-        oldest = min(same, key=lambda k: p.cells[k].last_ts)
-        del p.cells[oldest]
+        oldest = min(same, key=lambda k: cells[k].last_ts)
+        del cells[oldest]
 
 
 def _update_cart(p: Profile, event: BehaviourObserved) -> None:
@@ -210,7 +226,8 @@ def _update_cart(p: Profile, event: BehaviourObserved) -> None:
 
 # --- reading features -----------------------------------------------------------------------
 
-AGGREGATIONS = ("count", "sum", "mean", "recency", "last_n", "scalar")
+AGGREGATIONS = ("count", "sum", "mean", "rate", "recency", "last_n", "scalar")
+ACTION_AGGREGATIONS = ("count", "sum", "mean", "rate", "recency")
 SCALARS = (
     "depth",  # events so far
     "age",  # seconds since the first event
@@ -222,8 +239,8 @@ SCALARS = (
     "device",
     "channel",
 )
-KEYS = ("user", "session")
-NAMESPACES = {"user": "user_features", "session": "session_features"}
+KEYS = ("user", "session", "action")
+NAMESPACES = {"user": "user_features", "session": "session_features", "action": "popularity"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +256,7 @@ class Aggregate:
     window: str | None = None  # a WINDOWS name; None = lifetime
     n: int = 5  # last_n
     scalar: str | None = None
+    per: str | None = None  # rate: events of `event` per event of `per`
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"name": self.name, "key": self.key}
@@ -251,6 +269,8 @@ class Aggregate:
             out["window"] = self.window
         if self.aggregation == "last_n":
             out["n"] = self.n
+        if self.aggregation == "rate":
+            out["per"] = self.per
         return out
 
 
@@ -266,8 +286,9 @@ def _agg(
     by: str = "all",
     window: str | None = None,
     scalar: str | None = None,
+    per: str | None = None,
 ) -> Aggregate:
-    return Aggregate(name, key, aggregation, event, by, window, scalar=scalar)
+    return Aggregate(name, key, aggregation, event, by, window, scalar=scalar, per=per)
 
 
 DEFAULT_SPEC: FeatureSpec = (
@@ -289,6 +310,16 @@ DEFAULT_SPEC: FeatureSpec = (
     _agg("price_affinity", aggregation="scalar", scalar="price_affinity"),
     _agg("device", aggregation="scalar", scalar="device"),
     _agg("channel", aggregation="scalar", scalar="channel"),
+    _agg("views_1h", "action", event="product_view", window="1h"),
+    _agg("carts_24h", "action", event="add_to_cart", window="24h"),
+    _agg(
+        "conversion_7d",
+        "action",
+        aggregation="rate",
+        event="purchase",
+        per="product_view",
+        window="7d",
+    ),
 )
 
 
@@ -302,12 +333,39 @@ def features(
     profiles = {"user": user, "session": session}
     out: Features = {}
     for agg in spec:
-        profile = profiles.get(agg.key)
+        profile = profiles.get(agg.key)  # None for "action": see action_features
         if profile is None:
             continue
         values = out.setdefault(NAMESPACES[agg.key], {})
         _read(agg, profile, now, values)
     return {ns: values for ns, values in out.items() if values}
+
+
+def action_features(
+    spec: Sequence[Aggregate], stats: Mapping[str, Profile | None], now: float
+) -> dict[str, Features]:
+    """Per action id, the declared `action` aggregates of its product's popularity `stats`,
+    in the namespace `popularity`, each value rounded to a step of 2^(1/4) (~19%): an
+    action's features (and its parsed, cached VW example) change only when its
+    popularity moves by a step, not with every view."""
+    aggregates = [a for a in spec if a.key == "action"]
+    out: dict[str, Features] = {}
+    for action_id, p in stats.items():
+        if p is None or not aggregates:
+            continue
+        values: Namespace = {}
+        for agg in aggregates:
+            _read(agg, p, now, values)
+        if values:
+            out[action_id] = {NAMESPACES["action"]: {k: quantize(v) for k, v in values.items()}}
+    return out
+
+
+def quantize(value: float | str) -> float | str:
+    """The nearest power of 2^(1/4) of a positive number (0 and strings unchanged)."""
+    if isinstance(value, str) or value <= 0:
+        return value
+    return float(2.0 ** (round(4 * math.log2(value)) / 4))
 
 
 def _read(agg: Aggregate, p: Profile, now: float, out: Namespace) -> None:
@@ -320,26 +378,35 @@ def _read(agg: Aggregate, p: Profile, now: float, out: Namespace) -> None:
         for value in _last(p, agg):
             out[f"{agg.name}={value}"] = 1.0
         return
-    kinds = None if agg.event == ANY else agg.event
-    grouped: dict[str, list[Cell]] = {}
-    for key, cell in p.cells.items():
-        kind, dimension, group = key.split("|", 2)
-        if dimension == agg.by and (kinds is None or kind == kinds):
-            grouped.setdefault(group, []).append(cell)
+    grouped = _grouped(p, agg.by, agg.event)
+    per = _grouped(p, agg.by, agg.per) if agg.aggregation == "rate" and agg.per else {}
     for group, cells in grouped.items():
-        value = _combine(agg, cells, now)
+        value = _combine(agg, cells, per.get(group, []), now)
         if value != 0.0:
             out[agg.name if agg.by == "all" else f"{agg.name}.{group}"] = value
 
 
-def _combine(agg: Aggregate, cells: list[Cell], now: float) -> float:
+def _grouped(p: Profile, by: str, event: str | None) -> dict[str, list[Cell]]:
+    grouped: dict[str, list[Cell]] = {}
+    for key, cell in p.cells.items():
+        kind, dimension, group = key.split("|", 2)
+        if dimension == by and (event == ANY or kind == event):
+            grouped.setdefault(group, []).append(cell)
+    return grouped
+
+
+def _combine(agg: Aggregate, cells: list[Cell], per: list[Cell], now: float) -> float:
+    if agg.aggregation == "rate":
+        base = sum(windowed(cell, agg.window, now)[0] for cell in per)
+        hits = sum(windowed(cell, agg.window, now)[0] for cell in cells)
+        return hits / base if base > 0 else 0.0
     if agg.aggregation == "recency":
         half_life = WINDOWS[agg.window] if agg.window else 3600.0
         age = max(0.0, now - max(c.last_ts for c in cells))
         return float(2.0 ** (-age / half_life))
     count = total = 0.0
     for cell in cells:
-        c, t = _windowed(cell, agg.window, now)
+        c, t = windowed(cell, agg.window, now)
         count += c
         total += t
     if agg.aggregation == "count":
@@ -349,7 +416,7 @@ def _combine(agg: Aggregate, cells: list[Cell], now: float) -> float:
     return total / count if count > 0 else 0.0  # mean
 
 
-def _windowed(cell: Cell, window: str | None, now: float) -> tuple[float, float]:
+def windowed(cell: Cell, window: str | None, now: float) -> tuple[float, float]:
     if window is None:
         return cell.count, cell.total
     index = list(WINDOWS).index(window)
@@ -357,7 +424,9 @@ def _windowed(cell: Cell, window: str | None, now: float) -> tuple[float, float]
     bucket, current, previous, current_sum, previous_sum = cell.windows[index]
     now_bucket = math.floor(now / width)
     inside = 1.0 - (now - now_bucket * width) / width  # share of the previous bucket
-    if bucket >= now_bucket:
+    if bucket > now_bucket:  # events stamped ahead of `now` (client clocks run ahead)
+        return current + previous, current_sum + previous_sum
+    if bucket == now_bucket:
         return current + previous * inside, current_sum + previous_sum * inside
     if bucket == now_bucket - 1:
         return current * inside, current_sum * inside
@@ -424,7 +493,9 @@ def parse_spec(body: object) -> FeatureSpec:
 def _aggregate(raw: object, where: str) -> Aggregate:
     obj = as_object(raw, where)
     no_unknown(
-        obj, {"name", "key", "aggregation", "event", "by", "window", "n", "scalar"}, f"{where}."
+        obj,
+        {"name", "key", "aggregation", "event", "by", "window", "n", "scalar", "per"},
+        f"{where}.",
     )
     name = obj.get("name")
     if not isinstance(name, str) or not _name_ok(name):
@@ -445,6 +516,21 @@ def _aggregate(raw: object, where: str) -> Aggregate:
         raise InvalidInput(
             f"{where}.scalar applies only to aggregation 'scalar'", field=f"{where}.scalar"
         )
+    if key == "action" and aggregation not in ACTION_AGGREGATIONS:
+        raise InvalidInput(
+            f"{where}.aggregation must be one of {', '.join(ACTION_AGGREGATIONS)} for key "
+            f"'action', got {aggregation!r}",
+            field=f"{where}.aggregation",
+        )
+    if key == "action" and obj.get("by", "all") != "all":
+        raise InvalidInput(
+            f"{where}.by must be 'all' for key 'action' (one value per action)", field=f"{where}.by"
+        )
+    per = None
+    if aggregation == "rate":
+        per = one_of(obj.get("per"), TYPES, f"{where}.per")
+    elif "per" in obj:
+        raise InvalidInput(f"{where}.per applies only to aggregation 'rate'", field=f"{where}.per")
     event = one_of(obj.get("event", ANY), (ANY, *TYPES), f"{where}.event")
     by = one_of(obj.get("by", "all"), DIMENSIONS, f"{where}.by")
     window_raw = obj.get("window")
@@ -456,7 +542,7 @@ def _aggregate(raw: object, where: str) -> Aggregate:
         raise InvalidInput(
             f"{where}.by must be product, category or brand for last_n", field=f"{where}.by"
         )
-    return Aggregate(name, key, aggregation, event, by, window, n_raw)
+    return Aggregate(name, key, aggregation, event, by, window, n_raw, per=per)
 
 
 def spec_json(spec: Sequence[Aggregate]) -> list[dict[str, object]]:

@@ -33,6 +33,9 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     fallback: bool = False  # shown by the fallback (nothing eligible, or the policy failed)
     removed: dict[str, int] = {}  # actions removed by each constraint, before the policy
     stock: dict[str, float] = {}  # live stock of the shown SKUs, as decided with
+    # features joined to actions at decision time (the feature store's per-action
+    # aggregates), by action id: learned with exactly these values
+    action_features: dict[str, Features] = {}
 
 
 class RewardObserved(msgspec.Struct, tag="reward", kw_only=True, frozen=True):
@@ -61,6 +64,7 @@ class TrainingExample(msgspec.Struct, tag="training", kw_only=True, frozen=True)
     reason: str  # "reward" (one or more rewards in the window) or "default" (none)
     decided_ts: float
     emitted_ts: float
+    action_features: dict[str, Features] = {}  # as in DecisionLogged
 
 
 class InventoryUpdate(msgspec.Struct, tag="inventory", kw_only=True, frozen=True):

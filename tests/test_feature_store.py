@@ -51,6 +51,16 @@ def stored(stack: Stack, user: str, query: str = "") -> dict[str, object] | None
     return dict(r.json()) if r.status_code == 200 else None
 
 
+def logged(stack: Stack, event_id: object) -> DecisionLogged:
+    """The decision log's record of `event_id`, read from the broker."""
+    topic = f"t{stack.port}-decisions"
+    for _, value in asyncio.run(read_topic(stack.broker, topic, timeout=10.0)):
+        message = decode(value)
+        if isinstance(message, DecisionLogged) and message.event_id == event_id:
+            return message
+    raise AssertionError(f"decision {event_id} is not in the log")
+
+
 def test_behaviour_events_become_features_that_decisions_use_and_log(stack: Stack) -> None:
     user, session = f"u-{uuid.uuid4().hex[:8]}", "s1"
     events = [view(user, session, "running") for _ in range(3)] + [view(user, session, "yoga")]
@@ -89,13 +99,19 @@ def test_behaviour_events_become_features_that_decisions_use_and_log(stack: Stac
     assert used["context"] == {"page": "home"}
     assert used["user_features"]["views_1h.running"] == pytest.approx(3.0, rel=0.01)
     assert used["session_features"]["cart_value"] == pytest.approx(160.0)
-    topic = f"t{stack.port}-decisions"
-    logged = [
-        m
-        for _, v in asyncio.run(read_topic(stack.broker, topic, timeout=10.0))
-        if isinstance(m := decode(v), DecisionLogged) and m.event_id == d["event_id"]
-    ]
-    assert logged and logged[0].context == used, "the log holds exactly the features used"
+    assert logged(stack, d["event_id"]).context == used, "the log holds the features used"
+
+    # per-action popularity: views of the product an action shows join its features
+    views = [view(f"v{i}", "s", "x") | {"product": {"id": "yoga"}} for i in range(4)]
+    assert stack.http.post("/v1/events", json={"events": views}).status_code == 202
+
+    def popular() -> dict[str, object]:
+        return dict(stack.decide("banners", context={"page": "home"}, debug=True))
+
+    wait_until(lambda: "yoga" in popular()["action_features"], 15, "yoga's popularity")  # type: ignore[operator]
+    d = popular()
+    assert d["action_features"] == {"yoga": {"popularity": {"views_1h": 4.0}}}
+    assert logged(stack, d["event_id"]).action_features == d["action_features"]
 
     anonymous = stack.decide("banners", context={"page": "home"}, debug=True)
     assert set(anonymous["features"]) == {"context"}  # type: ignore[arg-type]

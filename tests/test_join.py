@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import join
-from engine.records import DecisionLogged, RewardObserved, TrainingExample
+from engine.records import DecisionLogged, RewardObserved, TrainingExample, decode, encode
 
 CONFIG = join.JoinConfig(orphan_seconds=100.0, retention_seconds=5.0)
 DECIDED, WAIT = 1000.0, 10.0
@@ -191,6 +192,16 @@ def test_decision_without_reward_learns_the_default_reward() -> None:
     _, emitted, counts = play([decision("earliest", default=-0.25), TickAt(DECIDED + WAIT)])
     assert [e.reward for e in emitted] == [-0.25]
     assert emitted[0].reason == "default" and counts["emitted_default"] == 1
+
+
+def test_the_example_carries_the_context_and_action_features_decided_with() -> None:
+    popular = {"b": {"popularity": {"views_1h": 4.0}}}
+    logged = msgspec.structs.replace(decision(), action_features=popular)
+    _, emitted, _ = play([logged, TickAt(DECIDED + WAIT)])
+    assert emitted[0].context == logged.context
+    assert emitted[0].action_features == popular
+    again = decode(encode(emitted[0]))
+    assert isinstance(again, TrainingExample) and again.action_features == popular
 
 
 def test_rewards_whose_decision_never_arrives_are_dropped_after_the_orphan_window() -> None:

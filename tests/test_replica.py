@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -11,8 +12,9 @@ from agents.catalogs import CatalogStore
 from agents.kv import KV
 from agents.replica import ModelReplica
 from agents.settings import Settings
+from engine.catalog import with_features
 from engine.features import Features
-from engine.records import TrainingExample, encode
+from engine.records import TrainingExample, decode, encode
 
 CATALOG = {
     "actions": [{"id": a, "features": {"banner": {"colour": a}}} for a in ("red", "blue", "gray")],
@@ -129,4 +131,26 @@ def test_changed_learning_settings_start_a_new_model_generation(tmp_path: Path) 
     assert r.replica.model_version("shop") == "2.0"
     r.replica.apply(0, 1, None, example(2))  # an example decided under the old settings
     assert r.replica.counts["stale_model_settings"] == 1
+    r.close()
+
+
+def test_action_features_decided_with_are_learned_with(tmp_path: Path) -> None:
+    """Red pays only while its popularity feature is on: the model must learn that from
+    the features the decision log carried, which the catalog itself does not have."""
+    r = Replica(tmp_path)
+    hot = {"red": {"popularity": {"views_1h": 8.0}}}
+    for i in range(60):
+        popular = i % 2 == 0
+        base = decode(example(i, chosen=0))
+        assert isinstance(base, TrainingExample)
+        raw = msgspec.structs.replace(
+            base, reward=float(popular), action_features=hot if popular else {}
+        )
+        r.replica.apply(0, i, None, encode(raw))
+    assert r.replica.counts["learned"] == 60
+    catalog = r.catalogs.latest("shop")
+    policy = r.replica.policy(catalog).policy
+    plain = policy.distribution(CONTEXT, catalog.actions)
+    joined = [with_features(a, hot.get(a.id)) for a in catalog.actions]
+    assert policy.distribution(CONTEXT, joined)[0] > plain[0] + 0.2, (plain, joined)
     r.close()
