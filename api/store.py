@@ -10,11 +10,11 @@ from engine import profiles
 from engine.catalog import Action, Catalog, with_features
 from engine.features import Features, merge
 
-MAX_CACHED = 50_000  # actions with joined features kept; cleared when full
+MAX_CACHED = 50_000  # (catalog version, action) popularity entries; cleared when full
 
-# (catalog, version, action id, joined values) -> the action with them joined: its VW
-# body is built once per popularity step, not per request
-_joined: dict[tuple[str, int, str, tuple[tuple[str, float | str], ...]], Action] = {}
+# (catalog, version, action id) -> (its product's key, the stats read, the second, the
+# popularity features, the action with them joined)
+_popularity: dict[tuple[str, int, str], tuple[bytes, object, int, Features | None, Action]] = {}
 
 
 def profile_of(st: State, key: bytes, replica: str = "profiles") -> profiles.Profile | None:
@@ -50,25 +50,35 @@ def popular(
     features by action id (for the decision log)."""
     if not any(a.key == "action" for a in catalog.features) or not st.popularity.data:
         return list(offered), {}
-    stats = {a.id: profile_of(st, product_of(a).encode(), "popularity") for a in offered}
-    extra = profiles.action_features(catalog.features, stats, now)
-    if not extra:
-        return list(offered), {}
-    if len(_joined) > MAX_CACHED:
-        _joined.clear()
+    if len(_popularity) > MAX_CACHED:
+        _popularity.clear()
+    extra: dict[str, Features] = {}
     out: list[Action] = []
+    second = int(now)
     for action in offered:
-        values = extra.get(action.id)
-        if values is None:
+        key = (catalog.name, catalog.version, action.id)
+        hit = _popularity.get(key)
+        product = hit[0] if hit is not None else product_of(action).encode()
+        raw = st.popularity.get(product)
+        if hit is None or hit[1] is not raw or hit[2] != second:
+            hit = _popularity[key] = (product, raw, second, *_joined(st, catalog, action, now))
+        if hit[3] is None:
             out.append(action)
-            continue
-        flat = tuple(sorted(values[profiles.NAMESPACES["action"]].items()))
-        key = (catalog.name, catalog.version, action.id, flat)
-        joined = _joined.get(key)
-        if joined is None:
-            joined = _joined[key] = with_features(action, values)
-        out.append(joined)
+        else:
+            extra[action.id] = hit[3]
+            out.append(hit[4])
     return out, extra
+
+
+def _joined(
+    st: State, catalog: Catalog, action: Action, now: float
+) -> tuple[Features | None, Action]:
+    """An action's popularity features and the action with them joined. Computed at most
+    once per second per action while its product's stats stay the same object: every
+    request shows the same popular products, and what a decision used is logged with it."""
+    stats = profile_of(st, product_of(action).encode(), "popularity")
+    values = profiles.action_features(catalog.features, {action.id: stats}, now).get(action.id)
+    return values, with_features(action, values)
 
 
 def product_of(action: Action) -> str:

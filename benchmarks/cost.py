@@ -17,28 +17,32 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
 from agents.settings import Settings
+from api import store
 from api.decide import decide_route
 from api.state import State, encode_index, open_state
 from benchmarks.common import table
 from benchmarks.shapes import SHAPES, Shape, catalog_body, decide_body
-from engine import vwformat
+from engine import profiles, vwformat
+from engine.behaviour import BehaviourObserved, Product
+from engine.catalog import Action
 from engine.eligibility import eligible
 from engine.features import flatten
 from engine.limits import Limits
 from engine.records import DecisionLogged, encode
 from engine.sampling import normalise, ranking, rng_for, sample
-from policies.vw import VWPolicy, action_body
+from policies.vw import CB, VWPolicy, action_body
 
 STAGES = (
     "json_parse",
     "feature_flattening",
+    "feature_store_join",
     "catalog_and_eligibility",
     "example_building",
     "vw_predict",
@@ -114,8 +118,29 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
     parsed = [_decoder.decode(b) for b in bodies]
     features = [flatten(p["context"], limits) for p in parsed]
     actions = eligible(catalog, None, ())
+    now = time.time()
+    _feature_store(state, [str(p["user_id"]) for p in parsed], actions, now)
     lines = [[vwformat.shared_line(f), *(action_body(a) for a in actions)] for f in features]
     pmfs = [normalise(np.asarray(policy._ws.predict(x), dtype=np.float64)) for x in lines]
+
+    def joined(i: int) -> object:
+        user = str(parsed[i % n]["user_id"])
+        stored = store.user_features(state, catalog, user, "s0", now)
+        return store.with_context(stored, features[i % n]), store.popular(
+            state, catalog, actions, now
+        )
+
+    def example(i: int) -> object:
+        """The shared line parsed; the actions' parsed examples come from the policy's cache."""
+        shared = policy._ws.parse([vwformat.shared_line(features[i % n])], CB)
+        examples = shared + policy._action_examples(actions)
+        policy._ws.finish_example(shared)
+        return examples
+
+    built = [
+        policy._ws.parse([vwformat.shared_line(f)], CB) + policy._action_examples(actions)
+        for f in features
+    ]
     ids = [uuid.uuid4().hex for _ in range(n)]
     topic = state.settings.topic("decisions")
 
@@ -174,11 +199,9 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
         "catalog_and_eligibility": lambda i: eligible(
             state.catalogs.latest(shape.catalog), None, ()
         ),
-        "example_building": lambda i: [
-            vwformat.shared_line(features[i % n]),
-            *(action_body(a) for a in actions),
-        ],
-        "vw_predict": lambda i: policy._ws.predict(lines[i % n]),
+        "feature_store_join": joined,
+        "example_building": example,
+        "vw_predict": lambda i: policy._ws.predict(built[i % n]),
         "sampling": sampling,
         "logging_outbox_put": logging_put,
         "response_encode": response,
@@ -199,6 +222,41 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
         "handler_wall_us": handler_wall,
         "handler_glue_cpu_us": handler_cpu - total,
     }
+
+
+def _feature_store(state: State, users: list[str], actions: Sequence[Action], now: float) -> None:
+    """A rich profile per user (200 events over 5 sessions, the last hour) and popularity
+    for every action, straight into this process's replicas, as the worker would leave them."""
+    categories, brands = (
+        ("running", "yoga", "outdoor", "cycling", "tennis"),
+        ("acme", "zen", "peak"),
+    )
+    popular: dict[str, profiles.Profile] = {}  # product id -> its popularity
+    for u, user in enumerate(users):
+        profile = None
+        for k in range(200):
+            product = Product(
+                id=actions[(u + k) % len(actions)].id,
+                category=categories[k % len(categories)],
+                brand=brands[k % len(brands)],
+                price=10.0 + k % 90,
+            )
+            kind = ("product_view", "product_view", "add_to_cart", "page_view")[k % 4]
+            event = BehaviourObserved(
+                kind=kind,
+                user_id=user,
+                ts=now - 3600 + k * 18,
+                session_id=f"s{k % 5}",
+                product=product,
+                device="mobile",
+            )
+            profile = profiles.observe(profile, event)
+            stats = popular.get(product.id)
+            popular[product.id] = profiles.observe_product(stats, event)
+        assert profile is not None
+        state.profiles.data[profiles.key(user)] = profiles.encode(profile)
+    for product_id, stats in popular.items():
+        state.popularity.data[product_id.encode()] = profiles.encode(stats)
 
 
 def _handler_us(state: State, shape: Shape, calls: int) -> tuple[float, float]:
