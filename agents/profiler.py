@@ -38,7 +38,7 @@ class Profiler:
         message = self.decode(raw)
         if isinstance(message, BehaviourObserved):
             key = profiles.key(message.user_id)
-            self.table[key] = profiles.encode(profiles.observe(self.load(key), message))
+            self.table[key] = profiles.encode_bounded(profiles.observe(self.load(key), message))
             self.counts["behaviour_events"] += 1
             return message.product.id.encode() if message.product else None
         if isinstance(message, UserErased):

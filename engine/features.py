@@ -103,7 +103,12 @@ def _put(namespace: Namespace, name: str, value: object, limits: Limits, field: 
 
 
 def number(value: int | float, limits: Limits, field: str) -> float:
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # a JSON integer beyond any float (JSON has no integer bound)
+        raise LimitExceeded(
+            f"{field} is beyond the limit of +/-{limits.max_abs_number:g}", field=field
+        ) from None
     if not math.isfinite(result):
         raise InvalidInput(f"{field} must be a finite number, got {value!r}", field=field)
     if abs(result) > limits.max_abs_number:

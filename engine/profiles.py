@@ -41,6 +41,7 @@ MAX_GROUPS = 32  # values kept per (event type, dimension)
 RECENT = 20  # product events kept for last_n
 MAX_SESSIONS = 8  # recent sessions kept inside a user profile
 MAX_CART = 100
+MAX_PROFILE_BYTES = 900_000  # under Kafka's default 1 MB message and Faust's request size
 MAX_SPEC = 64  # aggregates per catalog
 MAX_LAST_N = RECENT
 ANY = "any"
@@ -104,6 +105,17 @@ def encode(profile: Profile) -> bytes:
     return _encoder.encode(profile)
 
 
+def encode_bounded(profile: Profile) -> bytes:
+    """`profile` encoded in at most MAX_PROFILE_BYTES (a Kafka message must fit), dropping
+    its oldest sessions while it does not. The user's own aggregates alone stay below the
+    bound whatever the input (tests/test_profiles.py computes the worst case)."""
+    raw = encode(profile)
+    while len(raw) > MAX_PROFILE_BYTES and profile.sessions:
+        del profile.sessions[next(iter(profile.sessions))]
+        raw = encode(profile)
+    return raw
+
+
 def decode(raw: bytes) -> Profile:
     return _decoder.decode(raw)
 
@@ -155,8 +167,9 @@ def _observe(p: Profile, event: BehaviourObserved) -> Profile:
     p.first_ts = min(p.first_ts, event.ts)
     p.last_ts = max(p.last_ts, event.ts)
     p.events += 1
-    p.device = event.device or p.device
-    p.channel = event.channel or p.channel
+    if event.ts >= p.last_ts:  # the latest visit by time, not by arrival
+        p.device = event.device or p.device
+        p.channel = event.channel or p.channel
     value = _value(event)
     for dimension, group in _groups(event):
         count_into(p.cells, f"{event.kind}|{dimension}", group, event.ts, value)

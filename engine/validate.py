@@ -30,9 +30,10 @@ def no_unknown(obj: Mapping[str, object], known: Collection[str], prefix: str) -
     """Refuse keys outside `known`; `prefix` is the path before the key, dot included."""
     for key in obj:
         if key not in known:
+            path = prefix + (key or '""')  # an empty key is named by its quotes
             raise InvalidInput(
-                f"{prefix}{key} is not a known field; expected one of {', '.join(sorted(known))}",
-                field=f"{prefix}{key}",
+                f"{path} is not a known field; expected one of {', '.join(sorted(known))}",
+                field=path,
             )
 
 
