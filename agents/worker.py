@@ -13,12 +13,15 @@ repeat) but never lose one.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -44,19 +47,51 @@ from engine.records import (
 log = logging.getLogger(__name__)
 
 
+MAX_BATCH = 500  # emissions awaited together: one broker round trip acknowledges them all
+
+
+@dataclass
+class Batch:
+    """Join-table writes held in front of the table until the batch's training examples
+    are acknowledged. Transitions read the held state first, so a batch chains the same
+    event id's messages exactly as one-by-one processing would."""
+
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)  # None: delete
+    emits: dict[bytes, join.Outcome] = field(default_factory=dict)
+    before: dict[bytes, bytes | None] = field(default_factory=dict)  # held before an emission
+    failed: set[bytes] = field(default_factory=set)  # not acknowledged: sent at the next tick
+
+
 class Joiner:
     """The join agent's state outside the table: per-partition due-time heaps, counters."""
 
-    def __init__(self, settings: Settings, table: Any, training: Any) -> None:
+    def __init__(
+        self, settings: Settings, table: Any, training: Any, max_batch: int = MAX_BATCH
+    ) -> None:
         self.settings = settings
         self.config = settings.join
         self.table = table
         self.training = training
+        self.max_batch = max_batch
         self.heaps: dict[int, list[tuple[float, bytes]]] = {}
+        self.retry: dict[int, list[tuple[float, bytes]]] = {}  # unacknowledged: next tick
         self.counts: Counter[str] = Counter()
         self.assigned: frozenset[int] | None = None
 
-    async def handle(self, raw: bytes, key: bytes | None, partition: int) -> None:
+    async def handle(self, raws: Sequence[bytes], partition: int) -> None:
+        """Join messages of one partition in order, as one batch. Faust writes a table's
+        changelog to the current stream event's partition: call this while an event of
+        `partition` is current."""
+        batch = Batch()
+        for raw in raws:
+            try:
+                await self.dispatch(batch, raw, partition)
+            except Exception:  # a bug must not stop the join for every other event
+                self.counts["failed"] += 1
+                log.exception("join failed for a message on partition %d", partition)
+        await self.flush(batch, partition)
+
+    async def dispatch(self, batch: Batch, raw: bytes, partition: int) -> None:
         try:
             message = decode(raw)
         except EngineError as exc:
@@ -64,18 +99,27 @@ class Joiner:
             log.warning("skipped a poisoned message on partition %d: %s", partition, exc)
             return
         if isinstance(message, Tick):
-            await self.tick(message.ts, partition)
+            await self.tick(batch, message.ts, partition)
         elif isinstance(message, DecisionLogged):
             eid = message.event_id.encode()
-            await self.apply(eid, join.on_decision(self.load(eid), message, self.config), partition)
+            entry = await self.load(batch, eid, partition)
+            self.stage(batch, eid, join.on_decision(entry, message, self.config), partition)
         elif isinstance(message, RewardObserved):
             eid = message.event_id.encode()
-            await self.apply(eid, join.on_reward(self.load(eid), message, self.config), partition)
+            entry = await self.load(batch, eid, partition)
+            self.stage(batch, eid, join.on_reward(entry, message, self.config), partition)
         else:
             self.counts["unexpected"] += 1
 
-    def load(self, eid: bytes) -> join.JoinEntry | None:
-        raw = self.table.get(eid)
+    async def load(self, batch: Batch, eid: bytes, partition: int) -> join.JoinEntry | None:
+        """The entry as the batch left it. An entry whose emission is not yet acknowledged
+        is flushed first, so an emission is always the last change of its entry in a batch."""
+        if eid in batch.emits:
+            await self.flush(batch, partition)
+        return self.peek(batch, eid)
+
+    def peek(self, batch: Batch, eid: bytes) -> join.JoinEntry | None:
+        raw = batch.writes[eid] if eid in batch.writes else self.table.get(eid)
         if raw is None:
             return None
         try:
@@ -85,40 +129,105 @@ class Joiner:
             log.error("dropped an unreadable join entry for %r", eid)
             return None
 
-    async def apply(self, eid: bytes, outcome: join.Outcome, partition: int) -> None:
+    def stage(self, batch: Batch, eid: bytes, outcome: join.Outcome, partition: int) -> None:
         if outcome.emit is not None:
-            sent = await self.training.send(
-                key=outcome.emit.catalog.encode(), value=encode(outcome.emit)
-            )
-            await sent  # the broker has it before the table says "emitted"
-        if outcome.entry is None:
-            if self.table.get(eid) is not None:
-                del self.table[eid]
+            batch.emits[eid] = outcome  # counted once the broker has it
+            if eid in batch.writes:
+                batch.before[eid] = batch.writes[eid]
         else:
-            self.table[eid] = join.encode_entry(outcome.entry)
+            self.counts.update(outcome.counts)
+        if outcome.entry is None:
+            batch.writes[eid] = None
+        else:
+            batch.writes[eid] = join.encode_entry(outcome.entry)
             due = join.due(outcome.entry, self.config)
             heapq.heappush(self.heaps.setdefault(partition, []), (due, eid))
-        self.counts.update(outcome.counts)
 
-    async def tick(self, now: float, partition: int) -> None:
-        self.rebuild_if_reassigned()
-        heap = self.heaps.get(partition, [])
+    async def flush(self, batch: Batch, partition: int) -> None:
+        """Send the batch's examples, await every acknowledgement, then write the table:
+        an entry is recorded as emitted only once the broker has its example."""
+        failed = await self.send_all(batch.emits)
+        batch.failed |= failed
+        for eid in failed:
+            if eid in batch.before:  # keep the batch's earlier changes, not the emission
+                batch.writes[eid] = batch.before[eid]
+            else:
+                del batch.writes[eid]
+            entry = batch.emits[eid].entry
+            if entry is not None:  # retried at the next tick, when it is still due
+                deadline = join.deadline(entry, self.config)
+                self.retry.setdefault(partition, []).append((deadline, eid))
+        for eid, raw in batch.writes.items():
+            if raw is not None:
+                self.table[eid] = raw
+            elif self.table.get(eid) is not None:
+                del self.table[eid]
+        batch.writes.clear()
+        batch.emits.clear()
+        batch.before.clear()
+
+    async def send_all(self, emits: dict[bytes, join.Outcome]) -> set[bytes]:
+        """The event ids whose training example the broker did not acknowledge."""
+        acks: dict[bytes, Any] = {}
+        failed: set[bytes] = set()
+        for eid, outcome in emits.items():
+            example = outcome.emit
+            if example is None:
+                continue
+            try:
+                acks[eid] = await self.training.send(
+                    key=example.catalog.encode(), value=encode(example)
+                )
+            except Exception:  # not sent: the entry stays due and is sent again
+                failed.add(eid)
+                log.exception("could not send the training example for %r", eid)
+        results = await asyncio.gather(*acks.values(), return_exceptions=True)
+        for eid, result in zip(acks, results, strict=True):
+            if isinstance(result, BaseException):
+                failed.add(eid)
+                log.error("the broker did not acknowledge the example for %r: %r", eid, result)
+        for eid, outcome in emits.items():
+            if eid not in failed:
+                self.counts.update(outcome.counts)
+        if failed:
+            self.counts["emit_failed"] += len(failed)
+        return failed
+
+    async def tick(self, batch: Batch, now: float, partition: int) -> None:
+        if self.reassigned():
+            await self.flush(batch, partition)  # the heaps are rebuilt from the table
+            self.rebuild()
+        heap = self.heaps.setdefault(partition, [])
+        for item in self.retry.pop(partition, []):
+            heapq.heappush(heap, item)
+        batch.failed.clear()
         while heap and heap[0][0] <= now:
             _, eid = heapq.heappop(heap)
-            entry = self.load(eid)
-            if entry is not None and join.due(entry, self.config) <= now:
-                await self.apply(eid, join.on_tick(entry, now, self.config), partition)
+            entry = self.peek(batch, eid)  # most popped items are stale: no flush for them
+            if entry is None or eid in batch.failed or join.due(entry, self.config) > now:
+                continue
+            if eid in batch.emits:  # emitted in this batch and due again: settle it first
+                await self.flush(batch, partition)
+                if eid in batch.failed:
+                    continue
+            self.stage(batch, eid, join.on_tick(entry, now, self.config), partition)
+            if len(batch.emits) >= self.max_batch:
+                await self.flush(batch, partition)
 
-    def rebuild_if_reassigned(self) -> None:
+    def reassigned(self) -> bool:
         assigned = frozenset(
             tp.partition
             for tp in self.table.app.consumer.assignment()
             if tp.topic == self.settings.topic("decisions")
         )
         if assigned == self.assigned:
-            return
+            return False
         self.assigned = assigned
+        return True
+
+    def rebuild(self) -> None:
         self.heaps = {}
+        self.retry = {}
         keys: list[tuple[bytes, float]] = []
         for eid, raw in self.table.items():
             try:
@@ -128,7 +237,9 @@ class Joiner:
         where = partitions_for([k for k, _ in keys], self.settings.partitions)
         for eid, due in keys:
             heapq.heappush(self.heaps.setdefault(where[eid], []), (due, eid))
-        log.info("join state: %d open entries on partitions %s", len(keys), sorted(assigned))
+        log.info(
+            "join state: %d open entries on partitions %s", len(keys), sorted(self.assigned or ())
+        )
 
     def update_stock(self, table: Any, raw: bytes) -> None:
         """Keep the newest stock level per SKU; an older update arriving late is ignored."""
@@ -230,9 +341,12 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
 
     @app.agent(source)
     async def join_agent(stream: Any) -> None:
+        # One event at a time keeps it current while its changelog writes are made (Faust's
+        # stream.take runs the stream in another task, so table writes fail there). Only a
+        # Tick emits, and it emits every due entry of its partition as one batch.
         async for event in stream.events():
             try:
-                await joiner.handle(event.value, event.key, event.message.partition)
+                await joiner.handle([event.value], event.message.partition)
             except Exception:  # a bug must not stop the join for every other event
                 joiner.counts["failed"] += 1
                 log.exception("join failed for a message on partition %d", event.message.partition)
