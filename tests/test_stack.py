@@ -24,6 +24,10 @@ CATALOG = {
     ],
     "learning": {
         "exploration": {"algorithm": "squarecb"},
+        # One reward must visibly move the next decision: VW's adaptive SGD moves on every
+        # example, coin betting (the default) bets on a feature only from its second one
+        # (README, "Why coin betting").
+        "optimizer": "adaptive",
         "reward_wait_seconds": 1.0,
         "default_reward": 0.0,
         "aggregation": "earliest",
