@@ -61,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="play a simulated storefront against a server")
     sim.add_argument("--url", default="http://127.0.0.1:8000")
-    sim.add_argument("--env", default="segments", help="segments | segments50")
+    sim.add_argument(
+        "--env",
+        default="segments",
+        help="segments | segments50 | intent (the best banner follows what was just viewed)",
+    )
     sim.add_argument("--decisions", type=int, default=3000)
     sim.add_argument("--concurrency", type=int, default=8)
     sim.add_argument("--seed", type=int, default=0)
@@ -85,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--cap", type=int, help="at most K exposures per banner per user per hour")
     sim.add_argument(
         "--users", type=int, help="a pool of returning user ids (default with --cap: 200)"
+    )
+    sim.add_argument(
+        "--no-feature-store",
+        action="store_true",
+        help="the catalog reads no stored features (compare with and without the store)",
+    )
+    sim.add_argument(
+        "--dwell", type=float, default=0.0, help="seconds from a visit's views to its decision"
     )
     sim.set_defaults(run=simulate_command)
     return parser
@@ -193,6 +205,8 @@ def simulate_command(args: argparse.Namespace) -> int:
         restock_after=args.restock_after,
         cap=args.cap,
         users=args.users,
+        feature_store=not args.no_feature_store,
+        dwell_s=args.dwell,
     )
     result = asyncio.run(simulate.run(config, progress=True))
     title = f"Loopwise on the '{args.env}' storefront"

@@ -14,6 +14,15 @@ come from a bounded pool of returning users (`users`) so the caps bite. Decision
 nothing was eligible ("chosen": null) and the "removed" counts of every response are
 tallied per window, and the probes check the learned policy prefers each segment's best
 action that is still in stock.
+
+With behaviour (the `intent` storefront, whose context hides the segment): each concurrent
+worker plays its own returning users (`Shoppers`), so a user's visits happen in order;
+a visit posts its product views (`POST /v1/events`), waits `dwell_s` (0: the decision
+comes right after the views), then decides with `user_id` and `session_id` and `debug`,
+which returns the features used: they tell whether the decision saw the visit's own
+views ("fresh"), only the session's earlier ones ("stale") or nothing of the session.
+`feature_store=False` puts the catalog with `"features": []`: the same visits, no store.
+The probes give probe users views of one intent and ask what the learned model shows.
 """
 
 from __future__ import annotations
@@ -42,8 +51,10 @@ from engine.simulation import (
     ENVIRONMENT_NAMES,
     MAX_CAP,
     Environment,
+    Shoppers,
     Visitor,
     environment,
+    shopper_ids,
 )
 
 PROBES_PER_SEGMENT = 20
@@ -51,11 +62,21 @@ POLL_INTERVAL_S = 0.25
 LEARN_CAP_S = 120.0  # the longest the learned count may keep catching up
 STALL_S = 2.0
 REQUEST_TIMEOUT_S = 10.0
+# Idle connections are dropped well before the server's keep-alive (uvicorn: 5 s) closes
+# them: at httpx's default of 5 s a request could race the server's close (ReadError).
+KEEPALIVE_EXPIRY_S = 2.0
 POSTFIX_EVERY = 25
 MAX_LABELLED_STOCK_OUTS = 4  # more sell-outs: lines only, counted in the legend
 DEFAULT_CAP_USERS = 200  # the user pool when a cap is set without `users`
 MAX_STOCK = 1_000_000_000
 STOCK_SYNC_S = 10.0  # how long to wait for the server to see the shop's stock levels
+PROBE_SYNC_S = 10.0  # how long the probes wait for the server to see their views
+STORE_SYNC_S = 60.0  # how long a run waits for the feature store to show a first view
+PROBE_VIEWS = 2  # product views of its intent each probe user posts
+PROBE_BATCH = 500  # behaviour events per POST (the server's default batch limit: 1,000)
+DEVICES_PROBE = "mobile"
+MAX_DWELL_S = 60.0
+FRESH, STALE, NO_SESSION = "fresh", "stale", "none"
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,8 @@ class SimConfig:
     restock_after: float | None = None  # seconds after a sell-out to restock to `stock`
     cap: int | None = None  # at most this many exposures per banner per user per hour
     users: int | None = None  # a pool of returning user ids (default with a cap: 200)
+    feature_store: bool = True  # False: the catalog declares "features": [] (store off)
+    dwell_s: float = 0.0  # with behaviour: seconds from a visit's views to its decision
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -101,6 +124,31 @@ class SimConfig:
         if self.api_key == "":
             raise InvalidInput("api_key must be None or a non-empty key, got ''", field="api_key")
         self._check_constraints()
+        self._check_behaviour()
+
+    def _check_behaviour(self) -> None:
+        wait = self.dwell_s
+        if isinstance(wait, bool) or not isinstance(wait, int | float):
+            raise InvalidInput(
+                f"dwell_s must be a number of seconds, got {wait!r}", field="dwell_s"
+            )
+        if not (math.isfinite(wait) and 0.0 <= wait <= MAX_DWELL_S):
+            raise InvalidInput(
+                f"dwell_s must be in [0, {MAX_DWELL_S:g}] seconds, got {wait!r}", field="dwell_s"
+            )
+        if environment(self.env, self.seed).browsing is None:
+            return
+        if self.constrained:
+            raise InvalidInput(
+                f"the {self.env!r} storefront does not run under stock or caps", field="env"
+            )
+        users = self.user_pool
+        if users is not None and users < self.concurrency:
+            raise InvalidInput(
+                f"users must be at least concurrency ({self.concurrency}): each worker plays "
+                f"its own users, got {users!r}",
+                field="users",
+            )
 
     def _check_constraints(self) -> None:
         if self.stock is not None:
@@ -144,6 +192,9 @@ class SimConfig:
         """How many returning user ids visitors are drawn from; None: fresh ones."""
         if self.users is not None:
             return self.users
+        browsing = environment(self.env, self.seed).browsing
+        if browsing is not None:
+            return browsing.users
         return DEFAULT_CAP_USERS if self.cap is not None else None
 
 
@@ -162,6 +213,10 @@ class SimResult:
     n_actions: int
     env: str = "segments"
     learned: int = 0
+    # the click model's probability of the banners shown, averaged: the CTR without the
+    # noise of the simulated clicks (empty / None: not recorded)
+    expected_ctr_by_window: list[tuple[int, float]] = field(default_factory=list)
+    expected_ctr: float | None = None
     # --- under constraints (stock, cap); defaults describe an unconstrained run --------
     constrained: bool = False
     stock: int | None = None
@@ -192,6 +247,20 @@ class SimResult:
     n_in_stock: int = 0  # banners in stock at the end (the probes' 1/K)
     probe_top_action: dict[str, str | None] = field(default_factory=dict)
     overall_best_action: dict[str, str] = field(default_factory=dict)  # ignoring stock
+    # --- with behaviour (the intent storefront); None: the storefront posts none --------
+    feature_store: bool | None = None  # whether the catalog joined stored features
+    dwell_s: float = 0.0
+    events_posted: int = 0
+    event_latency_ms_p50: float = math.nan
+    event_latency_ms_p99: float = math.nan
+    fresh: int = 0  # decisions whose features held the visit's own views
+    stale: int = 0  # held the session's earlier views only
+    no_session: int = 0  # held nothing of the session
+    joined: int = 0  # decisions with any stored feature (0 with the store off)
+    fresh_by_window: list[tuple[int, float]] = field(default_factory=list)  # share fresh
+    probe_fresh: int = 0  # probes whose features held their views
+    probes: int = 0
+    store_ready_s: float | None = None  # how long a first view took to reach the server
 
 
 @dataclass(frozen=True)
@@ -203,6 +272,9 @@ class _Outcome:
     removed: Mapping[str, int] = field(default_factory=dict)
     best: float = math.nan  # best click probability among the eligible actions
     mean: float = math.nan  # their average click probability (uniform among the eligible)
+    p_click: float = math.nan  # the click model's probability for the banner shown
+    seen: str | None = None  # with behaviour: FRESH, STALE or NO_SESSION
+    joined: bool = False  # with behaviour: the features held anything from the store
 
 
 NOT_SHOWN = _Outcome(clicked=False, shown=False)
@@ -219,6 +291,12 @@ class _Tally:
     best: list[float] = field(default_factory=list)
     mean: list[float] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    event_latencies_ms: list[float] = field(default_factory=list)
+    seen: list[str | None] = field(default_factory=list)
+    p_click: list[float] = field(default_factory=list)
+    joined: int = 0
+    fresh: int = 0
+    events_posted: int = 0
     next_index: int = 0
     done: int = 0
     clicks: int = 0
@@ -230,6 +308,8 @@ class _Tally:
         self.removed = [{} for _ in range(self.total)]
         self.best = [math.nan] * self.total
         self.mean = [math.nan] * self.total
+        self.seen = [None] * self.total
+        self.p_click = [math.nan] * self.total
 
     def claim(self) -> int | None:
         if self.next_index >= self.total:
@@ -243,6 +323,10 @@ class _Tally:
         self.removed[index] = outcome.removed
         self.best[index] = outcome.best
         self.mean[index] = outcome.mean
+        self.seen[index] = outcome.seen
+        self.p_click[index] = outcome.p_click
+        self.joined += int(outcome.joined)
+        self.fresh += int(outcome.seen == FRESH)
         self.done += 1
         self.clicks += int(outcome.clicked)
         self.nothing_eligible += int(not outcome.shown)
@@ -316,9 +400,13 @@ async def run(config: SimConfig, progress: bool = True) -> SimResult:
                 shop is not None,
                 config.cap,
                 config.exploration_floor,
+                config.feature_store,
             )
         if shop is not None:
             await _stock_up(client, shop)
+        store_ready_s = None
+        if env.browsing is not None and config.feature_store:
+            store_ready_s = await _wait_store(client, env)
         baseline = await _learned(client, config.catalog)
         started = time.perf_counter()
         tally = await _play(client, config, env, progress, shop)
@@ -330,6 +418,12 @@ async def run(config: SimConfig, progress: bool = True) -> SimResult:
             probes = await _probe_in_stock(client, config, env, shop)
             result = _result(config, env, tally, elapsed, probes.best, learned - baseline)
             return _constrained(result, config, env, tally, shop, probes, synced)
+        if env.browsing is not None:
+            seen = await _probe_intents(client, config, env)
+            result = _result(config, env, tally, elapsed, seen.best, learned - baseline)
+            return replace(
+                _with_behaviour(result, config, tally, seen), store_ready_s=store_ready_s
+            )
         plain = await _probe(client, config.catalog, env)
     return _result(config, env, tally, elapsed, plain, learned - baseline)
 
@@ -350,6 +444,8 @@ def plot(result: SimResult, path: pathlib.Path, title: str) -> pathlib.Path:
         ctr_axes, probe_axes = figure.subplots(1, 2, width_ratios=[2, 1])
         _plot_ctr(ctr_axes, result)
         _plot_probes(probe_axes, result)
+        if result.feature_store is not None:
+            _plot_freshness(ctr_axes, probe_axes, result)
     figure.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110, format="png")
@@ -364,12 +460,15 @@ def summary(result: SimResult) -> str:
         f"{result.elapsed_s:.1f} s ({rate:.0f}/s); decide latency p50 "
         f"{result.decide_latency_ms_p50:.1f} ms, p99 {result.decide_latency_ms_p99:.1f} ms",
         f"CTR {result.overall_ctr:.3f} overall, {last:.3f} in the last window; "
-        f"oracle {result.best_ctr:.3f}, uniform random {result.uniform_ctr:.3f}",
+        f"oracle {result.best_ctr:.3f}, uniform random {result.uniform_ctr:.3f}"
+        + _expected_part(result),
         _lift_line(result.overall_ctr, last, result.best_ctr, result.uniform_ctr),
         _probe_line(result.best_action_probability, result.n_actions),
     ]
     if result.constrained:
         lines.extend(_constraint_lines(result))
+    if result.feature_store is not None:
+        lines.extend(_behaviour_lines(result))
     return "\n".join(lines)
 
 
@@ -384,7 +483,9 @@ def _client(config: SimConfig) -> httpx.AsyncClient:
         base_url=config.base_url,
         headers=headers,
         timeout=REQUEST_TIMEOUT_S,
-        limits=httpx.Limits(max_connections=config.concurrency + 2),
+        limits=httpx.Limits(
+            max_connections=config.concurrency + 2, keepalive_expiry=KEEPALIVE_EXPIRY_S
+        ),
     )
 
 
@@ -447,8 +548,11 @@ async def _put_catalog(
     inventory: bool = False,
     cap: int | None = None,
     exploration_floor: float = 0.0,
+    feature_store: bool = True,
 ) -> None:
     body = env.catalog_body(catalog, inventory=inventory, cap=cap)
+    if not feature_store:
+        body["features"] = []
     if uniform:
         learning = body["learning"]
         if isinstance(learning, dict):
@@ -474,9 +578,18 @@ async def _learned(client: httpx.AsyncClient, catalog: str) -> int:
 
 
 async def _decide(
-    client: httpx.AsyncClient, catalog: str, context: dict[str, object], user_id: str
+    client: httpx.AsyncClient,
+    catalog: str,
+    context: dict[str, object],
+    user_id: str,
+    session_id: str | None = None,
+    debug: bool = False,
 ) -> dict[str, Any]:
-    body = {"catalog": catalog, "context": context, "user_id": user_id}
+    body: dict[str, object] = {"catalog": catalog, "context": context, "user_id": user_id}
+    if session_id is not None:
+        body["session_id"] = session_id
+    if debug:
+        body["debug"] = True
     return await _call(client, "POST", "/v1/decide", body)
 
 
@@ -572,7 +685,8 @@ class _Run:
     tally: _Tally
     shop: _Shop | None = None
     users: int | None = None  # the pool of returning users, or fresh ids
-    prefix: str = ""  # makes this run's returning users new to the server's caps
+    prefix: str = ""  # makes this run's returning users new to the server's caps and store
+    dwell_s: float = 0.0
 
 
 def _shop(config: SimConfig, env: Environment) -> _Shop | None:
@@ -618,10 +732,14 @@ async def _play(
     tally = _Tally(config.decisions)
     users = config.user_pool
     prefix = f"sim-{uuid.uuid4().hex[:8]}-" if users is not None else ""
-    run = _Run(client, config.catalog, env, tally, shop, users, prefix)
-    seeds = np.random.SeedSequence(config.seed).spawn(config.concurrency)
+    run = _Run(client, config.catalog, env, tally, shop, users, prefix, config.dwell_s)
+    rngs = [
+        np.random.default_rng(s)
+        for s in np.random.SeedSequence(config.seed).spawn(config.concurrency)
+    ]
+    shoppers = _shoppers(env, rngs, users, prefix)
     with tqdm(total=config.decisions, disable=not progress, unit="decision", desc=env.name) as bar:
-        workers = [_worker(run, np.random.default_rng(seed), bar) for seed in seeds]
+        workers = [_worker(run, rng, bar, s) for rng, s in zip(rngs, shoppers, strict=True)]
         try:
             await _all_or_cancel(workers)
         finally:
@@ -631,8 +749,20 @@ async def _play(
     return tally
 
 
+def _shoppers(
+    env: Environment, rngs: Sequence[np.random.Generator], users: int | None, prefix: str
+) -> list[Shoppers | None]:
+    """With browsing, one `Shoppers` per worker over its own share of the users."""
+    if env.browsing is None or users is None:
+        return [None] * len(rngs)
+    ids = shopper_ids(users, prefix)
+    return [Shoppers(env, ids[w :: len(rngs)], rng) for w, rng in enumerate(rngs)]
+
+
 def _postfix(run: _Run) -> dict[str, str]:
     out = {"ctr": f"{run.tally.ctr():.3f}"}
+    if run.env.browsing is not None:
+        out["fresh"] = f"{run.tally.fresh / max(run.tally.done, 1):.0%}"
     if run.shop is not None:
         out["sold out"] = str(len(run.shop.skus) - len(run.shop.in_stock()))
     if run.shop is not None or run.users is not None:
@@ -640,10 +770,12 @@ def _postfix(run: _Run) -> dict[str, str]:
     return out
 
 
-async def _worker(run: _Run, rng: np.random.Generator, bar: tqdm[Any]) -> None:
+async def _worker(
+    run: _Run, rng: np.random.Generator, bar: tqdm[Any], shoppers: Shoppers | None = None
+) -> None:
     tally = run.tally
     while (index := tally.claim()) is not None:
-        outcome = await _step(run, rng, index)
+        outcome = await (_visit(run, rng, shoppers) if shoppers else _step(run, rng, index))
         tally.record(index, outcome)
         bar.update(1)
         if tally.done % POSTFIX_EVERY == 0:
@@ -663,13 +795,59 @@ async def _step(run: _Run, rng: np.random.Generator, index: int) -> _Outcome:
     if chosen is None:
         return replace(NOT_SHOWN, removed=removed)
     event_id, action = chosen
-    clicked = bool(rng.random() < env.click_probability(visitor, action))
+    p_click = env.click_probability(visitor, action)
+    clicked = bool(rng.random() < p_click)
     if clicked:
         await _reward(client, event_id, 1.0)
         if run.shop is not None:
             await _purchase(run, run.shop, action, index)
     best, mean = _eligible_ctr(decision, env, visitor)
-    return _Outcome(clicked, True, removed, best, mean)
+    return _Outcome(clicked, True, removed, best, mean, p_click)
+
+
+async def _visit(run: _Run, rng: np.random.Generator, shoppers: Shoppers) -> _Outcome:
+    """One visit with behaviour: its views, (a dwell), its decision, maybe a click."""
+    env, client, tally = run.env, run.client, run.tally
+    visitor = shoppers.visit(rng)
+    started = time.perf_counter()
+    await _post_events(client, visitor.behaviour)
+    tally.event_latencies_ms.append((time.perf_counter() - started) * 1000.0)
+    tally.events_posted += len(visitor.behaviour)
+    if run.dwell_s > 0:
+        await asyncio.sleep(run.dwell_s)
+    started = time.perf_counter()
+    decision = await _decide(
+        client, run.catalog, visitor.context, visitor.user_id, visitor.session_id, debug=True
+    )
+    tally.latencies_ms.append((time.perf_counter() - started) * 1000.0)
+    chosen = _chosen(decision, env)
+    seen, joined = _seen(decision, visitor)
+    if chosen is None:
+        return replace(NOT_SHOWN, removed=_removed(decision), seen=seen, joined=joined)
+    event_id, action = chosen
+    p_click = env.click_probability(visitor, action)
+    clicked = bool(rng.random() < p_click)
+    if clicked:
+        await _reward(client, event_id, 1.0)
+    return _Outcome(clicked, p_click=p_click, seen=seen, joined=joined)
+
+
+def _seen(decision: dict[str, Any], visitor: Visitor) -> tuple[str, bool]:
+    """What of the visitor's behaviour the decision's features held (from `debug`):
+    FRESH when the session's event count (the `depth` feature) includes this visit's
+    views, STALE when it holds the session without them, else NO_SESSION; and whether
+    any stored feature was joined at all."""
+    features = decision.get("features")
+    if not isinstance(features, dict):
+        return NO_SESSION, False
+    joined = "user_features" in features or "session_features" in features
+    session = features.get("session_features")
+    if not isinstance(session, dict) or not session:
+        return NO_SESSION, joined
+    depth = session.get("depth")
+    if isinstance(depth, int | float) and depth >= visitor.session_events:
+        return FRESH, joined
+    return STALE, joined
 
 
 async def _purchase(run: _Run, shop: _Shop, action: str, index: int) -> None:
@@ -757,6 +935,86 @@ async def _probe_segment(
         )
     )
     return float(np.mean([_ranking_probability(d, best) for d in decisions]))
+
+
+@dataclass
+class _IntentProbes:
+    """What the learned model shows probe users right after views of one intent."""
+
+    best: dict[str, float] = field(default_factory=dict)  # probability of the intent's best
+    fresh: int = 0  # probes whose features held their views
+    total: int = 0
+
+
+async def _wait_store(client: httpx.AsyncClient, env: Environment) -> float | None:
+    """Post one view for a fresh user and poll until the server's features show it: a
+    stack that just started may take seconds for its first behaviour event, which is
+    not the freshness the run measures. Seconds it took; None when the key may not read
+    features (the run goes on) or after STORE_SYNC_S."""
+    user = f"warmup-{uuid.uuid4().hex[:8]}"
+    intent = env.segment_names[0]
+    rng = np.random.default_rng(0)
+    started = time.monotonic()
+    await _post_events(client, env.views(rng, intent, user, "warmup", 1))
+    path = f"{_catalog_path('/v1/users', user)}/features"
+    while time.monotonic() - started < STORE_SYNC_S:
+        response = await _send(client, "GET", path)
+        if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+            return None
+        if response.status_code != httpx.codes.NOT_FOUND:
+            _raise_for_problem(response, "GET", path)
+            return time.monotonic() - started
+        await asyncio.sleep(POLL_INTERVAL_S / 5)
+    return None
+
+
+async def _probe_intents(
+    client: httpx.AsyncClient, config: SimConfig, env: Environment
+) -> _IntentProbes:
+    """Per intent, fresh probe users post PROBE_VIEWS views of it in a new session, then
+    decide; with the store on, each waits (up to PROBE_SYNC_S) until its features hold
+    its views, so the probes measure the model, not the replica's lag."""
+    token = uuid.uuid4().hex[:8]
+    rng = np.random.default_rng(config.seed)
+    probes = [
+        (intent, Visitor(intent, f"probe-{token}-{intent}-{i}", env.segment_context(intent)))
+        for intent in env.segment_names
+        for i in range(PROBES_PER_SEGMENT)
+    ]
+    events = [
+        e
+        for intent, v in probes
+        for e in env.views(rng, intent, v.user_id, "probe", PROBE_VIEWS, DEVICES_PROBE)
+    ]
+    for start in range(0, len(events), PROBE_BATCH):
+        await _post_events(client, events[start : start + PROBE_BATCH])
+    deadline = time.monotonic() + (PROBE_SYNC_S if config.feature_store else 0.0)
+    expected = [replace(v, session_id="probe", session_events=PROBE_VIEWS) for _, v in probes]
+    answers = await asyncio.gather(*(_probe_once(client, config, v, deadline) for v in expected))
+    out = _IntentProbes(total=len(probes))
+    for intent in env.segment_names:
+        best = env.best_action(intent)
+        mine = [d for (i, _), d in zip(probes, answers, strict=True) if i == intent]
+        out.best[intent] = float(np.mean([_ranking_probability(d, best) for d in mine]))
+    out.fresh = sum(_seen(d, v)[0] == FRESH for v, d in zip(expected, answers, strict=True))
+    return out
+
+
+async def _probe_once(
+    client: httpx.AsyncClient, config: SimConfig, visitor: Visitor, deadline: float
+) -> dict[str, Any]:
+    while True:
+        decision = await _decide(
+            client,
+            config.catalog,
+            visitor.context,
+            visitor.user_id,
+            visitor.session_id,
+            debug=True,
+        )
+        if _seen(decision, visitor)[0] == FRESH or time.monotonic() >= deadline:
+            return decision
+        await asyncio.sleep(POLL_INTERVAL_S)
 
 
 @dataclass
@@ -849,6 +1107,31 @@ def _constrained(
     )
 
 
+def _with_behaviour(
+    result: SimResult, config: SimConfig, tally: _Tally, probes: _IntentProbes
+) -> SimResult:
+    seen = tally.seen[: tally.done]
+    p50, p99 = np.percentile(tally.event_latencies_ms, [50, 99]) if seen else (math.nan,) * 2
+    return replace(
+        result,
+        users=config.user_pool,
+        feature_store=config.feature_store,
+        dwell_s=config.dwell_s,
+        events_posted=tally.events_posted,
+        event_latency_ms_p50=float(p50),
+        event_latency_ms_p99=float(p99),
+        fresh=seen.count(FRESH),
+        stale=seen.count(STALE),
+        no_session=seen.count(NO_SESSION),
+        joined=tally.joined,
+        fresh_by_window=_means_by_window(
+            [float(s == FRESH) for s in seen], [True] * len(seen), config.window
+        ),
+        probe_fresh=probes.fresh,
+        probes=probes.total,
+    )
+
+
 def _nanmean(values: Sequence[float]) -> float | None:
     finite = [v for v in values if math.isfinite(v)]
     return math.fsum(finite) / len(finite) if finite else None
@@ -877,6 +1160,10 @@ def _result(
         n_actions=len(env.actions),
         env=env.name,
         learned=learned,
+        expected_ctr_by_window=_means_by_window(
+            tally.p_click[: tally.done], tally.shown[: tally.done], config.window
+        ),
+        expected_ctr=_nanmean(tally.p_click[: tally.done]),
     )
 
 
@@ -935,6 +1222,15 @@ def _plot_ctr(axes: Axes, result: SimResult) -> None:
     xs = [n for n, _ in result.ctr_by_window]
     ys = [ctr for _, ctr in result.ctr_by_window]
     axes.plot(xs, ys, marker="o", markersize=3, label="Loopwise (CTR per window)")
+    if result.expected_ctr_by_window:
+        axes.plot(
+            [n for n, _ in result.expected_ctr_by_window],
+            [c for _, c in result.expected_ctr_by_window],
+            color="tab:blue",
+            linewidth=1.0,
+            alpha=0.5,
+            label="expected CTR of the banners shown",
+        )
     axes.axhline(result.best_ctr, color="tab:green", linestyle="--", label="oracle (best)")
     axes.axhline(result.uniform_ctr, color="tab:red", linestyle=":", label="uniform random")
     if result.constrained:
@@ -1052,6 +1348,52 @@ def _plot_probes(axes: Axes, result: SimResult) -> None:
     axes.set_ylabel("probability of best action")
     axes.set_title("Learned policy per segment")
     axes.tick_params(axis="x", labelrotation=30)
+
+
+def _plot_freshness(ctr_axes: Axes, probe_axes: Axes, result: SimResult) -> None:
+    """The share of decisions that saw their visit's own views, per window (right axis)."""
+    probe_axes.set_ylabel(f"p(intent's best banner) after {PROBE_VIEWS} views")
+    probe_axes.set_title("Learned policy per intent")
+    if not result.feature_store or not result.fresh_by_window:
+        return
+    share = ctr_axes.twinx()
+    share.plot(
+        [n for n, _ in result.fresh_by_window],
+        [f for _, f in result.fresh_by_window],
+        color="tab:gray",
+        linestyle="--",
+        linewidth=1.0,
+        label="decisions that saw their own views (right axis)",
+    )
+    share.set_ylim(0.0, 1.05)
+    share.set_ylabel("share of decisions", color="tab:gray")
+    share.legend(loc="upper left", fontsize=8)
+
+
+def _behaviour_lines(result: SimResult) -> list[str]:
+    decisions = max(result.decisions, 1)
+    store = "on (the catalog's features)" if result.feature_store else 'off ("features": [])'
+    lines = [
+        f"feature store {store}; {result.users} returning users; {result.events_posted} "
+        f"behaviour events posted (p50 {result.event_latency_ms_p50:.1f} ms, p99 "
+        f"{result.event_latency_ms_p99:.1f} ms); decisions {result.dwell_s:g} s after the views",
+        f"decisions whose features held the visit's own views: {result.fresh} "
+        f"({result.fresh / decisions:.0%}); only the session's earlier views: {result.stale} "
+        f"({result.stale / decisions:.0%}); nothing of the session: {result.no_session} "
+        f"({result.no_session / decisions:.0%}); any stored feature: {result.joined}",
+    ]
+    if result.store_ready_s is not None:
+        lines.append(f"a first view reached the server in {result.store_ready_s:.1f} s")
+    if result.probes:
+        lines.append(f"probes that saw their own views: {result.probe_fresh} of {result.probes}")
+    return lines
+
+
+def _expected_part(result: SimResult) -> str:
+    if result.expected_ctr is None or not result.expected_ctr_by_window:
+        return ""
+    last = result.expected_ctr_by_window[-1][1]
+    return f"; expected CTR (click model) {result.expected_ctr:.3f}, {last:.3f} in the last window"
 
 
 def _lift_line(overall: float, last: float, best: float, uniform: float) -> str:

@@ -2,42 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import pathlib
 from collections import Counter
 
+import httpx
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.simulate import (
+    FRESH,
+    NO_SESSION,
+    STALE,
     SimConfig,
     SimResult,
     _chosen,
+    _put_catalog,
     _removals_by_window,
     _removed,
+    _seen,
     _Shop,
+    _shoppers,
     _windows,
     plot,
     summary,
 )
+from engine.behaviour import parse as parse_behaviour
 from engine.catalog import parse_catalog
 from engine.constraints import apply
 from engine.errors import InvalidInput
 from engine.limits import Limits
 from engine.simulation import (
     CAP_NAME,
+    DEVICES,
     ENVIRONMENT_NAMES,
     MAX_CAP,
+    PAGES,
     SKU_FIELD,
     Action,
+    Browsing,
     Environment,
     Segment,
+    Shoppers,
     Visitor,
     environment,
+    intent_env,
     segments50_env,
     segments_env,
+    shopper_ids,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -46,13 +62,17 @@ DRAWS = 20_000
 CHI2_CRITICAL = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46}
 
 
-@pytest.fixture(params=ENVIRONMENT_NAMES)
+SEGMENT_ENVS = ("segments", "segments50")  # the segment is in the context
+
+
+@pytest.fixture(params=SEGMENT_ENVS)
 def env(request: pytest.FixtureRequest) -> Environment:
     return environment(request.param, seed=0)
 
 
 def test_registry_names_are_the_documented_ones() -> None:
-    assert set(ENVIRONMENT_NAMES) == {"segments", "segments50"}
+    assert set(ENVIRONMENT_NAMES) == {"segments", "segments50", "intent"}
+    assert [n for n in ENVIRONMENT_NAMES if environment(n).browsing is None] == list(SEGMENT_ENVS)
 
 
 def test_ctr_matrix_is_strictly_inside_zero_one(env: Environment) -> None:
@@ -541,3 +561,250 @@ def test_sim_config_refuses_an_exploration_floor_outside_0_1(floor: float) -> No
     with pytest.raises(InvalidInput) as info:
         SimConfig(base_url="http://127.0.0.1:1", exploration_floor=floor)
     assert info.value.field == "exploration_floor"
+
+
+# --- the intent storefront: sessions, behaviour, a context that hides the intent -----------
+
+
+def _visits(seed: int, n: int, users: int = 20) -> list[Visitor]:
+    env = intent_env()
+    rng = np.random.default_rng(seed)
+    shoppers = Shoppers(env, shopper_ids(users), rng)
+    return [shoppers.visit(rng) for _ in range(n)]
+
+
+def test_intent_env_clicks_the_intents_banner_at_0_3_and_the_others_at_0_05() -> None:
+    env = intent_env()
+    assert env.segment_names == ("running", "yoga", "outdoor")
+    assert env.action_ids == ("hero-running", "hero-yoga", "hero-outdoor")
+    assert np.allclose(env.weights(), 1 / 3)
+    matrix = env.matrix()
+    assert np.all((np.diag(matrix) >= 0.28) & (np.diag(matrix) <= 0.32))
+    off_diagonal = matrix[~np.eye(3, dtype=bool)]
+    assert np.all((off_diagonal >= 0.04) & (off_diagonal <= 0.06))
+    for i, intent in enumerate(env.segment_names):
+        assert env.best_action(intent) == f"hero-{intent}"
+        visit = Visitor(intent, "u", env.segment_context(intent))
+        assert [env.click_probability(visit, a) for a in env.action_ids] == list(matrix[i])
+    rng = np.random.default_rng(1)  # the clicks a simulator draws from it
+    yoga = Visitor("yoga", "u", {})
+    for action, expected in (("hero-yoga", matrix[1, 1]), ("hero-running", matrix[1, 0])):
+        rate = np.mean(rng.random(DRAWS) < env.click_probability(yoga, action))
+        assert abs(rate - expected) < 4 * np.sqrt(expected * (1 - expected) / DRAWS)
+    assert env.best_ctr() == pytest.approx(float(np.diag(matrix).mean()))
+
+
+@pytest.mark.parametrize("n_intents", [2, 4, 6])
+def test_intent_env_takes_2_to_6_intents(n_intents: int) -> None:
+    env = intent_env(n_intents=n_intents, seed=5)
+    assert len(env.actions) == len(env.segments) == n_intents
+    assert [env.best_action(i) for i in env.segment_names] == list(env.action_ids)
+
+
+def test_intent_catalog_is_valid_and_explores_epsilon_greedy() -> None:
+    body, catalog = _parsed(intent_env())
+    assert body["learning"]["exploration"] == {"algorithm": "epsilon", "epsilon": 0.1}
+    assert catalog.learning.exploration.value("epsilon") == 0.1
+    assert "features" not in body  # the catalog's default features: the store is on
+
+
+def test_intent_context_says_nothing_of_the_intent() -> None:
+    visits = _visits(0, 6000, users=200)
+    env = intent_env()
+    for v in visits[:200]:
+        user = v.context["user"]
+        assert set(v.context) == {"user", "page"} and isinstance(user, dict)
+        assert set(user) == {"device"} and user["device"] in DEVICES
+        assert json.loads(json.dumps(v.context)) == v.context
+    assert len({json.dumps(env.segment_context(i)) for i in env.segment_names}) == 1
+    # device and page are independent of the intent (chi-square at p = 0.001)
+    for key, values in (("page", PAGES), ("device", DEVICES)):
+        table = np.zeros((len(values), len(env.segments)))
+        for v in visits:
+            value = v.context[key] if key == "page" else v.context["user"][key]  # type: ignore[index]
+            table[values.index(value), env.segment_names.index(v.segment)] += 1
+        expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+        chi2 = float(np.sum((table - expected) ** 2 / expected))
+        assert chi2 < CHI2_CRITICAL[(len(values) - 1) * (len(env.segments) - 1)], (key, table)
+
+
+def test_shoppers_are_deterministic_under_a_seed() -> None:
+    assert _visits(4, 300) == _visits(4, 300)
+    assert _visits(4, 300) != _visits(5, 300)
+
+
+def test_a_session_keeps_its_intent_and_the_next_session_changes_it() -> None:
+    browsing = Browsing()
+    visits = _visits(2, 3000)
+    by_user: dict[str, list[Visitor]] = {}
+    for v in visits:
+        by_user.setdefault(v.user_id, []).append(v)
+    sessions = 0
+    for user, mine in by_user.items():
+        runs: list[list[Visitor]] = []
+        for v in mine:
+            if not runs or runs[-1][0].session_id != v.session_id:
+                runs.append([])
+            runs[-1].append(v)
+        ids = [r[0].session_id for r in runs]
+        assert len(set(ids)) == len(ids), "a session never comes back"
+        for run in runs:
+            assert len({v.segment for v in run}) == 1, "one intent per session"
+            assert len(run) <= browsing.visits[1]
+            views = [len(v.behaviour) for v in run]
+            assert all(browsing.views[0] <= n <= browsing.views[1] for n in views)
+            assert [v.session_events for v in run] == list(np.cumsum(views))
+        for before, after in itertools.pairwise(runs):
+            assert before[0].segment != after[0].segment, f"{user} kept an intent in a new session"
+            assert len(before) >= browsing.visits[0]
+        sessions += len(runs)
+    assert sessions > 3000 / browsing.visits[1]
+    assert Counter(v.segment for v in visits).keys() == set(intent_env().segment_names)
+
+
+def test_a_visits_behaviour_is_views_of_its_intent_the_server_accepts() -> None:
+    for v in _visits(3, 200):
+        assert v.session_id is not None and v.session_id.startswith(v.user_id)
+        for raw in v.behaviour:
+            event = parse_behaviour(json.loads(json.dumps(raw)), Limits(), "", 1e9)
+            assert event.kind == "product_view"
+            assert (event.user_id, event.session_id) == (v.user_id, v.session_id)
+            assert event.product is not None and event.product.category == v.segment
+            assert event.device == v.context["user"]["device"]  # type: ignore[index]
+
+
+def test_workers_play_disjoint_users_that_together_are_the_pool() -> None:
+    env = intent_env()
+    rngs = [np.random.default_rng(i) for i in range(8)]
+    shoppers = _shoppers(env, rngs, 50, "sim-x-")
+    users = [{s.visit(r).user_id for _ in range(400)} for s, r in zip(shoppers, rngs, strict=True)]  # type: ignore[union-attr]
+    assert all(a.isdisjoint(b) for i, a in enumerate(users) for b in users[i + 1 :])
+    assert set().union(*users) == set(shopper_ids(50, "sim-x-"))
+    assert _shoppers(segments_env(), rngs, 50, "") == [None] * 8
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "message"),
+    [
+        (lambda: intent_env(n_intents=1), "n_intents", "between 2 and 6, got 1"),
+        (lambda: intent_env(n_intents=7), "n_intents", "between 2 and 6, got 7"),
+        (lambda: intent_env(n_intents=True), "n_intents", "must be an integer"),
+        (lambda: intent_env(seed=-1), "seed", "seed must be an integer >= 0"),
+        (lambda: Browsing(users=0), "users", r"users must be an integer in \[1, 100000\]"),
+        (lambda: Browsing(visits=(0, 2)), "visits", "1 <= low <= high <= 100, got"),
+        (lambda: Browsing(visits=(3, 2)), "visits", r"got \(3, 2\)"),
+        (lambda: Browsing(views=(1, 21)), "views", "high <= 20"),
+        (lambda: Browsing(views=[1, 2]), "views", "a \\(low, high\\) pair"),  # type: ignore[arg-type]
+        (lambda: Browsing(products=0), "products", "products must be an integer"),
+        (lambda: Shoppers(segments_env(), ["u"], np.random.default_rng()), "env", "no sessions"),
+        (lambda: Shoppers(intent_env(), [], np.random.default_rng()), "users", "at least one"),
+        (
+            lambda: Shoppers(intent_env(), ["u", "u"], np.random.default_rng()),
+            "user id",
+            "user id 'u' appears more than once",
+        ),
+        (lambda: intent_env().visitor(np.random.default_rng()), "env", "draw its visits"),
+        (
+            lambda: intent_env().views(np.random.default_rng(), "golf", "u", "s", 1),
+            "segment",
+            "unknown segment 'golf'",
+        ),
+        (
+            lambda: intent_env().views(np.random.default_rng(), "yoga", "u", "s", 0),
+            "n",
+            r"n must be an integer in \[1, 20\]",
+        ),
+        (
+            lambda: segments_env().views(np.random.default_rng(), "runner", "u", "s", 1),
+            "env",
+            "has no sessions",
+        ),
+        (lambda: shopper_ids(0), "users", "users must be an integer in"),
+        (lambda: SimConfig(base_url="http://x", dwell_s=-1.0), "dwell_s", r"in \[0, 60\]"),
+        (lambda: SimConfig(base_url="http://x", dwell_s=float("nan")), "dwell_s", "got nan"),
+        (lambda: SimConfig(base_url="http://x", dwell_s="1"), "dwell_s", "a number"),  # type: ignore[arg-type]
+        (lambda: SimConfig(base_url="http://x", env="intent", cap=2), "env", "stock or caps"),
+        (
+            lambda: SimConfig(base_url="http://x", env="intent", users=10, concurrency=16),
+            "users",
+            r"at least concurrency \(16\)",
+        ),
+    ],
+)
+def test_bad_intent_inputs_name_their_field(build: object, field: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message) as info:
+        build()  # type: ignore[operator]
+    assert info.value.field == field
+
+
+def test_sim_config_for_the_intent_storefront() -> None:
+    config = SimConfig(base_url="http://x", env="intent")
+    assert config.user_pool == Browsing().users and config.feature_store
+    assert SimConfig(base_url="http://x", env="intent", users=30).user_pool == 30
+    off = SimConfig(base_url="http://x", env="intent", feature_store=False, dwell_s=0.5)
+    assert not off.feature_store and off.dwell_s == 0.5
+
+
+def test_the_catalog_without_the_store_declares_no_features() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(201, json={"name": "c"})
+
+    async def put(feature_store: bool) -> None:
+        transport = httpx.MockTransport(handler)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            await _put_catalog(client, "c", intent_env(), feature_store=feature_store)
+
+    asyncio.run(put(True))
+    asyncio.run(put(False))
+    assert "features" not in bodies[0] and bodies[1]["features"] == []
+
+
+def _answer(features: dict[str, object] | None) -> dict[str, object]:
+    out: dict[str, object] = {"event_id": "e", "chosen": {"id": "hero-yoga"}}
+    if features is not None:
+        out["features"] = features
+    return out
+
+
+def test_a_decisions_features_tell_whether_it_saw_the_visits_own_views() -> None:
+    visit = Visitor("yoga", "u", {}, "u-s0001", (), session_events=3)
+    context: dict[str, object] = {"context": {"page": "home"}}
+    session = {"views_5m.yoga": 3.0, "depth": 3.0}
+    assert _seen(_answer({**context, "session_features": session}), visit) == (FRESH, True)
+    older = {**session, "depth": 2.0}
+    assert _seen(_answer({**context, "session_features": older}), visit) == (STALE, True)
+    user_only = {**context, "user_features": {"views_1h.running": 4.0}}
+    assert _seen(_answer(user_only), visit) == (NO_SESSION, True)
+    assert _seen(_answer(context), visit) == (NO_SESSION, False)
+    assert _seen(_answer(None), visit) == (NO_SESSION, False)
+
+
+def _behaviour_result(feature_store: bool) -> SimResult:
+    base = _result()
+    base.env, base.users, base.feature_store, base.dwell_s = "intent", 200, feature_store, 0.5
+    base.best_action_probability = {"running": 0.93, "yoga": 0.9, "outdoor": 0.88}
+    base.n_actions, base.events_posted = 3, 975
+    base.event_latency_ms_p50, base.event_latency_ms_p99 = 3.2, 40.0
+    base.fresh, base.stale, base.no_session = (600, 30, 20) if feature_store else (0, 0, 650)
+    base.joined = 650 if feature_store else 0
+    base.fresh_by_window = [(200, 0.9), (400, 0.93), (600, 0.95), (650, 0.9)]
+    base.expected_ctr_by_window = [(200, 0.15), (400, 0.2), (600, 0.24), (650, 0.25)]
+    base.expected_ctr, base.store_ready_s = 0.21, 6.2 if feature_store else None
+    base.probes, base.probe_fresh = 60, 60 if feature_store else 0
+    return base
+
+
+def test_summary_and_plot_of_an_intent_run(tmp_path: pathlib.Path) -> None:
+    on, off = summary(_behaviour_result(True)), summary(_behaviour_result(False))
+    assert "feature store on (the catalog's features); 200 returning users; 975" in on
+    assert "the visit's own views: 600 (92%)" in on and "earlier views: 30 (5%)" in on
+    assert "nothing of the session: 20 (3%); any stored feature: 650" in on
+    assert "expected CTR (click model) 0.210, 0.250 in the last window" in on
+    assert "a first view reached the server in 6.2 s" in on and "60 of 60" in on
+    assert 'feature store off ("features": [])' in off and "any stored feature: 0" in off
+    for name, result in (("on", _behaviour_result(True)), ("off", _behaviour_result(False))):
+        data = plot(result, tmp_path / f"{name}.png", name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5_000
