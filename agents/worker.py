@@ -263,10 +263,17 @@ class Joiner:
         table[key] = encode_stock(message.level, message.ts)
         self.counts["stock_updates"] += 1
 
-    def write_stats(self) -> None:
+    def write_stats(self, assigned: int) -> None:
+        """Counters, open entries and how many partitions this worker consumes (0 until
+        the group has assigned it any: not yet ready)."""
         pending = sum(len(h) for h in self.heaps.values())
         body = msgspec.json.encode(
-            {"counts": dict(self.counts), "pending": pending, "ts": time.time()}
+            {
+                "counts": dict(self.counts),
+                "pending": pending,
+                "assigned": assigned,
+                "ts": time.time(),
+            }
         )
         write_atomic(self.settings.data_dir / "worker-stats.json", body)
 
@@ -388,7 +395,7 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
 
     @app.timer(2.0)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def stats() -> None:
-        joiner.write_stats()
+        joiner.write_stats(len(app.consumer.assignment()))
         recovery = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager only
         if recovery.crashed:  # Faust would wait forever; exit so the supervisor restarts us
             log.critical("table recovery crashed (%r): exiting", recovery.crash_reason)

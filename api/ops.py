@@ -104,7 +104,8 @@ def _worker_alive(st: State, within: float = 10.0) -> bool:
         stats = json.loads((st.settings.data_dir / "worker-stats.json").read_text())
     except (OSError, ValueError):
         return False
-    return bool(stats.get("ts", 0) >= max(st.started, time.time() - within))
+    fresh = stats.get("ts", 0) >= max(st.started, time.time() - within)
+    return bool(fresh and stats.get("assigned", 0) > 0)  # consuming, not still joining
 
 
 def _worker_counts(st: State) -> dict[str, int]:
