@@ -19,7 +19,15 @@ from pathlib import Path
 
 from benchmarks.common import machine
 
-NAMES = ("quality", "cost", "freshness", "decide_latency", "learning_throughput", "constraints")
+NAMES = (
+    "quality",
+    "cost",
+    "freshness",
+    "decide_latency",
+    "learning_throughput",
+    "constraints",
+    "features",
+)
 OFFLINE = ("quality", "cost", "constraints")
 
 

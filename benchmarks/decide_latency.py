@@ -54,13 +54,13 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
                 httpx.post(f"{s.url}/v1/decide", content=decide_body(shape, i)).raise_for_status()
         main_bodies = [decide_body(MAIN, i) for i in range(256)]
         echo = [request_bytes(host, bare_port, "/echo", b) for b in main_bodies]
-        results["bare"] = _ladder("bare", host, bare_port, echo, ladders["bare"], duration)
+        results["bare"] = ladder("bare", host, bare_port, echo, ladders["bare"], duration)
         for shape in SHAPES:
             reqs = [
                 request_bytes(host, int(port), "/v1/decide", decide_body(shape, i))
                 for i in range(256 if shape.features < 1000 else 64)
             ]
-            results[shape.name] = _ladder(
+            results[shape.name] = ladder(
                 shape.name, host, int(port), reqs, ladders[shape.name], duration
             )
         if flamegraph and not quick:
@@ -82,7 +82,7 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
     }
 
 
-def _ladder(
+def ladder(
     name: str, host: str, port: int, reqs: list[bytes], rates: list[float], duration: float
 ) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []

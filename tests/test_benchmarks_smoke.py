@@ -1,4 +1,4 @@
-"""`python -m benchmarks --quick` runs the offline benchmarks and writes sane results."""
+"""`python -m benchmarks --quick` runs the benchmarks and writes sane results."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,3 +70,43 @@ def test_quick_offline_benchmarks_write_finite_results(tmp_path: Path) -> None:
 
     numbers = _numbers(quality["environments"]) + _numbers(cost["shapes"])
     assert numbers and all(math.isfinite(x) for x in numbers)
+
+
+@pytest.mark.integration
+def test_quick_features_benchmark_exercises_every_measurement(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "features", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    features = json.loads((tmp_path / "results.json").read_text())["benchmarks"]["features"]
+    assert "error" not in features, features
+
+    fresh = features["freshness"]
+    assert fresh["not_seen_within_10s"] == 0 and len(fresh["samples_ms"]) == fresh["events"]
+
+    ingestion = features["ingestion"]
+    (round_,) = ingestion["rounds"]
+    assert round_["profile_changelog_records"] == ingestion["events"]
+    assert round_["popularity_changelog_records"] == ingestion["product_events"]
+    assert round_["passthrough_pid"] > 0  # the baseline counted in a process of its own
+
+    wide = features["wide_decide"]
+    assert set(wide["rows"]) == {"50x20", "50x1000"}
+    for rows in wide["rows"].values():
+        assert all(row["errors"] == 0 and row["ok"] == row["sent"] for row in rows)
+
+    join = features["profile_join"]
+    assert set(join["p50_ms"]) == {"store_off", "anonymous", "rich_user"}
+    assert {"user_join_ms", "popularity_join_ms"} <= set(join["paired"])
+    assert join["features_joined"]["user_and_session"] > 0
+    assert join["features_joined"]["actions_with_popularity"] > 0
+
+    numbers = _numbers({k: features[k] for k in ("freshness", "ingestion", "profile_join")})
+    assert numbers and all(math.isfinite(x) for x in numbers)
+    assert Path(features["plot"]).stat().st_size > 0
