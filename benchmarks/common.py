@@ -144,7 +144,7 @@ def stack(extra_env: Mapping[str, str] | None = None, timeout: float = 120.0) ->
             url = _wait_up(process, timeout + 10.0, data)
             yield Stack(url, process, data, time.monotonic() - started)
         finally:
-            _stop(process)
+            stop(process)
 
 
 def _wait_up(process: subprocess.Popen[bytes], timeout: float, data: Path) -> str:
@@ -159,11 +159,12 @@ def _wait_up(process: subprocess.Popen[bytes], timeout: float, data: Path) -> st
     raise RuntimeError(f"the stack did not come up (exit {process.poll()}); see {data}/logs")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
+    """Ask a child to stop with `sig`; kill it after `timeout` seconds."""
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         try:
-            process.wait(30)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -51,7 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from agents.broker import EmbeddedBroker, popularity_changelog, prepare, profiles_changelog
 from agents.files import write_atomic
 from agents.settings import Settings, from_env
-from benchmarks.common import ROOT, Stack, env_with, free_port, quantiles_ms, stack, table
+from benchmarks.common import ROOT, Stack, env_with, free_port, quantiles_ms, stack, stop, table
 from benchmarks.decide_latency import ladder
 from benchmarks.load import request_bytes
 from benchmarks.shapes import THEMES, Shape, catalog_body, context, decide_body
@@ -369,12 +369,7 @@ def _child(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, signal.SIGTERM, 20.0)
 
 
 class Record(NamedTuple):

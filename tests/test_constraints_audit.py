@@ -31,7 +31,7 @@ from engine.constraints import apply
 from engine.features import Features, flatten
 from engine.limits import Limits
 from engine.records import DecisionLogged, decode
-from tests.conftest import Stack, wait_until
+from tests.conftest import Stack, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -240,35 +240,21 @@ class Traffic:
 async def read_decisions(
     bootstrap: str, topic: str, wanted: set[str], timeout: float
 ) -> dict[str, DecisionLogged]:
-    """Every DecisionLogged of our catalog on the topic, until all wanted ids are seen."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=50,
-    )
-    await consumer.start()
-    found: dict[str, DecisionLogged] = {}
-    duplicates = 0
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not wanted <= found.keys():
-            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for records in batches.values():
-                for record in records:
-                    message = decode(record.value)
-                    if isinstance(message, DecisionLogged) and message.catalog == NAME:
-                        if message.event_id in found:
-                            duplicates += 1  # at-least-once delivery: identical re-sends
-                            assert found[message.event_id] == message, message.event_id
-                        found[message.event_id] = message
-    finally:
-        await consumer.stop()
-    return found
+    """Every DecisionLogged of our catalog on the topic, read again until all wanted ids
+    are seen (the outbox may still be sending) or `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found: dict[str, DecisionLogged] = {}
+        left = max(1.0, deadline - time.monotonic())
+        for _, value in await read_topic(bootstrap, topic, timeout=left):
+            message = decode(value)
+            if isinstance(message, DecisionLogged) and message.catalog == NAME:
+                # at-least-once delivery: a re-sent decision must be identical
+                assert found.get(message.event_id, message) == message, message.event_id
+                found[message.event_id] = message
+        if wanted <= found.keys() or time.monotonic() >= deadline:
+            return found
+        await asyncio.sleep(0.5)
 
 
 @dataclass

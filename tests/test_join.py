@@ -17,11 +17,11 @@ DECIDED, WAIT = 1000.0, 10.0
 
 
 def decision(
-    aggregation: str = "earliest", default: float = 0.0, eid: str = "e1"
+    aggregation: str = "earliest", default: float = 0.0, eid: str = "e1", ts: float = DECIDED
 ) -> DecisionLogged:
     return DecisionLogged(
         event_id=eid,
-        ts=DECIDED,
+        ts=ts,
         catalog="c",
         catalog_version=1,
         user_id="u",

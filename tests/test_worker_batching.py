@@ -27,6 +27,7 @@ from engine.records import (
     decode,
     encode,
 )
+from tests import test_join
 
 SETTINGS = Settings(partitions=1, orphan_seconds=100.0, retention_seconds=5.0)
 CONFIG = SETTINGS.join
@@ -96,23 +97,7 @@ def make(auto_ack: bool = True, max_batch: int = 500) -> tuple[Joiner, FakeTable
 
 
 def decision(eid: str, ts: float = DECIDED, aggregation: str = "earliest") -> DecisionLogged:
-    return DecisionLogged(
-        event_id=eid,
-        ts=ts,
-        catalog="c",
-        catalog_version=1,
-        user_id="u",
-        context={"context": {"x": 1.0}},
-        eligible=["a", "b"],
-        pmf=[0.25, 0.75],
-        chosen=1,
-        probability=0.75,
-        policy="vw:squarecb",
-        model_version="1.0",
-        wait_seconds=WAIT,
-        default_reward=-1.0,
-        aggregation=aggregation,
-    )
+    return test_join.decision(aggregation, default=-1.0, eid=eid, ts=ts)
 
 
 def reward(eid: str, rid: str, value: float, ts: float) -> RewardObserved:
