@@ -12,7 +12,7 @@ import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,7 @@ from benchmarks.load import request_bytes, run_load
 from benchmarks.shapes import MAIN, SHAPES, catalog_body, decide_body
 
 CAPACITY_P99_MS = 10.0
+SETTLE_WAIT_S = 1.0  # the reward wait of the benchmark catalogs
 STOP_P99_MS = 200.0
 LADDERS: dict[str, list[float]] = {
     "bare": [250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6500],
@@ -46,8 +47,9 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
     flame: str | None = None
     with stack(env) as s, bare_server() as bare_port:
         host, port = s.url.removeprefix("http://").split(":")
-        for shape in SHAPES:
-            r = httpx.put(f"{s.url}/v1/catalogs/{shape.catalog}", json=catalog_body(shape))
+        for shape in SHAPES:  # a short reward wait: each step's decisions are learned soon
+            body = catalog_body(shape, wait=SETTLE_WAIT_S)
+            r = httpx.put(f"{s.url}/v1/catalogs/{shape.catalog}", json=body)
             r.raise_for_status()
         for shape in SHAPES:  # warm-up: models built, caches filled
             for i in range(20):
@@ -61,7 +63,13 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
                 for i in range(256 if shape.features < 1000 else 64)
             ]
             results[shape.name] = ladder(
-                shape.name, host, int(port), reqs, ladders[shape.name], duration
+                shape.name,
+                host,
+                int(port),
+                reqs,
+                ladders[shape.name],
+                duration,
+                settle=lambda: _settle(s.url),
             )
         if flamegraph and not quick:
             flame = _flamegraph(s.data_dir, host, int(port), out)
@@ -82,8 +90,37 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
     }
 
 
+def _settle(url: str, timeout: float = 60.0) -> None:
+    """Wait until the server has learned every decision made so far (each is learned with
+    the default reward after SETTLE_WAIT_S): one step's learning must not land in the next
+    step's measurement, which would then measure the previous rate's learning load."""
+    deadline = time.monotonic() + timeout
+    time.sleep(SETTLE_WAIT_S)
+    while time.monotonic() < deadline:
+        learned = sum(
+            int(httpx.get(f"{url}/v1/models/{s.catalog}").json()["learned"]) for s in SHAPES
+        )
+        if learned >= _decisions(url):
+            return
+        time.sleep(0.25)
+
+
+def _decisions(url: str) -> int:
+    """Decisions the server has made (all catalogs here are this run's), from /metrics."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("loopwise_decisions_total "):
+            return int(float(line.split()[1]))
+    return 0
+
+
 def ladder(
-    name: str, host: str, port: int, reqs: list[bytes], rates: list[float], duration: float
+    name: str,
+    host: str,
+    port: int,
+    reqs: list[bytes],
+    rates: list[float],
+    duration: float,
+    settle: Callable[[], None] | None = None,
 ) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for rate in tqdm(rates, desc=f"latency {name}", leave=False):
@@ -99,7 +136,10 @@ def ladder(
                 **{f"{k}_ms": v for k, v in q.items()},
             }
         )
-        time.sleep(0.5)
+        if settle is None:
+            time.sleep(0.5)
+        else:
+            settle()
         if q["p99"] > STOP_P99_MS or r.errors > r.sent // 10:
             break
     return rows
