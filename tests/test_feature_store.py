@@ -108,9 +108,16 @@ def test_behaviour_events_become_features_that_decisions_use_and_log(stack: Stac
     def popular() -> dict[str, object]:
         return dict(stack.decide("banners", context={"page": "home"}, debug=True))
 
-    wait_until(lambda: "yoga" in popular()["action_features"], 15, "yoga's popularity")  # type: ignore[operator]
-    d = popular()
-    assert d["action_features"] == {"yoga": {"popularity": {"views_1h": 4.0}}}
+    four = {"yoga": {"popularity": {"views_1h": 4.0}}}  # all four counted (no other views)
+
+    seen: list[dict[str, object]] = []
+
+    def counted() -> bool:
+        seen.append(popular())
+        return seen[-1]["action_features"] == four
+
+    wait_until(counted, 15, "yoga's four views in its popularity")  # recomputed each second
+    d = seen[-1]
     assert logged(stack, d["event_id"]).action_features == d["action_features"]
 
     anonymous = stack.decide("banners", context={"page": "home"}, debug=True)
