@@ -1,10 +1,11 @@
 """The feature store's state and its features, as pure functions.
 
-A `Profile` aggregates the behaviour events of one user (or one session of a user). The
-worker folds every event into it with `observe`; serving reads features from it with
-`features(spec, profile, now)`, so the values a decision uses are computed from the same
-state by the same code at any time, and are logged with the decision (no skew between
-what is served and what is learned).
+A `Profile` aggregates the behaviour events of one user (or one session of a user, or,
+through `observe_product`, everyone's events about one product: its popularity). The
+worker folds every event in with `observe`; serving reads a catalog's declared features
+with `features(spec, user, session_id, now)` and `action_features(spec, stats, now)`, so
+the values a decision uses are computed from the same state by the same code at any
+time, and are logged with the decision (no skew between what is served and learned).
 
 What a profile holds, bounded whatever the traffic:
 - one `Cell` per (event type, dimension, value): counts and value sums over sliding
