@@ -38,7 +38,11 @@ class Profiler:
         message = self.decode(raw)
         if isinstance(message, BehaviourObserved):
             key = profiles.key(message.user_id)
-            self.table[key] = profiles.encode_bounded(profiles.observe(self.load(key), message))
+            profile = self.load(key)
+            if profiles.duplicate(profile, message):  # a client retry: counted once already
+                self.counts["duplicate_behaviour_events"] += 1
+                return None
+            self.table[key] = profiles.encode_bounded(profiles.observe(profile, message))
             self.counts["behaviour_events"] += 1
             return message.product.id.encode() if message.product else None
         if isinstance(message, UserErased):

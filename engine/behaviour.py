@@ -18,7 +18,8 @@ from engine.validate import ID_RE, as_number, as_object, no_unknown
 TYPES = ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "purchase")
 PRODUCT_TYPES = frozenset({"product_view", "add_to_cart", "remove_from_cart"})
 FIELDS = frozenset(
-    {"type", "user_id", "session_id", "ts", "product", "query", "quantity", "revenue"}
+    {"type", "event_id", "user_id", "session_id", "ts", "product", "query", "quantity"}
+    | {"revenue"}
     | {"device", "channel"}
 )
 PRODUCT_FIELDS = frozenset({"id", "category", "brand", "price"})
@@ -48,6 +49,7 @@ class BehaviourObserved(msgspec.Struct, tag="behaviour", kw_only=True, frozen=Tr
     revenue: float = 0.0
     device: str | None = None
     channel: str | None = None
+    event_id: str | None = None  # the client's id: a retried event counts once
 
 
 class UserErased(msgspec.Struct, tag="erase", kw_only=True, frozen=True):
@@ -86,6 +88,7 @@ def parse(item: object, limits: Limits, where: str, now: float) -> BehaviourObse
         revenue=_revenue(obj.get("revenue"), str(kind), limits, f"{where}revenue"),
         device=_text(obj.get("device"), f"{where}device"),
         channel=_text(obj.get("channel"), f"{where}channel"),
+        event_id=_id(obj.get("event_id"), f"{where}event_id"),
     )
 
 

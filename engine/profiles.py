@@ -42,6 +42,7 @@ MAX_GROUPS = 32  # values kept per (event type, dimension)
 RECENT = 20  # product events kept for last_n
 MAX_SESSIONS = 8  # recent sessions kept inside a user profile
 MAX_CART = 100
+MAX_SEEN = 256  # client event ids remembered per user: a retry within them counts once
 MAX_PROFILE_BYTES = 900_000  # under Kafka's default 1 MB message and Faust's request size
 MAX_SPEC = 64  # aggregates per catalog
 MAX_LAST_N = RECENT
@@ -96,6 +97,7 @@ class Profile(msgspec.Struct, kw_only=True):
     # a user's recent sessions, oldest first, each an encoded Profile: a decision decodes
     # only the session it asks for
     sessions: dict[str, bytes] = msgspec.field(default_factory=dict)
+    seen: list[str] = msgspec.field(default_factory=list)  # recent client event ids
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -135,11 +137,19 @@ def key(user_id: str) -> bytes:
 # --- folding events in ----------------------------------------------------------------------
 
 
+def duplicate(profile: Profile | None, event: BehaviourObserved) -> bool:
+    """Whether `event` was already folded into `profile` (same client event id)."""
+    return profile is not None and event.event_id is not None and event.event_id in profile.seen
+
+
 def observe(profile: Profile | None, event: BehaviourObserved) -> Profile:
     """The user's profile after `event` (a new one when `profile` is None), its session's
     profile inside it updated too. Mutates and returns `profile`: the worker owns it
     between a table read and write."""
     user = _observe(profile or Profile(user_id=event.user_id, first_ts=event.ts), event)
+    if event.event_id is not None:
+        user.seen.append(event.event_id)
+        del user.seen[:-MAX_SEEN]
     if event.session_id is not None:
         session = session_of(user, event.session_id)
         user.sessions.pop(event.session_id, None)

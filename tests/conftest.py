@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -135,6 +136,18 @@ class Stack:
             raise AssertionError(
                 f"{exc}\nAPI log:\n{self.api.tail()}\nworker log:\n{self.worker.tail()}"
             ) from None
+
+    def wait_worker(self, since: float, timeout: float = 60.0) -> None:
+        """Until the worker reports partitions assigned (stats written after `since`)."""
+
+        def consuming() -> bool:
+            try:
+                stats = json.loads((self.data / "worker-stats.json").read_text())
+            except (OSError, ValueError):
+                return False
+            return bool(stats.get("ts", 0) > since and stats.get("assigned", 0) > 0)
+
+        wait_until(consuming, timeout, "the worker to be assigned its partitions")
 
     def stop(self) -> None:
         self.http.close()

@@ -4,6 +4,7 @@ and its RocksDB table, the changelog, the API's replica, decisions and erasure."
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -195,6 +196,42 @@ def test_erasure_removes_the_user_from_every_table_and_replica(
             db.close()
         assert profiles.key(user) not in keys and profiles.key(other) in keys
     finally:
+        restarted = time.time()
         stack.worker.start()
-        time.sleep(0.5)
         stack.wait_ready()
+        stack.wait_worker(since=restarted)  # the next test's events need a consuming worker
+
+
+def test_a_retried_batch_counts_once_in_profiles_and_popularity(stack: Stack) -> None:
+    user, product = f"retry-{uuid.uuid4().hex[:8]}", f"sku-{uuid.uuid4().hex[:8]}"
+    views = [
+        {**view(user, "s1", "running"), "event_id": f"{user}-{i}", "product": {"id": product}}
+        for i in range(3)
+    ]
+    for _ in range(2):  # the client did not see the first 202 and sent the batch again
+        assert stack.http.post("/v1/events", json={"events": views}).status_code == 202
+    last = {**view(user, "s1", "yoga"), "event_id": f"{user}-last"}
+    assert stack.http.post("/v1/events", json=last).status_code == 202
+
+    def all_in() -> bool:  # the sentinel comes after both copies on the user's partition
+        got = stored(stack, user)
+        return got is not None and "views_1h.yoga" in got["features"]["user_features"]  # type: ignore[index]
+
+    wait_until(all_in, 30, "the retried batch and the last event")
+    got = stored(stack, user)
+    assert got is not None and got["events"] == 4, got
+    spec = [{"name": "views", "key": "action", "event": "product_view", "window": "1h"}]
+    body = {
+        "actions": [{"id": "a", "metadata": {"product_id": product}}],
+        "learning": {"reward_wait_seconds": 1.0},
+        "features": spec,
+    }
+    assert stack.http.put("/v1/catalogs/retry", json=body).status_code == 201
+    three = {"a": {"popularity": {"views": 2.0 ** (round(4 * math.log2(3)) / 4)}}}
+    seen: list[object] = []
+
+    def popular() -> bool:
+        seen.append(stack.decide("retry", debug=True)["action_features"])
+        return seen[-1] == three
+
+    wait_until(popular, 15, "the product's popularity to count three views")

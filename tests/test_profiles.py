@@ -394,7 +394,8 @@ def test_the_size_bound_holds_for_the_largest_profile() -> None:
     kept = len(user.sessions) - len(bounded.sessions)
     assert list(bounded.sessions) == list(user.sessions)[kept:]
     assert bounded.cells == user.cells and bounded.cart == user.cart
-    alone = msgspec.structs.replace(user, sessions={})
+    longest_ids = [text(900 + i, 128) for i in range(profiles.MAX_SEEN)]  # retry ids kept
+    alone = msgspec.structs.replace(user, sessions={}, seen=longest_ids)
     assert len(profiles.encode(alone)) <= profiles.MAX_PROFILE_BYTES, "the user alone fits"
     user = observe(user, ev("page_view", T + 1000, user=user_id, session=text(-99, 128)))
     check_bounds(user)
@@ -799,3 +800,16 @@ def test_spec_limits_and_keys() -> None:
     assert [a.key for a in same_name] == ["user", "session"]
     assert parse_spec([{"name": "a", "key": "action", "aggregation": "rate", "per": "search"}])
     assert parse_spec([]) == ()
+
+
+def test_a_retried_event_counts_once_and_the_ids_kept_are_bounded() -> None:
+    first = ev("product_view", T, "p1", "running", "acme", 10.0)
+    first = msgspec.structs.replace(first, event_id="e-1")
+    user = observe(None, first)
+    assert profiles.duplicate(user, first)
+    assert not profiles.duplicate(user, msgspec.structs.replace(first, event_id="e-2"))
+    assert not profiles.duplicate(user, msgspec.structs.replace(first, event_id=None))
+    for i in range(profiles.MAX_SEEN + 10):
+        user = observe(user, msgspec.structs.replace(first, event_id=f"x{i}"))
+    assert len(user.seen) == profiles.MAX_SEEN and user.seen[-1] == f"x{profiles.MAX_SEEN + 9}"
+    assert not profiles.duplicate(user, first), "the oldest ids are forgotten"
