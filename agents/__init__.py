@@ -7,6 +7,7 @@ Reading guide:
   worker       the Faust app: the join, stock and profile agents over RocksDB tables
   profiler     the profile agent's logic: behaviour events into per-user profiles
   mirror       a serving process's replica of a worker table (stock, profiles)
+  messages     reading a message in an agent: poisoned ones counted and skipped
   outbox       a durable, bounded outbox: the API never waits on Kafka
   catalogs     versioned catalog storage
   replica      the model replica: applies training examples in log order, checkpoints

@@ -13,10 +13,9 @@ from collections.abc import MutableMapping
 
 import msgspec
 
+from agents import messages
 from engine import profiles
 from engine.behaviour import BehaviourObserved, UserErased
-from engine.errors import EngineError
-from engine.records import Message, decode
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class Profiler:
     def handle(self, raw: bytes) -> bytes | None:
         """Fold one message into its user's profile; the product key under which the
         event must also be counted (on the topic keyed by product), if any."""
-        message = self.decode(raw)
+        message = messages.read(raw, self.counts, "among the behaviour events")
         if isinstance(message, BehaviourObserved):
             key = profiles.key(message.user_id)
             profile = self.load(key)
@@ -57,7 +56,7 @@ class Profiler:
     def count_product(self, raw: bytes) -> None:
         """Count a product event into the product's popularity (aggregates, not personal:
         erasure leaves them)."""
-        message = self.decode(raw)
+        message = messages.read(raw, self.counts, "among the behaviour events")
         if isinstance(message, BehaviourObserved) and message.product is not None:
             key = message.product.id.encode()
             stats = self.load(key, self.popularity)
@@ -65,14 +64,6 @@ class Profiler:
             self.counts["product_events"] += 1
         elif message is not None:
             self.counts["unexpected"] += 1
-
-    def decode(self, raw: bytes) -> Message | None:
-        try:
-            return decode(raw)
-        except EngineError as exc:
-            self.counts["poisoned"] += 1
-            log.warning("skipped a poisoned behaviour event: %s", exc)
-            return None
 
     def load(
         self, key: bytes, table: MutableMapping[bytes, bytes] | None = None

@@ -17,6 +17,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
+from agents import messages
 from agents.catalogs import CatalogStore
 from agents.files import write_atomic
 from agents.follow import LogFollower
@@ -25,7 +26,7 @@ from engine import checkpoint
 from engine.catalog import Catalog, with_features
 from engine.errors import CorruptCheckpoint, EngineError
 from engine.ledger import Ledger
-from engine.records import TrainingExample, decode
+from engine.records import TrainingExample
 from policies.base import Example, Policy
 from policies.registry import build, model_key
 
@@ -90,11 +91,8 @@ class ModelReplica(LogFollower):
         self.offsets[partition] = offset + 1
         raw = value or b""
         self.dirty = True
-        try:
-            message = decode(raw)
-        except EngineError as exc:
-            self.counts["poisoned"] += 1
-            log.warning("skipped a poisoned training message at %d/%d: %s", partition, offset, exc)
+        message = messages.read(raw, self.counts, f"on the training log at {partition}/{offset}")
+        if message is None:
             return
         if not isinstance(message, TrainingExample):
             self.counts["unexpected"] += 1

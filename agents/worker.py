@@ -27,18 +27,17 @@ from typing import Any
 import faust
 import msgspec
 
+from agents import messages
 from agents.broker import partitions_for, prepare, remember_epoch, remembered_epoch
 from agents.files import write_atomic
 from agents.profiler import Profiler
 from agents.settings import Settings
 from engine import join
-from engine.errors import EngineError
 from engine.records import (
     DecisionLogged,
     InventoryUpdate,
     RewardObserved,
     Tick,
-    decode,
     decode_stock,
     encode,
     encode_stock,
@@ -92,11 +91,8 @@ class Joiner:
         await self.flush(batch, partition)
 
     async def dispatch(self, batch: Batch, raw: bytes, partition: int) -> None:
-        try:
-            message = decode(raw)
-        except EngineError as exc:
-            self.counts["poisoned"] += 1
-            log.warning("skipped a poisoned message on partition %d: %s", partition, exc)
+        message = messages.read(raw, self.counts, f"on partition {partition}")
+        if message is None:
             return
         if isinstance(message, Tick):
             await self.tick(batch, message.ts, partition)
@@ -243,11 +239,8 @@ class Joiner:
 
     def update_stock(self, table: Any, raw: bytes) -> None:
         """Keep the newest stock level per SKU; an older update arriving late is ignored."""
-        try:
-            message = decode(raw)
-        except EngineError as exc:
-            self.counts["poisoned"] += 1
-            log.warning("skipped a poisoned event: %s", exc)
+        message = messages.read(raw, self.counts, "among the stock events")
+        if message is None:
             return
         if not isinstance(message, InventoryUpdate):
             self.counts["unexpected"] += 1

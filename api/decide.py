@@ -26,7 +26,7 @@ from engine.errors import EngineError, InvalidInput, LimitExceeded
 from engine.features import Features, flatten
 from engine.records import DecisionLogged, encode
 from engine.sampling import Pmf, normalise, ranking
-from engine.validate import ID_RE
+from engine.validate import ID_RE, optional_id
 
 log = logging.getLogger(__name__)
 KNOWN = {"catalog", "context", "user_id", "session_id", "candidates", "exclude", "event_id"}
@@ -48,14 +48,8 @@ async def decide_route(request: Request) -> Response:
             )
     catalog = st.catalogs.latest(str(bodies.field(body, "catalog", str)))
     features = flatten(body.get("context"), limits)
-    user = bodies.field(body, "user_id", str, required=False)
-    user_id = user if isinstance(user, str) else None
-    if user_id is not None and not ID_RE.fullmatch(user_id):
-        raise InvalidInput("user_id must be 1-128 printable characters", field="user_id")
-    session = bodies.field(body, "session_id", str, required=False)
-    session_id = session if isinstance(session, str) else None
-    if session_id is not None and not ID_RE.fullmatch(session_id):
-        raise InvalidInput("session_id must be 1-128 printable characters", field="session_id")
+    user_id = optional_id(body.get("user_id"), "user_id")
+    session_id = optional_id(body.get("session_id"), "session_id")
     event_id = str(bodies.field(body, "event_id", str, required=False) or uuid.uuid4().hex)
     if not ID_RE.fullmatch(event_id) or "/" in event_id:
         raise InvalidInput(

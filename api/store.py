@@ -17,8 +17,12 @@ MAX_CACHED = 50_000  # (catalog version, action) popularity entries; cleared whe
 _popularity: dict[tuple[str, int, str], tuple[bytes, object, int, Features | None, Action]] = {}
 
 
-def profile_of(st: State, key: bytes, replica: str = "profiles") -> profiles.Profile | None:
-    raw = (st.profiles if replica == "profiles" else st.popularity).get(key)
+def profile_of(st: State, key: bytes) -> profiles.Profile | None:
+    """A user's profile from this process's replica."""
+    return _decoded(st, st.profiles.get(key))
+
+
+def _decoded(st: State, raw: object) -> profiles.Profile | None:
     if not isinstance(raw, bytes):
         return None
     try:
@@ -61,7 +65,7 @@ def popular(
         product = hit[0] if hit is not None else product_of(action).encode()
         raw = st.popularity.get(product)
         if hit is None or hit[1] is not raw or hit[2] != second:
-            hit = _popularity[key] = (product, raw, second, *_joined(st, catalog, action, now))
+            hit = _popularity[key] = (product, raw, second, *_joined(st, catalog, action, raw, now))
         if hit[3] is None:
             out.append(action)
         else:
@@ -71,12 +75,13 @@ def popular(
 
 
 def _joined(
-    st: State, catalog: Catalog, action: Action, now: float
+    st: State, catalog: Catalog, action: Action, raw: object, now: float
 ) -> tuple[Features | None, Action]:
-    """An action's popularity features and the action with them joined. Computed at most
-    once per second per action while its product's stats stay the same object: every
-    request shows the same popular products, and what a decision used is logged with it."""
-    stats = profile_of(st, product_of(action).encode(), "popularity")
+    """An action's popularity features (from its product's stats `raw`, as replicated) and
+    the action with them joined. Computed at most once per second per action while the
+    stats stay the same object: every request shows the same popular products, and what a
+    decision used is logged with it."""
+    stats = _decoded(st, raw)
     values = profiles.action_features(catalog.features, {action.id: stats}, now).get(action.id)
     return values, with_features(action, values)
 

@@ -18,9 +18,9 @@ from api import store
 from api.state import of
 from engine import profiles
 from engine.behaviour import UserErased
-from engine.errors import InvalidInput, NotFound, Unavailable
+from engine.errors import NotFound, Unavailable
 from engine.records import encode
-from engine.validate import ID_RE
+from engine.validate import optional_id
 
 
 class UnknownUser(NotFound):
@@ -71,7 +71,4 @@ async def erase(request: Request) -> Response:
 
 
 def _user_id(request: Request) -> str:
-    user_id = str(request.path_params["user_id"])
-    if not ID_RE.fullmatch(user_id):
-        raise InvalidInput("user_id must be 1-128 printable characters", field="user_id")
-    return user_id
+    return str(optional_id(str(request.path_params["user_id"]), "user_id"))

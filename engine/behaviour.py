@@ -13,7 +13,7 @@ import msgspec
 
 from engine.errors import InvalidInput
 from engine.limits import Limits
-from engine.validate import ID_RE, as_number, as_object, no_unknown
+from engine.validate import as_number, as_object, no_unknown, optional_id
 
 TYPES = ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "purchase")
 PRODUCT_TYPES = frozenset({"product_view", "add_to_cart", "remove_from_cart"})
@@ -68,7 +68,7 @@ def parse(item: object, limits: Limits, where: str, now: float) -> BehaviourObse
         raise InvalidInput(
             f"{where}type must be one of {', '.join(TYPES)}, got {kind!r}", field=f"{where}type"
         )
-    user_id = _id(obj.get("user_id"), f"{where}user_id")
+    user_id = optional_id(obj.get("user_id"), f"{where}user_id")
     if user_id is None:
         raise InvalidInput(f"{where}user_id is required", field=f"{where}user_id")
     product = _product(obj.get("product"), limits, f"{where}product")
@@ -80,7 +80,7 @@ def parse(item: object, limits: Limits, where: str, now: float) -> BehaviourObse
     return BehaviourObserved(
         kind=str(kind),
         user_id=user_id,
-        session_id=_id(obj.get("session_id"), f"{where}session_id"),
+        session_id=optional_id(obj.get("session_id"), f"{where}session_id"),
         ts=_ts(obj.get("ts"), limits, f"{where}ts", now),
         product=product,
         query=query,
@@ -88,7 +88,7 @@ def parse(item: object, limits: Limits, where: str, now: float) -> BehaviourObse
         revenue=_revenue(obj.get("revenue"), str(kind), limits, f"{where}revenue"),
         device=_text(obj.get("device"), f"{where}device"),
         channel=_text(obj.get("channel"), f"{where}channel"),
-        event_id=_id(obj.get("event_id"), f"{where}event_id"),
+        event_id=optional_id(obj.get("event_id"), f"{where}event_id"),
     )
 
 
@@ -97,7 +97,7 @@ def _product(value: object, limits: Limits, where: str) -> Product | None:
         return None
     obj = as_object(value, where)
     no_unknown(obj, PRODUCT_FIELDS, f"{where}.")
-    product_id = _id(obj.get("id"), f"{where}.id")
+    product_id = optional_id(obj.get("id"), f"{where}.id")
     if product_id is None:
         raise InvalidInput(f"{where}.id is required", field=f"{where}.id")
     price = obj.get("price")
@@ -110,14 +110,6 @@ def _product(value: object, limits: Limits, where: str) -> Product | None:
         brand=_text(obj.get("brand"), f"{where}.brand"),
         price=amount,
     )
-
-
-def _id(value: object, where: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not ID_RE.fullmatch(value):
-        raise InvalidInput(f"{where} must be a string of 1-128 printable characters", field=where)
-    return value
 
 
 def _text(value: object, where: str) -> str | None:

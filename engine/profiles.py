@@ -432,7 +432,6 @@ def _read(agg: Aggregate, p: Profile, now: float, out: Namespace) -> None:
         for value in _last(p, agg):
             out[f"{agg.name}={value}"] = 1.0
         return
-    name = agg.name if agg.by == "all" else f"{agg.name}."
     cells = _cells(p, agg.by, agg.event)
     if agg.aggregation == "recency":
         latest: dict[str, float] = {}
@@ -440,9 +439,7 @@ def _read(agg: Aggregate, p: Profile, now: float, out: Namespace) -> None:
             latest[group] = max(cell.last_ts, latest.get(group, cell.last_ts))
         half_life = WINDOWS[agg.window] if agg.window else 3600.0
         for group, ts in latest.items():
-            out[name if agg.by == "all" else name + group] = float(
-                2.0 ** (-max(0.0, now - ts) / half_life)
-            )
+            out[_name(agg, group)] = float(2.0 ** (-max(0.0, now - ts) / half_life))
         return
     counts, totals = _sums(cells, agg.window, now)
     base = _sums(_cells(p, agg.by, agg.per), agg.window, now)[0] if agg.per else {}
@@ -456,7 +453,12 @@ def _read(agg: Aggregate, p: Profile, now: float, out: Namespace) -> None:
         else:  # rate
             value = count / base[group] if base.get(group, 0.0) > 0 else 0.0
         if value != 0.0:
-            out[name if agg.by == "all" else name + group] = value
+            out[_name(agg, group)] = value
+
+
+def _name(agg: Aggregate, group: str) -> str:
+    """`name`, or `name.value` for an aggregate by category, brand or product."""
+    return agg.name if agg.by == "all" else f"{agg.name}.{group}"
 
 
 def _sums(

@@ -12,6 +12,15 @@ from engine.limits import Limits
 ID_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")  # ids: 1-128 printable characters
 
 
+def optional_id(value: object, where: str) -> str | None:
+    """An id (1-128 printable characters), or None when absent; errors name `where`."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+        raise InvalidInput(f"{where} must be a string of 1-128 printable characters", field=where)
+    return value
+
+
 def one_of(value: object, options: Sequence[str], where: str) -> str:
     if not isinstance(value, str) or value not in options:
         raise InvalidInput(
