@@ -8,12 +8,14 @@ latest value per key wins, an empty value deletes the key.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 
 from agents.follow import LogFollower
 
 log = logging.getLogger(__name__)
+_SERIALS = itertools.count()
 
 
 class StockView(Mapping[str, float]):
@@ -32,6 +34,12 @@ class StockView(Mapping[str, float]):
         value = self.mirror.data.get(sku.encode())  # hot path: no KeyError round trip
         return float(value[0]) if isinstance(value, tuple) else default
 
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes whenever any level changes (and differs between mirrors), so a caller
+        may keep what it derived from the levels until it does (engine.constraints)."""
+        return (self.mirror.serial, self.mirror.changes)
+
     def __iter__(self) -> Iterator[str]:
         return (k.decode() for k in self.mirror.data)
 
@@ -47,14 +55,22 @@ class Mirror(LogFollower):
         self.decode = decode
         self.data: dict[bytes, object] = {}
         self.poisoned = 0
+        self.serial = next(_SERIALS)  # unique in this process, unlike id()
+        self.changes = 0  # counts every change to `data`
 
     def get(self, key: bytes) -> object | None:
         return self.data.get(key)
+
+    def discard(self, key: bytes) -> None:
+        """Forget a key here at once (its tombstone follows on the changelog)."""
+        self.changes += 1
+        self.data.pop(key, None)
 
     def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
         self.offsets[partition] = offset + 1
         if key is None:
             return
+        self.changes += 1
         if not value:
             self.data.pop(key, None)
             return

@@ -62,7 +62,7 @@ async def erase(request: Request) -> Response:
     if not st.outbox.put(st.settings.topic("behaviour"), user_id.encode(), encode(message)):
         raise Unavailable("the outbox is full because the broker is unreachable; retry later")
     exposures = st.exposures.erase(user_id)
-    st.profiles.data.pop(profiles.key(user_id), None)  # this replica at once; others follow
+    st.profiles.discard(profiles.key(user_id))  # this replica at once; others follow
     st.metrics.counts["users_erased"] += 1
     return JSONResponse(
         {"user_id": user_id, "status": "erasing", "exposure_records_erased": exposures},

@@ -43,12 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unknown benchmark {name!r}; expected any of {', '.join(NAMES)}, offline")
         names += list(OFFLINE) if name == "offline" else [name]
     args.out.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python -m benchmarks", *(argv or sys.argv[1:])])
     results: dict[str, object] = {
         "machine": machine(),
-        "command": " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]),
+        "command": command,
         "quick": args.quick,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "benchmarks": {},
+        "benchmarks": _kept(args.out / "results.json", args.quick, names),
     }
     failed = 0
     for name in names:
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
             result = {"error": f"{type(exc).__name__}: {exc}"}
         result["seconds"] = round(time.monotonic() - started, 1)
+        result["run"] = {"command": command, "started": results["started"]}
         results["benchmarks"][name] = result  # type: ignore[index]
         if "error" not in result:
             print(module.report(result), flush=True)
@@ -69,6 +71,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write(args.out / "results.json", results)
     print(f"results: {args.out / 'results.json'}")
     return 1 if failed else 0
+
+
+def _kept(path: Path, quick: bool, names: Sequence[str]) -> dict[str, object]:
+    """The other benchmarks' latest full results, so that re-running one by name updates
+    its entry and keeps the rest (each entry says which run it came from)."""
+    if quick or not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(old, dict) or old.get("quick") or not isinstance(old.get("benchmarks"), dict):
+        return {}
+    return {name: entry for name, entry in old["benchmarks"].items() if name not in names}
 
 
 def _write(path: Path, results: dict[str, object]) -> None:

@@ -71,8 +71,7 @@ only: engine.catalog imports this module).
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -83,7 +82,7 @@ import numpy as np
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import Features
 from engine.limits import Limits
-from engine.rules import Rule, compile_rule
+from engine.rules import Memo, Rule, compile_rule
 from engine.sampling import Pmf, normalise
 from engine.validate import as_number, as_object, no_unknown
 
@@ -98,7 +97,7 @@ MAX_WINDOW_SECONDS = 366 * 24 * 3600.0
 MAX_CAP_LIMIT = 256
 MAX_CAP_WINDOW_SECONDS = 31 * 24 * 3600.0
 MAX_BOOST = 1e6
-MAX_MEMO = 65_536
+MAX_TABLES = 64  # lists of action objects cached per catalog version
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 KEYS = (
     "rules",
@@ -146,11 +145,8 @@ class Inventory:
             return str(value)
         return None
 
-    def in_stock(self, action: Action, stock: Mapping[str, float]) -> bool:
-        sku = self.sku(action)
-        if sku is None:
-            return True
-        level = stock.get(sku)
+    def allows(self, level: float | None) -> bool:
+        """Whether a SKU at this stock level (None: not in the stock map) may be shown."""
         if level is None:
             return self.unknown == "in_stock"
         return level > self.threshold
@@ -192,10 +188,16 @@ class Constraints:
     fallback: Fallback | None = None
     diversity: Mapping[str, int] = field(default_factory=dict)
     source: Mapping[str, object] = field(default_factory=dict, compare=False)
-    # per action object: indices of action-only rules that would remove it (a cache)
-    _removers: dict[int, tuple[Action, tuple[int, ...]]] = field(
+    # per list of action objects (keyed by their ids; None: the last one): what no
+    # request changes (a cache)
+    _tables: dict[tuple[int, ...] | None, _Table] = field(
         default_factory=dict, compare=False, repr=False
     )
+
+    @property
+    def active(self) -> bool:
+        """Whether anything here can remove an action."""
+        return bool(self.rules or self.schedules or self.inventory or self.caps)
 
     def to_json(self) -> dict[str, object]:
         return dict(self.source)
@@ -533,165 +535,228 @@ def apply(
 
     `catalog_actions` (default: `actions`) is the universe for group caps: exposures of
     group members the request did not offer still count. Pass the catalog's actions.
+
+    Each stage (schedules, inventory, each rule, each cap, in the documented order)
+    removes positions that no earlier stage removed. What is fixed for a list of action
+    objects (SKUs, windows, what static and action-only rule parts remove, cap members) is
+    computed once per list (`_Table`), so a request pays per rule and per removal, and only
+    rules reading both the context and the action test each action.
     """
-    blocked = _blocked_by_caps(constraints.caps, catalog_actions or actions, now, user_exposures)
-    rules = _RequestRules(constraints, context)
-    timed = bool(constraints.schedules) or constraints.inventory is not None
-    capped = any(blocked)
-    kept: list[Action] = []
-    removed: dict[str, list[str]] = {}
-    for action in actions:
-        reason = _schedule_or_stock(constraints, action, now, stock) if timed else None
-        if reason is None and rules.count:
-            reason = rules.reason(action)
-        if reason is None and capped:
-            reason = _cap_reason(constraints.caps, blocked, action)
-        if reason is None:
-            kept.append(action)
+    if not constraints.active:
+        return Eligibility(list(actions), {})
+    table = _table(constraints, actions)
+    alive = [True] * len(table.actions)
+    reasons: dict[int, str] = {}
+
+    def drop(positions: Iterable[int], reason: str) -> None:
+        for i in positions:
+            if alive[i]:
+                alive[i] = False
+                reasons[i] = reason
+
+    drop((i for i, window in table.windows if not window.open_at(now)), "schedule")
+    inventory = constraints.inventory
+    if inventory is not None:
+        drop(table.out_of_stock(inventory, stock), "inventory")
+    for k, spec in enumerate(constraints.rules):
+        if spec.when is not None and spec.when.bind(context) is not True:
+            continue
+        if spec.static:
+            drop(table.static[k], table.names[k])
+            continue
+        bound = spec.test.bind(context)
+        if isinstance(bound, bool):
+            if bound is spec.exclude:  # removes everything left: no later stage matters
+                drop(range(len(alive)), table.names[k])
+                return _eligibility(table, alive, reasons)
+        elif isinstance(bound, Memo):
+            drop(table.matching(bound, spec.exclude), table.names[k])
         else:
-            removed.setdefault(reason, []).append(action.id)
+            found = [
+                i for i, a in enumerate(table.actions) if alive[i] and bound(a) is spec.exclude
+            ]
+            drop(found, table.names[k])
+    if constraints.caps and user_exposures is not None:
+        universe = catalog_actions or actions
+        for k, (cap, blocked) in enumerate(
+            _blocked(constraints.caps, universe, now, user_exposures)
+        ):
+            if cap.group is None:
+                drop(table.members[k] if blocked else (), f"cap:{cap.name}")
+            else:
+                groups = table.groups[k]
+                for value in blocked:
+                    drop(groups.get(value, ()), f"cap:{cap.name}")
+    return _eligibility(table, alive, reasons)
+
+
+def _eligibility(table: _Table, alive: list[bool], reasons: dict[int, str]) -> Eligibility:
+    kept = [a for a, ok in zip(table.actions, alive, strict=True) if ok]
+    removed: dict[str, list[str]] = {}
+    for i in sorted(reasons):
+        removed.setdefault(reasons[i], []).append(table.actions[i].id)
     return Eligibility(kept, removed)
 
 
-def _schedule_or_stock(
-    constraints: Constraints, action: Action, now: float, stock: Mapping[str, float]
-) -> str | None:
-    window = constraints.schedules.get(action.id)
-    if window is not None and not window.open_at(now):
-        return "schedule"
-    inventory = constraints.inventory
-    if inventory is not None and not inventory.in_stock(action, stock):
-        return "inventory"
-    return None
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """What the constraints say about one list of action objects that no request changes,
+    by position in the list. It holds the actions, so their ids (the cache key) are not
+    reused while it lives."""
 
+    source: Sequence[Action]  # the list it was built from
+    actions: tuple[Action, ...]
+    names: tuple[str, ...]  # per rule: its reason
+    windows: tuple[tuple[int, Window], ...]
+    skus: tuple[tuple[int, str], ...]
+    static: tuple[tuple[int, ...], ...]  # per rule: the positions a static rule removes
+    members: tuple[tuple[int, ...], ...]  # per cap: the positions of a set cap's actions
+    groups: tuple[Mapping[object, tuple[int, ...]], ...]  # per cap: positions by group value
+    memos: dict[tuple[int, bool], tuple[Memo, tuple[int, ...]]] = field(default_factory=dict)
+    stocked: dict[str, tuple[object, tuple[int, ...]]] = field(default_factory=dict)
 
-class _RequestRules:
-    """The rules bound to one request's context.
+    def out_of_stock(self, inventory: Inventory, stock: Mapping[str, float]) -> tuple[int, ...]:
+        """The positions whose SKU may not be shown at these levels. A stock map with a
+        `version` (agents.mirror.StockView: it changes with every level) keeps the answer
+        until the version changes; any other map is read in full every time."""
+        version = getattr(stock, "version", None)
+        hit = self.stocked.get("last")
+        if version is not None and hit is not None and hit[0] == version:
+            return hit[1]
+        found = tuple(i for i, sku in self.skus if not inventory.allows(stock.get(sku)))
+        if version is not None:
+            self.stocked["last"] = (version, found)
+        return found
 
-    A rule whose test reads only the action ("static") removes the same actions in every
-    request: the indices of static rules that would remove an action are cached per action
-    object, so a request pays one lookup per action for all of them. Tests reading the
-    context are bound once per request (engine.rules.Rule.bind).
-    """
-
-    def __init__(self, constraints: Constraints, context: Features) -> None:
-        self.constraints = constraints
-        specs = constraints.rules
-        self.names = [f"rule:{spec.name}" for spec in specs]
-        self.active = [spec.when is None or spec.when.bind(context) is True for spec in specs]
-        self.count = len(specs)
-        self.static = any(spec.static for spec in specs)
-        self.everything = len(specs)  # the first active rule that removes every action
-        self.dynamic: list[tuple[int, Callable[[Action], bool], bool]] = []
-        for i, spec in enumerate(specs):
-            if not self.active[i] or spec.static:
-                continue
-            bound = spec.test.bind(context)
-            if isinstance(bound, bool):
-                if bound is spec.exclude:
-                    self.everything = i
-                    break
-            else:
-                self.dynamic.append((i, bound, spec.exclude))
-
-    def reason(self, action: Action) -> str | None:
-        first = self.everything
-        removers = _static_removers(self.constraints, action) if self.static else ()
-        for i in removers:
-            if i >= first:
-                break
-            if self.active[i]:
-                first = i
-                break
-        for i, test, exclude in self.dynamic:
-            if i >= first:
-                break
-            if test(action) is exclude:
-                first = i
-                break
-        return self.names[first] if first < self.count else None
-
-
-def _static_removers(constraints: Constraints, action: Action) -> tuple[int, ...]:
-    """Indices of static rules that remove `action` when active (cached per action object;
-    the cache entry holds the object, so its id is never reused while the entry lives)."""
-    cache = constraints._removers
-    hit = cache.get(id(action))
-    if hit is not None and hit[0] is action:
+    def matching(self, memo: Memo, exclude: bool) -> tuple[int, ...]:
+        """The positions an action-only test removes (exclude: where it holds; require:
+        where it does not), computed once per test and list."""
+        key = (id(memo), exclude)
+        hit = self.memos.get(key)
+        if hit is None or hit[0] is not memo:
+            found = tuple(i for i, a in enumerate(self.actions) if memo(a) is exclude)
+            hit = self.memos[key] = (memo, found)
         return hit[1]
-    removers = tuple(
-        i
-        for i, spec in enumerate(constraints.rules)
-        if spec.static and spec.test.evaluate(_NO_CONTEXT, action) is spec.exclude
+
+
+def _table(constraints: Constraints, actions: Sequence[Action]) -> _Table:
+    """The table of this list: by the list's identity when it is the tuple asked for last
+    (a catalog's actions), else by the identities of its actions."""
+    cache = constraints._tables
+    last = cache.get(None)
+    if last is not None and last.source is actions and isinstance(actions, tuple):
+        return last
+    key = tuple(map(id, actions))
+    table = cache.get(key)
+    if table is None:
+        if len(cache) >= MAX_TABLES:
+            cache.clear()
+        table = cache[key] = _build_table(constraints, actions)
+    cache[None] = table
+    return table
+
+
+def _build_table(constraints: Constraints, source: Sequence[Action]) -> _Table:
+    actions = tuple(source)
+    inventory = constraints.inventory
+    skus = (
+        [(i, sku) for i, a in enumerate(actions) if (sku := inventory.sku(a)) is not None]
+        if inventory is not None
+        else []
     )
-    if len(cache) >= MAX_MEMO:
-        cache.clear()
-    cache[id(action)] = (action, removers)
-    return removers
+    windows = [
+        (i, window) for i, a in enumerate(actions) if (window := constraints.schedules.get(a.id))
+    ]
+    static = tuple(
+        tuple(
+            i
+            for i, a in enumerate(actions)
+            if spec.static and spec.test.evaluate(_NO_CONTEXT, a) is spec.exclude
+        )
+        for spec in constraints.rules
+    )
+    members: list[tuple[int, ...]] = []
+    groups: list[dict[object, tuple[int, ...]]] = []
+    for cap in constraints.caps:
+        members.append(tuple(i for i, a in enumerate(actions) if a.id in cap.actions))
+        by_value: dict[object, list[int]] = {}
+        if cap.group is not None:
+            for i, a in enumerate(actions):
+                value = _group_value(a, cap.group)
+                if value is not None:
+                    by_value.setdefault(value, []).append(i)
+        groups.append({value: tuple(at) for value, at in by_value.items()})
+    return _Table(
+        source=source,
+        actions=actions,
+        names=tuple(f"rule:{spec.name}" for spec in constraints.rules),
+        windows=tuple(windows),
+        skus=tuple(skus),
+        static=static,
+        members=tuple(members),
+        groups=tuple(groups),
+    )
 
 
 _NO_CONTEXT: Features = {}
 
 
-def _blocked_by_caps(
+def _blocked(
     caps: Sequence[Cap],
     universe: Sequence[Action],
     now: float,
-    exposures: Mapping[str, Sequence[float]] | None,
-) -> list[frozenset[object]]:
-    """Per cap: the blocked action ids (set caps) or blocked group values (group caps)."""
-    if exposures is None or not caps:
-        return [frozenset() for _ in caps]
-    out: list[frozenset[object]] = []
+    exposures: Mapping[str, Sequence[float]],
+) -> Iterator[tuple[Cap, frozenset[object]]]:
+    """Per cap: the blocked action ids (set caps) or group values (group caps). Only what
+    this user was shown is counted, never every action."""
     for cap in caps:
         since = now - cap.window_seconds
-        counts = {aid: sum(1 for t in ts if t > since) for aid, ts in exposures.items()}
         if cap.group is None:
-            total = sum(counts.get(aid, 0) for aid in cap.actions)
-            out.append(frozenset(cap.actions) if total >= cap.limit else frozenset())
+            if len(cap.actions) < len(exposures):
+                shown = [exposures.get(aid, ()) for aid in cap.actions]
+            else:
+                shown = [ts for aid, ts in exposures.items() if aid in cap.actions]
+            total = sum(_recent(ts, since) for ts in shown)
+            yield cap, (frozenset(cap.actions) if total >= cap.limit else frozenset())
             continue
-        per_group: Counter[object] = Counter()
-        by_id = _index(universe)
-        for aid, n in counts.items():  # only what this user was shown, not every action
-            action = by_id.get(aid)
-            value = _group_value(action, cap.group) if action is not None and n else None
-            if value is not None:
-                per_group[value] += n
-        out.append(frozenset(v for v, n in per_group.items() if n >= cap.limit))
-    return out
+        values = _values(universe, cap.group)
+        per_group: dict[object, int] = {}
+        for aid, ts in exposures.items():
+            value = values.get(aid)
+            if value is not None and (n := _recent(ts, since)):
+                per_group[value] = per_group.get(value, 0) + n
+        yield cap, frozenset(v for v, n in per_group.items() if n >= cap.limit)
 
 
-_INDEXES: dict[int, tuple[Sequence[Action], dict[str, Action]]] = {}
+def _recent(timestamps: Sequence[float], since: float) -> int:
+    """How many exposures count: those after `since` (later ones too, see caps)."""
+    n = 0
+    for t in timestamps:
+        if t > since:
+            n += 1
+    return n
 
 
-def _index(universe: Sequence[Action]) -> dict[str, Action]:
-    """Actions by id, cached per universe object (a catalog's actions tuple)."""
-    cached = _INDEXES.get(id(universe))
+_VALUES: dict[tuple[int, str], tuple[Sequence[Action], dict[str, object]]] = {}
+
+
+def _values(universe: Sequence[Action], key: str) -> dict[str, object]:
+    """Action id -> its group value under `key` (actions without one are left out),
+    cached per universe object (a catalog's actions tuple) and key."""
+    cached = _VALUES.get((id(universe), key))
     if cached is not None and cached[0] is universe:
         return cached[1]
-    if len(_INDEXES) > 256:
-        _INDEXES.clear()
-    index = {a.id: a for a in universe}
-    _INDEXES[id(universe)] = (universe, index)
-    return index
+    if len(_VALUES) > 256:
+        _VALUES.clear()
+    values = {a.id: v for a in universe if (v := _group_value(a, key)) is not None}
+    _VALUES[(id(universe), key)] = (universe, values)
+    return values
 
 
 def _group_value(action: Action, key: str) -> object:
     value = action.metadata.get(key)
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return value
-    return None
-
-
-def _cap_reason(
-    caps: Sequence[Cap], blocked: Sequence[frozenset[object]], action: Action
-) -> str | None:
-    for cap, ids in zip(caps, blocked, strict=True):
-        if not ids:
-            continue
-        key = action.id if cap.group is None else _group_value(action, cap.group)
-        if key is not None and key in ids:
-            return f"cap:{cap.name}"
     return None
 
 

@@ -835,7 +835,7 @@ class Plan:
     kind: str
     test: Test
     parts: tuple[Plan, ...] = ()
-    memo: Callable[[Action], bool] | None = None
+    memo: Memo | None = None
 
 
 def _plan(node: Node) -> Plan:
@@ -846,7 +846,7 @@ def _plan(node: Node) -> Plan:
     if not on_action:
         return Plan("context", test)
     if not on_context:
-        return Plan("action", test, memo=_memo(test))
+        return Plan("action", test, memo=Memo(test))
     if isinstance(node, Not):
         return Plan("not", test, (_plan(node.operand),))
     if isinstance(node, BoolOp):
@@ -854,22 +854,27 @@ def _plan(node: Node) -> Plan:
     return Plan("mixed", test)
 
 
-def _memo(test: Test) -> Callable[[Action], bool]:
-    """Results of an action-only test, kept per action object (the key holds the object,
-    so an id is never reused while its entry lives); bounded by MAX_MEMO entries."""
-    store: dict[int, tuple[Action, bool]] = {}
+class Memo:
+    """An action-only test with its results kept per action object (the key holds the
+    object, so an id is never reused while its entry lives); bounded by MAX_MEMO entries.
+    The same object answers in every request, so callers may cache what it says about a
+    list of actions (engine.constraints does, per list)."""
 
-    def cached(a: Action) -> bool:
-        hit = store.get(id(a))
+    __slots__ = ("store", "test")
+
+    def __init__(self, test: Test) -> None:
+        self.test = test
+        self.store: dict[int, tuple[Action, bool]] = {}
+
+    def __call__(self, a: Action) -> bool:
+        hit = self.store.get(id(a))
         if hit is not None and hit[0] is a:
             return hit[1]
-        value = test(_NO_CONTEXT, a)
-        if len(store) >= MAX_MEMO:
-            store.clear()
-        store[id(a)] = (a, value)
+        value = self.test(_NO_CONTEXT, a)
+        if len(self.store) >= MAX_MEMO:
+            self.store.clear()
+        self.store[id(a)] = (a, value)
         return value
-
-    return cached
 
 
 def _bind(plan: Plan, c: Features) -> Bound:

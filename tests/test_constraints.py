@@ -456,16 +456,25 @@ def reference_reason(case: Case, action: Action) -> str | None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(cases())
-def test_apply_matches_the_reference(case: Case) -> None:
+@given(cases(), st.data())
+def test_apply_matches_the_reference(case: Case, data: st.DataObject) -> None:
     constraints = parse_constraints(case.body, [a.id for a in case.actions], LIMITS)
-    for _ in range(2):  # the second run uses the per-action caches
+    subset = data.draw(st.lists(st.sampled_from(case.actions), max_size=len(case.actions)))
+    # the whole catalog (twice: the second run uses the per-list cache), then a request's
+    # own candidates (any order, repeats allowed) with the catalog as the group-cap universe
+    for offered in (case.actions, case.actions, subset):
         result = apply(
-            constraints, case.actions, case.context, case.now, case.exposures, case.stock
+            constraints,
+            offered,
+            case.context,
+            case.now,
+            case.exposures,
+            case.stock,
+            catalog_actions=case.actions,
         )
         expected: dict[str, list[str]] = {}
         kept = []
-        for action in case.actions:
+        for action in offered:
             reason = reference_reason(case, action)
             if reason is None:
                 kept.append(action)
@@ -473,6 +482,7 @@ def test_apply_matches_the_reference(case: Case) -> None:
                 expected.setdefault(reason, []).append(action.id)
         assert [a.id for a in result.actions] == [a.id for a in kept]
         assert result.removed == expected
+        assert list(result.removed) == list(expected)  # reasons in order of first removal
 
 
 @pytest.mark.parametrize(("ago", "capped"), [(60.0, False), (59.5, True), (-5.0, True)])
