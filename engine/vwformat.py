@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 
 from engine.errors import InvalidInput
-from engine.features import Features, FeatureValue, Namespace
+from engine.features import Features, Namespace
 
 CONTEXT_PREFIX = "c"
 ACTION_PREFIX = "a"
@@ -102,17 +102,36 @@ def namespace_block(prefix: str, features: Features) -> str:
 
 
 def _namespace(prefix: str, ns: str, values: Namespace) -> str:
-    tokens = " ".join([_token(name, values[name], ns) for name in sorted(values)])
-    return f"|{prefix}{escape(ns)} {tokens}"
+    tokens: list[str] = []
+    add = tokens.append
+    for name in sorted(values):  # the hot loop of every example: kept flat
+        value = values[name]
+        if type(value) is str:
+            add(_categorical(name, value))
+            continue
+        number = float(value)
+        if number.is_integer() and -EXACT_INTEGER <= number <= EXACT_INTEGER:
+            add(f"{_name_token(name)}:{int(number)}")
+        elif -FLOAT32_MAX <= number <= FLOAT32_MAX:
+            add(f"{_name_token(name)}:{number.hex()}")
+        else:
+            raise _not_float32(number, f"{ns}.{name}")
+    return f"|{prefix}{escape(ns)} {' '.join(tokens)}"
 
 
-def _token(name: str, value: FeatureValue, ns: str) -> str:
-    if isinstance(value, str):
-        return f"{escape(name)}={escape(value)}"
-    text = _number_text(value)
-    if text is None:
-        raise _not_float32(value, f"{ns}.{name}")
-    return f"{escape(name)}:{text}"
+def _name_token(name: str) -> str:
+    return _escape_cached(name) if len(name) <= _CACHED_CHARS else _escape(name)
+
+
+def _categorical(name: str, value: str) -> str:
+    if len(name) + len(value) <= _CACHED_CHARS:
+        return _categorical_cached(name, value)
+    return f"{escape(name)}={escape(value)}"
+
+
+@functools.lru_cache(maxsize=32768)
+def _categorical_cached(name: str, value: str) -> str:
+    return f"{escape(name)}={escape(value)}"
 
 
 def shared_line(features: Features) -> str:

