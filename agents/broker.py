@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from agents.children import die_with_parent
 from agents.settings import Settings
 from engine.errors import Unavailable
 
@@ -99,6 +100,7 @@ class EmbeddedBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,  # safe: `up` has started no threads
             )
         deadline = time.monotonic() + timeout
         while not port_open(self.port):

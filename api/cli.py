@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from agents.children import die_with_parent
 from agents.settings import Settings, from_env
 from engine.errors import EngineError
 
@@ -260,7 +261,10 @@ class Stack:
             self.broker.start()
         for name in ("worker", "api"):
             self.spawn(name)
+        # Both stop us, even where SIGINT came in ignored (a background job of a script
+        # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt for it).
         signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
 
     def spawn(self, name: str) -> None:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -270,6 +274,7 @@ class Stack:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # safe: `up` starts no threads
         )
         out.close()
 
@@ -310,16 +315,19 @@ class Stack:
                 raise StackFailed(f"the broker exited; see {self.logs / 'broker.log'}")
 
     def stop(self) -> None:
+        """Stop the API and the worker together (each drains and checkpoints), then the
+        broker; a child that takes longer than 15 s is killed."""
         self.stopping = True
-        for name in ("api", "worker"):
-            child = self.children.get(name)
-            if child and child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+        running = [c for c in self.children.values() if c.poll() is None]
+        for child in running:
+            child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15.0
+        for child in running:
+            try:
+                child.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         if self.broker is not None:
             self.broker.stop()
 

@@ -139,12 +139,15 @@ def stack(extra_env: Mapping[str, str] | None = None, timeout: float = 120.0) ->
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: nothing of it outlives us
         )
         try:
             url = _wait_up(process, timeout + 10.0, data)
             yield Stack(url, process, data, time.monotonic() - started)
         finally:
             stop(process)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever of the stack is left
 
 
 def _wait_up(process: subprocess.Popen[bytes], timeout: float, data: Path) -> str:
@@ -159,7 +162,9 @@ def _wait_up(process: subprocess.Popen[bytes], timeout: float, data: Path) -> st
     raise RuntimeError(f"the stack did not come up (exit {process.poll()}); see {data}/logs")
 
 
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
+def stop(
+    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0
+) -> None:
     """Ask a child to stop with `sig`; kill it after `timeout` seconds."""
     if process.poll() is None:
         process.send_signal(sig)

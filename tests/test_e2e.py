@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -31,7 +31,7 @@ class Up:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> float:
+    def start(self, preexec_fn: Callable[[], object] | None = None) -> float:
         started = time.monotonic()
         self.process = subprocess.Popen(
             [
@@ -53,6 +53,7 @@ class Up:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=ROOT,
+            preexec_fn=preexec_fn,
         )
         assert self.process.stdout is not None
         banner = self.process.stdout.readline().decode()  # blocks until ready (or exit)
@@ -148,3 +149,57 @@ def test_a_restart_keeps_catalogs_and_model_though_the_broker_lost_its_topics(
         assert time.monotonic() < deadline, "a reward after the restart was never learned"
         time.sleep(0.2)
     assert httpx.get(f"{up_stack.url}/v1/models/sim").json()["learned"] == after["learned"] + 1
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (Linux /proc)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie (a reparented child may wait unreaped in a container)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_everything_even_when_it_came_in_ignored(tmp_path: Path) -> None:
+    """A background job of a script inherits SIGINT ignored; Ctrl-C must still stop it."""
+    up = Up(tmp_path)
+    up.start(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert up.process is not None
+    parts = children(up.process.pid)
+    assert len(parts) == 3, f"expected broker, worker and API, got {parts}"
+    try:
+        up.stop()  # SIGINT, at most 30 s
+    finally:
+        left = wait_gone(parts, 5.0)
+        for pid in left:  # clean up before failing
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and /proc")
+def test_killing_up_takes_its_broker_worker_and_api_with_it(tmp_path: Path) -> None:
+    up = Up(tmp_path)
+    up.start()
+    assert up.process is not None
+    parts = children(up.process.pid)
+    assert len(parts) == 3, f"expected broker, worker and API, got {parts}"
+    up.process.kill()
+    up.process.wait()
+    left = wait_gone(parts, 20.0)
+    for pid in left:  # clean up before failing
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "children outlived a killed `loopwise up`"
