@@ -48,6 +48,7 @@ class ModelReplica(LogFollower):
         self.path = settings.data_dir / "api" / "model.ckpt"
         self.models: dict[str, Model] = {}
         self.saved: dict[str, tuple[str, bytes, int, int]] = {}  # name -> key, bytes, n, gen
+        self._blobs: dict[str, tuple[Policy, int, bytes]] = {}  # name -> policy, learned, save
         self.ledger = Ledger(settings.ledger_capacity)
         self.epoch: str | None = None
         self.counts: Counter[str] = Counter()
@@ -163,7 +164,7 @@ class ModelReplica(LogFollower):
         blobs: dict[str, bytes] = {}
         models: dict[str, object] = {}
         for name, model in self.models.items():
-            blobs[name] = model.policy.save()
+            blobs[name] = self._saved_blob(name, model)
             models[name] = {
                 "key": model.key,
                 "learned": model.policy.learned,
@@ -182,6 +183,17 @@ class ModelReplica(LogFollower):
         }
         self.dirty = False
         return header, blobs
+
+    def _saved_blob(self, name: str, model: Model) -> bytes:
+        """The model saved, re-saved only when it learned since its last save: a VW save
+        blocks the loop (2.5 ms at 50 x 20, 6.5 ms at 200 x 1,000), and a checkpoint
+        used to save every catalog's model every time. A model that learned nothing
+        since is the same model at the checkpoint's offsets, so its blob is exact."""
+        policy = model.policy
+        cached = self._blobs.get(name)
+        if cached is None or cached[0] is not policy or cached[1] != policy.learned:
+            cached = self._blobs[name] = (policy, policy.learned, policy.save())
+        return cached[2]
 
     def save_now(self) -> None:
         self._write(self.snapshot())

@@ -95,7 +95,9 @@ def test_100k_decisions_show_each_action_at_its_logged_probability() -> None:
     expected = np.asarray(pmf_seen) * n
     observed = np.array([shown[a] for a in ids])
     chi2, p = stats.chisquare(observed, expected)
-    assert p > 1e-4, f"chi2={chi2:.2f} p={p:.3g} observed={observed} expected={expected.round()}"
+    report = f"{n} decisions, {len(ids)} actions: chi2={chi2:.2f} dof={len(ids) - 1} p={p:.3g}"
+    print(report)
+    assert p > 1e-4, f"{report} observed={observed} expected={expected.round()}"
     assert min(pmf_seen) >= 0.2 / len(ids) - 1e-12, "the exploration floor holds"
     assert "a2" not in shown and "a5" not in shown
 

@@ -154,3 +154,28 @@ def test_action_features_decided_with_are_learned_with(tmp_path: Path) -> None:
     joined = [with_features(a, hot.get(a.id)) for a in catalog.actions]
     assert policy.distribution(CONTEXT, joined)[0] > plain[0] + 0.2, (plain, joined)
     r.close()
+
+
+def test_a_checkpoint_re_saves_only_models_that_learned_and_restores_exactly(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints reuse the saved bytes of a model that learned nothing since; one that
+    learned is saved anew, so a restore from the last checkpoint decides the same."""
+    r = Replica(tmp_path)
+    r.catalogs.put("quiet", CATALOG, now=0.0)
+    r.replica.policy(r.catalogs.latest("quiet"))  # a second model, never learning
+    r.replica.apply(0, 0, None, example(0, chosen=0, reward=1.0))
+    _, first = r.replica.snapshot_parts()
+    for offset in range(1, 25):
+        r.replica.apply(0, offset, None, example(offset, chosen=2, reward=1.0))
+    _, second = r.replica.snapshot_parts()
+    assert second["quiet"] is first["quiet"], "the unchanged model was not saved again"
+    assert second["shop"] != first["shop"], "the model that learned was saved again"
+    before = r.pmf()
+    r.replica.save_now()
+    r.close()
+
+    again = Replica(tmp_path)
+    assert again.replica.model_version("shop") == "1.25"
+    assert np.allclose(again.pmf(), before), "the restored model decides the same"
+    again.close()
