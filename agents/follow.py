@@ -18,6 +18,11 @@ from aiokafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 SLICE_SECONDS = 0.002  # the longest a decision waits behind applying records
+# After a slice the follower sleeps, not just yields: `sleep(0)` puts it back at the head
+# of the ready queue, ahead of the request steps that arrived meanwhile, so each await of a
+# decision paid another slice (decide p99 at 200 req/s with learning: 5.7-7.1 ms with
+# sleep(0), 3.9-5.0 ms with this pause; without learning 3.5-4.2 ms).
+YIELD_SECONDS = 0.001
 
 
 class LogFollower:
@@ -70,7 +75,7 @@ class LogFollower:
                 for r in records:
                     self.apply(tp.partition, r.offset, r.key, r.value)
                     if time.perf_counter() - started > SLICE_SECONDS:
-                        await asyncio.sleep(0)  # decisions share this loop: let them in
+                        await asyncio.sleep(YIELD_SECONDS)  # decisions share this loop
                         started = time.perf_counter()
             if not self.caught_up and all(
                 self.offsets.get(tp.partition, 0) >= ends[tp] for tp in tps
