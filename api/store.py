@@ -15,6 +15,11 @@ MAX_CACHED = 50_000  # (catalog version, action) popularity entries; cleared whe
 # (catalog, version, action id) -> (its product's key, the stats read, the second, the
 # popularity features, the action with them joined)
 _popularity: dict[tuple[str, int, str], tuple[bytes, object, int, Features | None, Action]] = {}
+# catalog -> ((name, version, second, replica serial), replica changes, the joined actions
+# of the whole catalog, their features)
+_whole: dict[
+    str, tuple[tuple[str, int, int, int], int, tuple[Action, ...], dict[str, Features]]
+] = {}
 
 
 def profile_of(st: State, key: bytes) -> profiles.Profile | None:
@@ -49,11 +54,30 @@ def with_context(stored: Features, request: Features) -> Features:
 
 def popular(
     st: State, catalog: Catalog, offered: Sequence[Action], now: float
-) -> tuple[list[Action], dict[str, Features]]:
+) -> tuple[Sequence[Action], dict[str, Features]]:
     """`offered` with each action's declared popularity features joined, and those
-    features by action id (for the decision log)."""
+    features by action id (for the decision log; callers must not change it).
+
+    For the whole catalog the answer is kept while the second and the popularity replica
+    stay the same: most requests offer every action, and the per-action loop was most of
+    this join's cost."""
     if not any(a.key == "action" for a in catalog.features) or not st.popularity.data:
-        return list(offered), {}
+        return offered, {}
+    whole = offered is catalog.actions
+    version = (catalog.name, catalog.version, int(now), st.popularity.serial)
+    if whole:
+        hit = _whole.get(catalog.name)
+        if hit is not None and hit[0] == version and hit[1] == st.popularity.changes:
+            return hit[2], hit[3]
+    out, extra = _joined_all(st, catalog, offered, now)
+    if whole:
+        _whole[catalog.name] = (version, st.popularity.changes, out, extra)
+    return out, extra
+
+
+def _joined_all(
+    st: State, catalog: Catalog, offered: Sequence[Action], now: float
+) -> tuple[tuple[Action, ...], dict[str, Features]]:
     if len(_popularity) > MAX_CACHED:
         _popularity.clear()
     extra: dict[str, Features] = {}
@@ -71,7 +95,7 @@ def popular(
         else:
             extra[action.id] = hit[3]
             out.append(hit[4])
-    return out, extra
+    return tuple(out), extra
 
 
 def _joined(

@@ -10,8 +10,11 @@ from engine.errors import InvalidInput
 
 def eligible(
     catalog: Catalog, candidates: Sequence[str] | None, exclude: Sequence[str] = ()
-) -> list[Action]:
-    """The catalog's actions, narrowed to `candidates` and without `exclude`, catalog order."""
+) -> Sequence[Action]:
+    """The catalog's actions, narrowed to `candidates` and without `exclude`, catalog order
+    (the catalog's own tuple when nothing narrows it: what is cached per list stays hot)."""
+    if candidates is None and not exclude:
+        return catalog.actions
     for where, ids in (("candidates", candidates or ()), ("exclude", exclude)):
         for i, action_id in enumerate(ids):
             if action_id not in catalog.index:
