@@ -106,21 +106,14 @@ def _namespace(prefix: str, ns: str, values: Namespace) -> str:
     add = tokens.append
     for name in sorted(values):  # the hot loop of every example: kept flat
         value = values[name]
-        if type(value) is str:
+        if isinstance(value, str):
             add(_categorical(name, value))
             continue
-        number = float(value)
-        if number.is_integer() and -EXACT_INTEGER <= number <= EXACT_INTEGER:
-            add(f"{_name_token(name)}:{int(number)}")
-        elif -FLOAT32_MAX <= number <= FLOAT32_MAX:
-            add(f"{_name_token(name)}:{number.hex()}")
-        else:
-            raise _not_float32(number, f"{ns}.{name}")
+        text = _number_text(value)
+        if text is None:
+            raise _not_float32(value, f"{ns}.{name}")
+        add(f"{escape(name)}:{text}")
     return f"|{prefix}{escape(ns)} {' '.join(tokens)}"
-
-
-def _name_token(name: str) -> str:
-    return _escape_cached(name) if len(name) <= _CACHED_CHARS else _escape(name)
 
 
 def _categorical(name: str, value: str) -> str:
