@@ -101,6 +101,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,  # safe: `up` has started no threads
+                process_group=0,  # stopped by `up` after the API and the worker, not by Ctrl-C
             )
         deadline = time.monotonic() + timeout
         while not port_open(self.port):

@@ -4,7 +4,10 @@
 killed (SIGKILL, an OOM kill, a supervisor giving up), nothing would stop them: they
 would keep the ports, the RocksDB locks and a core busy. On Linux each child asks the
 kernel for SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG), set between fork and
-exec; elsewhere this is a no-op.
+exec; elsewhere this is a no-op. The children also run in process groups of their own,
+so a terminal's Ctrl-C (sent to the whole foreground group) reaches `up` alone, and `up`
+stops them in order: the API and the worker first, while the broker still takes their
+last writes, then the broker.
 """
 
 from __future__ import annotations

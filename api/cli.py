@@ -275,6 +275,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent,  # safe: `up` starts no threads
+            process_group=0,  # a terminal's Ctrl-C reaches `up` alone; it stops us in order
         )
         out.close()
 

@@ -203,3 +203,26 @@ def test_killing_up_takes_its_broker_worker_and_api_with_it(tmp_path: Path) -> N
     for pid in left:  # clean up before failing
         os.kill(pid, signal.SIGKILL)
     assert left == [], "children outlived a killed `loopwise up`"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_in_a_terminal_stops_in_order(tmp_path: Path) -> None:
+    """A terminal sends Ctrl-C to the whole foreground group. Only `up` may act on it:
+    if the broker went first, the worker and the API would retry it until killed."""
+    up = Up(tmp_path)
+    up.start(preexec_fn=os.setsid)  # `up` leads its own group, as a shell job does
+    assert up.process is not None
+    parts = children(up.process.pid)
+    started = time.monotonic()
+    os.killpg(up.process.pid, signal.SIGINT)
+    try:
+        up.process.wait(30)
+    finally:
+        left = wait_gone(parts, 5.0)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    took = time.monotonic() - started
+    assert left == []
+    assert took < 12.0, f"stopping took {took:.1f} s: a child waited for the kill"
+    worker_log = (tmp_path / "logs" / "worker.log").read_text()
+    assert "Unable connect" not in worker_log, "the broker stopped before the worker"
