@@ -146,18 +146,33 @@ def observe(profile: Profile | None, event: BehaviourObserved) -> Profile:
     """The user's profile after `event` (a new one when `profile` is None), its session's
     profile inside it updated too. Mutates and returns `profile`: the worker owns it
     between a table read and write."""
+    latest = profile is None or event.ts >= profile.last_ts  # before this event counts
     user = _observe(profile or Profile(user_id=event.user_id, first_ts=event.ts), event)
     if event.event_id is not None:
         user.seen.append(event.event_id)
         del user.seen[:-MAX_SEEN]
     if event.session_id is not None:
-        session = session_of(user, event.session_id)
-        user.sessions.pop(event.session_id, None)
-        fresh = Profile(user_id=event.user_id, session_id=event.session_id, first_ts=event.ts)
-        user.sessions[event.session_id] = encode(_observe(session or fresh, event))  # newest
-        while len(user.sessions) > MAX_SESSIONS:
-            del user.sessions[next(iter(user.sessions))]
+        _observe_session(user, event, event.session_id, latest)
     return user
+
+
+def _observe_session(user: Profile, event: BehaviourObserved, sid: str, latest: bool) -> None:
+    """Fold `event` into its session inside `user`. Sessions are kept oldest first: the
+    user's latest event makes its session the newest; a late event leaves its session
+    where it was, or, for a session no longer kept, adds it as the oldest, so a late
+    event never pushes out a session that was active after it."""
+    session = session_of(user, sid)
+    fresh = Profile(user_id=event.user_id, session_id=sid, first_ts=event.ts)
+    updated = encode(_observe(session or fresh, event))
+    if latest:
+        user.sessions.pop(sid, None)
+        user.sessions[sid] = updated
+    elif sid in user.sessions:
+        user.sessions[sid] = updated  # an existing key keeps its place
+    else:
+        user.sessions = {sid: updated, **user.sessions}
+    while len(user.sessions) > MAX_SESSIONS:
+        del user.sessions[next(iter(user.sessions))]
 
 
 def observe_product(stats: Profile | None, event: BehaviourObserved) -> Profile:

@@ -353,6 +353,15 @@ def test_sessions_cart_and_recent_keep_the_newest() -> None:
     user = observe(user, ev("page_view", T + 30, session="s12"))  # touched: now the newest
     assert list(user.sessions) == [*(f"s{i}" for i in range(13, 20)), "s12"]
 
+    late = observe(user, ev("page_view", T + 14.5, session="s14"))  # older than s13..s19
+    assert list(late.sessions) == [*(f"s{i}" for i in range(13, 20)), "s12"], "kept its place"
+    assert sessions(late)["s14"].events == 2
+    gone = observe(late, ev("page_view", T + 5.5, session="s5"))  # evicted long ago
+    assert list(gone.sessions) == [*(f"s{i}" for i in range(13, 20)), "s12"], "pushes none out"
+    assert gone.events == 23, "the user still counts it"
+    newest = observe(gone, ev("page_view", T + 40, session="s40"))
+    assert list(newest.sessions) == [*(f"s{i}" for i in range(14, 20)), "s12", "s40"]
+
     cart = fold(ev("add_to_cart", T + i, f"p{i}", price=1.0) for i in range(MAX_CART + 50))
     assert list(cart.cart) == [f"p{i}" for i in range(50, MAX_CART + 50)]
 
