@@ -60,7 +60,10 @@ from engine.simulation import (
 PROBES_PER_SEGMENT = 20
 POLL_INTERVAL_S = 0.25
 LEARN_CAP_S = 120.0  # the longest the learned count may keep catching up
-STALL_S = 2.0
+# How long the learned count may stand still (beyond the reward wait) before the wait
+# gives up: generous, since a loaded machine can hold the last examples back for seconds
+# (a CI run stopped 1 of 8,000 short at 2 s), and giving up early reads as a lost reward.
+STALL_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
 # Idle connections are dropped well before the server's keep-alive (uvicorn: 5 s) closes
 # them: at httpx's default of 5 s a request could race the server's close (ReadError).
