@@ -15,11 +15,9 @@ MAX_CACHED = 50_000  # (catalog version, action) popularity entries; cleared whe
 # (catalog, version, action id) -> (its product's key, the stats read, the second, the
 # popularity features, the action with them joined)
 _popularity: dict[tuple[str, int, str], tuple[bytes, object, int, Features | None, Action]] = {}
-# catalog -> ((name, version, second, replica serial), replica changes, the joined actions
-# of the whole catalog, their features)
-_whole: dict[
-    str, tuple[tuple[str, int, int, int], int, tuple[Action, ...], dict[str, Features]]
-] = {}
+# catalog -> ((version, second, replica serial, replica changes), the joined actions of the
+# whole catalog, their features)
+_whole: dict[str, tuple[tuple[int, int, int, int], tuple[Action, ...], dict[str, Features]]] = {}
 
 
 def profile_of(st: State, key: bytes) -> profiles.Profile | None:
@@ -64,14 +62,14 @@ def popular(
     if not any(a.key == "action" for a in catalog.features) or not st.popularity.data:
         return offered, {}
     whole = offered is catalog.actions
-    version = (catalog.name, catalog.version, int(now), st.popularity.serial)
+    version = (catalog.version, int(now), st.popularity.serial, st.popularity.changes)
     if whole:
         hit = _whole.get(catalog.name)
-        if hit is not None and hit[0] == version and hit[1] == st.popularity.changes:
-            return hit[2], hit[3]
+        if hit is not None and hit[0] == version:
+            return hit[1], hit[2]
     out, extra = _joined_all(st, catalog, offered, now)
     if whole:
-        _whole[catalog.name] = (version, st.popularity.changes, out, extra)
+        _whole[catalog.name] = (version, out, extra)
     return out, extra
 
 

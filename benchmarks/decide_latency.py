@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from benchmarks.common import ROOT, env_with, free_port, quantiles_ms, stack, table
+from benchmarks.common import ROOT, env_with, free_port, quantiles_ms, save_figure, stack, table
 from benchmarks.load import request_bytes, run_load
 from benchmarks.shapes import MAIN, SHAPES, catalog_body, decide_body
 
@@ -260,12 +260,9 @@ def _plot(results: dict[str, object], out: Path) -> str:
         ax.set_xlabel("offered rate (req/s, open loop)")
         ax.set_ylabel(f"{q} latency (ms)")
         ax.legend(fontsize=8)
-    fig.suptitle("decide vs bare Starlette echo, same uvicorn settings")
-    fig.tight_layout()
-    path = out / "decide_latency.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return str(path)
+    return save_figure(
+        fig, out / "decide_latency.png", "decide vs bare Starlette echo, same uvicorn settings"
+    )
 
 
 def report(result: dict[str, object]) -> str:

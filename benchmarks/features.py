@@ -51,7 +51,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from agents.broker import EmbeddedBroker, popularity_changelog, prepare, profiles_changelog
 from agents.files import write_atomic
 from agents.settings import Settings, from_env
-from benchmarks.common import ROOT, Stack, env_with, free_port, quantiles_ms, stack, stop, table
+from benchmarks.common import (
+    ROOT,
+    Stack,
+    env_with,
+    free_port,
+    quantiles_ms,
+    save_figure,
+    stack,
+    stop,
+    table,
+)
 from benchmarks.decide_latency import ladder
 from benchmarks.load import request_bytes
 from benchmarks.shapes import THEMES, Shape, catalog_body, context, decide_body
@@ -763,12 +773,9 @@ def _plot(result: dict[str, object], out: Path) -> str:
     axes[2].set_ylabel("decide latency (ms)")
     axes[2].set_yscale("log")
     axes[2].legend(fontsize=8)
-    fig.suptitle("feature store: freshness, ingestion, wide decisions")
-    fig.tight_layout()
-    path = out / "features.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return str(path)
+    return save_figure(
+        fig, out / "features.png", "feature store: freshness, ingestion, wide decisions"
+    )
 
 
 def report(result: dict[str, object]) -> str:

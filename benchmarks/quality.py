@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.common import Floats, curve_ci, mean_ci, table
+from benchmarks.common import Floats, curve_ci, mean_ci, save_figure, table
 from benchmarks.envs import ENVS, Env, Stream
 from engine.catalog import Exploration, Learning
 from engine.sampling import normalise, rng_for, sample
@@ -240,12 +240,9 @@ def _plot(results: dict[str, dict[int, dict[str, tuple[Floats, Floats]]]], out: 
             ax.set_xlabel("decisions")
             ax.set_ylabel(title)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"{title} (mean and 95% CI over seeds)")
-        fig.tight_layout()
-        path = out / f"quality_{which}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(str(path))
+        paths.append(
+            save_figure(fig, out / f"quality_{which}.png", f"{title} (mean and 95% CI over seeds)")
+        )
     return paths
 
 

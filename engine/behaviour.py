@@ -19,8 +19,7 @@ TYPES = ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart
 PRODUCT_TYPES = frozenset({"product_view", "add_to_cart", "remove_from_cart"})
 FIELDS = frozenset(
     {"type", "event_id", "user_id", "session_id", "ts", "product", "query", "quantity"}
-    | {"revenue"}
-    | {"device", "channel"}
+    | {"revenue", "device", "channel"}
 )
 PRODUCT_FIELDS = frozenset({"id", "category", "brand", "price"})
 MAX_TEXT = 256  # query, category, brand, device, channel

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,18 +27,23 @@ def _numbers(value: object) -> list[float]:
     return []
 
 
-def test_quick_offline_benchmarks_write_finite_results(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_quick(out: Path, names: list[str], timeout: float) -> dict[str, Any]:
+    """`python -m benchmarks <names> --quick --out <out>` must succeed; its results.json."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "quality", "cost", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks", *names, "--quick", "--out", str(out)],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    results = json.loads((tmp_path / "results.json").read_text())
+    results: dict[str, Any] = json.loads((out / "results.json").read_text())
+    return results
+
+
+def test_quick_offline_benchmarks_write_finite_results(tmp_path: Path) -> None:
+    results = run_quick(tmp_path, ["quality", "cost"], timeout=240)
     assert {"machine", "benchmarks", "quick"} <= set(results)
     assert results["machine"]["nproc"] >= 1 and "vowpalwabbit" in results["machine"]["packages"]
 
@@ -74,17 +80,7 @@ def test_quick_offline_benchmarks_write_finite_results(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_quick_features_benchmark_exercises_every_measurement(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "features", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    features = json.loads((tmp_path / "results.json").read_text())["benchmarks"]["features"]
+    features = run_quick(tmp_path, ["features"], timeout=300)["benchmarks"]["features"]
     assert "error" not in features, features
 
     fresh = features["freshness"]

@@ -12,11 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.mirror import Mirror, StockView
 from engine.catalog import Action
 from engine.constraints import adjust, apply, fallback, fallback_reason, parse_constraints
 from engine.errors import InvalidInput
 from engine.features import Features
 from engine.limits import Limits
+from engine.records import decode_stock, encode_stock
 
 IDS = ["hero-a", "hero-b", "offer-c"]
 LIMITS = Limits()
@@ -493,6 +495,27 @@ def test_cap_window_counts_exposures_after_now_minus_window(ago: float, capped: 
     a = Action(id="hero-a", features={})
     result = apply(c, [a], {}, 1000.0, {"hero-a": [1000.0 - ago]}, {})
     assert result.removed == ({"cap:h": ["hero-a"]} if capped else {})
+
+
+def test_a_stock_replica_change_reaches_the_next_decision() -> None:
+    """Out-of-stock positions are kept per stock version: every level the replica applies
+    (and a key it forgets) must reach the very next apply."""
+    constraints = parse({"inventory": {"sku_field": "sku"}})
+    actions = [Action(f"a{i}", {}, {"sku": f"S{i}"}) for i in range(3)]
+    mirror = Mirror("stock", 1, decode_stock)
+    stock = StockView(mirror)
+
+    def shown() -> list[str]:
+        return [a.id for a in apply(constraints, actions, {}, 0.0, None, stock).actions]
+
+    assert shown() == ["a0", "a1", "a2"]  # unknown SKUs count as in stock
+    mirror.apply(0, 0, b"S1", encode_stock(0.0, 1.0))
+    assert shown() == ["a0", "a2"]
+    mirror.apply(0, 1, b"S1", encode_stock(4.0, 2.0))
+    mirror.apply(0, 2, b"S2", encode_stock(0.0, 2.0))
+    assert shown() == ["a0", "a1"]
+    mirror.discard(b"S2")
+    assert shown() == ["a0", "a1", "a2"]
 
 
 def test_group_cap_counts_members_the_request_did_not_offer() -> None:
