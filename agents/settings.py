@@ -27,7 +27,7 @@ class Settings:
     checkpoint_seconds: float = 2.0
     tick_seconds: float = 0.1
     fetch_wait_ms: int = 50  # a broker that holds fetches (Tansu) answers no later
-    consistency_check: str = "auto"  # Faust's table recovery check: auto (off on Tansu), on, off
+    consistency_check: str = "on"  # Faust's table recovery check: on, off
     orphan_seconds: float = 3600.0
     retention_seconds: float = 60.0
     outbox_capacity: int = 1_000_000
@@ -46,9 +46,9 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)}", field=name)
-        if self.consistency_check not in ("auto", "on", "off"):
+        if self.consistency_check not in ("on", "off"):
             raise InvalidInput(
-                f"consistency_check must be auto, on or off, got {self.consistency_check!r}",
+                f"consistency_check must be on or off, got {self.consistency_check!r}",
                 field="LOOPWISE_CONSISTENCY_CHECK",
             )
         for name in ("checkpoint_seconds", "tick_seconds"):

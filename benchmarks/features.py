@@ -466,8 +466,8 @@ def passthrough_worker(topic: str, expected: int, stats: Path) -> None:
     from agents.worker import create_app
 
     settings = from_env()
-    broker = asyncio.run(prepare(settings))
-    app = create_app(settings, consistency_check=not broker.tansu)
+    asyncio.run(prepare(settings))
+    app = create_app(settings)
     counter = Passthrough(expected, stats)
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     source = app.topic(topic, key_type=bytes, value_type=bytes, **raw)

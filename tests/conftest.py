@@ -189,3 +189,33 @@ async def read_topic(bootstrap: str, topic: str, timeout: float) -> list[tuple[b
     finally:
         await consumer.stop()
     return out
+
+
+def trace_events(stack: Stack, event_ids: list[str]) -> str:
+    """Where each event id stopped: its messages on the decision, reward and training
+    topics, and its join entries on the worker's changelog (oldest first)."""
+    import asyncio
+
+    import msgspec
+
+    from engine import join
+
+    prefix = f"t{stack.port}"
+    topics = {name: f"{prefix}-{name}" for name in ("decisions", "rewards", "training")} | {
+        "join-changelog": f"{prefix}-worker-join-changelog"
+    }
+    found: dict[str, list[str]] = {e: [] for e in event_ids}
+    for name, topic in topics.items():
+        for key, value in asyncio.run(read_topic(stack.broker, topic, 20.0)):
+            for e in event_ids:
+                if e.encode() not in key and e.encode() not in value:
+                    continue
+                if name == "join-changelog" and value:
+                    try:
+                        entry = join.decode_entry(value)
+                        found[e].append(f"{name}: emitted={entry.emitted}")
+                        continue
+                    except msgspec.DecodeError:
+                        pass
+                found[e].append(f"{name}: {len(value)} bytes" if value else f"{name}: tombstone")
+    return "\n".join(f"{e}: {found[e] or 'nowhere'}" for e in event_ids)

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.settings import Settings
-from agents.worker import Joiner
+from agents.worker import POSITION, Joiner, position_key
 from engine import join
 from engine.records import (
     DecisionLogged,
@@ -52,7 +52,10 @@ class FakeTable(dict[bytes, bytes]):
         self.app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: assignment))
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.log.append(("set", (key, join.decode_entry(value))))
+        if key.startswith(POSITION):
+            self.log.append(("position", (key, int(value))))
+        else:
+            self.log.append(("set", (key, join.decode_entry(value))))
         super().__setitem__(key, value)
 
     def __delitem__(self, key: bytes) -> None:
@@ -60,7 +63,7 @@ class FakeTable(dict[bytes, bytes]):
         super().__delitem__(key)
 
     def entries(self) -> dict[bytes, join.JoinEntry]:
-        return {k: join.decode_entry(v) for k, v in self.items()}
+        return {k: join.decode_entry(v) for k, v in self.items() if not k.startswith(POSITION)}
 
 
 class FakeTopic:
@@ -310,3 +313,92 @@ def test_a_batch_ends_where_one_by_one_processing_and_the_engine_end(
     assert batched_topic.sent == single_topic.sent
     assert by_event(batched_topic.sent) == by_event(emitted)
     assert batched.counts == single.counts == counts
+
+
+class LogReader:
+    """One partition's log, read back by offset: the broker's part in `Joiner.admit`."""
+
+    def __init__(self, raws: list[bytes]) -> None:
+        self.raws = raws
+        self.reads: list[tuple[int, int]] = []
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[bytes]:
+        assert (topic, partition) == (TOPIC, 0)
+        self.reads.append((start, end))
+        return self.raws[start:end]
+
+
+TOPIC = SETTINGS.topic("decisions")
+
+# How a faulty consumer delivers a log: runs that each start anywhere (a restart from a
+# stale or a too-new committed offset) except the first (a new group reads from the start),
+# go forward in steps (1: in order; more: it skipped some), and may come from a new worker
+# on the same table (restart: `True`).
+runs_strategy = st.lists(
+    st.tuples(st.integers(0, 40), st.lists(st.integers(1, 4), max_size=40), st.booleans()),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=messages_strategy, runs=runs_strategy)
+def test_whatever_the_consumer_delivers_each_message_is_joined_once_in_log_order(
+    messages: list[DecisionLogged | RewardObserved | Tick],
+    runs: list[tuple[int, list[int], bool]],
+) -> None:
+    raws = [encode(m) for m in messages]
+    log: Log = []
+    table, topic, reader = FakeTable(log), FakeTopic(log), LogReader(raws)
+    workers: list[Joiner] = []
+
+    def worker() -> Joiner:
+        workers.append(Joiner(SETTINGS, table, topic))
+        workers[-1].reader = reader  # type: ignore[assignment]  # the log, not a broker
+        return workers[-1]
+
+    async def scenario() -> None:
+        joiner = worker()
+        for i, (start, steps, restart) in enumerate(runs):
+            if restart:
+                joiner = worker()
+            offset = start if i else 0
+            for step in [0, *steps]:
+                offset += step
+                if offset >= len(raws):
+                    break
+                await joiner.admit(TOPIC, 0, offset, raws[offset])
+        if raws:  # in the end the consumer reaches the last message
+            await joiner.admit(TOPIC, 0, len(raws) - 1, raws[-1])
+
+    asyncio.run(scenario())
+    entries, emitted, counts = reference(messages)
+    assert table.entries() == entries
+    assert by_event(topic.sent) == by_event(emitted)
+    joined = sum((w.counts for w in workers), Counter())
+    for kind in ("replayed", "skipped_by_consumer"):
+        joined.pop(kind, None)
+    assert joined == counts
+    if raws:
+        assert int(table[position_key(TOPIC)]) == len(raws)
+
+
+def test_a_skipped_range_is_read_from_the_log_and_a_replay_is_passed_over() -> None:
+    raws = [encode(decision(f"e{i}")) for i in range(6)]
+    joiner, table, _ = make()
+    reader = LogReader(raws)
+    joiner.reader = reader  # type: ignore[assignment]  # the log, not a broker
+
+    async def scenario() -> None:
+        for offset in (0, 1, 4, 2, 5):
+            await joiner.admit(TOPIC, 0, offset, raws[offset])
+
+    asyncio.run(scenario())
+    assert reader.reads == [(2, 4)]
+    assert sorted(table.entries()) == [f"e{i}".encode() for i in range(6)]
+    assert joiner.counts["skipped_by_consumer"] == 2 and joiner.counts["replayed"] == 1
+    assert joiner.counts["decisions"] == 6 and "duplicate_decisions" not in joiner.counts
+    # a new worker on the same table resumes from the stored position
+    again, _, _ = make()
+    again.table = table
+    assert again.stored_position(TOPIC) == 6
