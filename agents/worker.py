@@ -98,9 +98,9 @@ class Joiner:
 
         The join keeps the next offset of each source partition in its table, written
         after the state the message changed (so it travels in the changelog with it).
-        Faust's consumer can jump ahead in a partition (around rebalances and restarts it
-        commits what it takes for a gap in the offsets; measured: 97 decisions skipped
-        in one partition over 25 worker kills). A message below the position was joined
+        Faust's consumer can jump ahead in a partition after a restart and commit past the
+        jump (measured: from offset 6,591 to 6,689; over 25 worker kills 134 decisions and
+        161 rewards were never joined). A message below the position was joined
         already and is passed over; one above it has the skipped range read from the
         broker and joined first. Call while the event is current (see `handle`)."""
         key = (topic, partition)
