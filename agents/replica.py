@@ -31,6 +31,7 @@ from policies.base import Example, Policy
 from policies.registry import build, model_key
 
 log = logging.getLogger(__name__)
+LEDGER = "__ledger__"  # the checkpoint blob of the ledger (no catalog name starts with "_")
 
 
 @dataclass
@@ -173,10 +174,10 @@ class ModelReplica(LogFollower):
         for name, (key, data, learned, generation) in self.saved.items():
             blobs[name] = data
             models[name] = {"key": key, "learned": learned, "generation": generation}
+        blobs[LEDGER] = self.ledger.encoded()
         header: dict[str, object] = {
             "epoch": self.epoch,
             "offsets": {str(p): o for p, o in self.offsets.items()},
-            "ledger": self.ledger.keys(),
             "models": models,
             "counts": dict(self.counts),
             "written_at": time.time(),
@@ -229,7 +230,8 @@ class ModelReplica(LogFollower):
     def _restore(self, header: dict[str, object], blobs: dict[str, bytes]) -> None:
         models = header.get("models")
         offsets = header.get("offsets")
-        ledger = header.get("ledger")
+        # the ledger is a blob of its own; checkpoints before it kept a list in the header
+        ledger = Ledger.decode(blobs[LEDGER]) if LEDGER in blobs else header.get("ledger")
         counts = header.get("counts", {})
         epoch = header.get("epoch")
         if not (

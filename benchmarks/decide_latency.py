@@ -9,6 +9,7 @@ saturation. Capacity = the highest tested rate whose p99 stays under 10 ms.
 from __future__ import annotations
 
 import contextlib
+import statistics
 import subprocess
 import sys
 import time
@@ -22,7 +23,13 @@ from benchmarks.common import ROOT, env_with, free_port, quantiles_ms, save_figu
 from benchmarks.load import request_bytes, run_load
 from benchmarks.shapes import MAIN, SHAPES, catalog_body, decide_body
 
+BIG = next(s for s in SHAPES if s.name == "200x1000")
+
 CAPACITY_P99_MS = 10.0
+# The p99 targets are checked again at exactly their rates, in longer runs: a ladder step
+# has 800 requests at 200 req/s, so one 40 ms stall of the shared machine (the bare echo
+# has them too: max 27-65 ms) holds up 8 requests and is the step's p99 by itself.
+CHECK_RUNS, CHECK_SECONDS = 3, 8.0
 SETTLE_WAIT_S = 1.0  # the reward wait of the benchmark catalogs
 STOP_P99_MS = 200.0
 LADDERS: dict[str, list[float]] = {
@@ -71,9 +78,29 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
                 duration,
                 settle=lambda: _settle(s.url),
             )
+        checks = {}
+        if not quick:
+            half = capacity(results[MAIN.name]) / 2  # type: ignore[arg-type]
+            for shape, rate in ((MAIN, half), (BIG, 50.0)):
+                reqs = [
+                    request_bytes(host, int(port), "/v1/decide", decide_body(shape, i))
+                    for i in range(256 if shape.features < 1000 else 64)
+                ]
+                runs = ladder(
+                    f"{shape.name} check",
+                    host,
+                    int(port),
+                    reqs,
+                    [rate] * CHECK_RUNS,
+                    CHECK_SECONDS,
+                    settle=lambda: _settle(s.url),
+                )
+                checks[shape.name] = {"rate": rate, "p99_ms": [r["p99_ms"] for r in runs]}
         if flamegraph and not quick:
             flame = _flamegraph(s.data_dir, host, int(port), out)
     summary = _summary(results)
+    summary["checks"] = checks
+    summary.update(_checked(checks))
     summary["plot"] = _plot(results, out)
     summary["flamegraph"] = flame
     return {
@@ -175,6 +202,23 @@ def _summary(results: dict[str, object]) -> dict[str, object]:
             "capacity_ratio>=0.5": ratio >= 0.5,
             "p99_at_half_capacity<=5ms": p99_half <= 5.0,
             "200x1000_p99_at_50rps<=20ms": bool(at50 and float(at50[0]["p99_ms"]) <= 20.0),
+        },
+    }
+
+
+def _checked(checks: dict[str, dict[str, object]]) -> dict[str, object]:
+    """The p99 targets from the repeated runs at their exact rates: the median run."""
+    if not checks:
+        return {}
+    main, big = checks[MAIN.name], checks[BIG.name]
+    p99_half = statistics.median(float(str(v)) for v in main["p99_ms"])  # type: ignore[attr-defined]
+    p99_big = statistics.median(float(str(v)) for v in big["p99_ms"])  # type: ignore[attr-defined]
+    return {
+        "checked_p99_ms_50x20_at_half_capacity": p99_half,
+        "checked_p99_ms_200x1000_at_50rps": p99_big,
+        "checked_targets": {
+            "p99_at_half_capacity<=5ms": p99_half <= 5.0,
+            "200x1000_p99_at_50rps<=20ms": p99_big <= 20.0,
         },
     }
 

@@ -44,3 +44,29 @@ def test_ledger_refuses_repeats_and_forgets_the_oldest() -> None:
     assert [ledger.add(k) for k in "abca"] == [True, True, True, False]
     assert ledger.add("d") and "a" not in ledger and ledger.keys() == ["b", "c", "d"]
     assert Ledger(3, ["x", "x", "y"]).keys() == ["x", "y"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    adds=st.lists(
+        st.sampled_from([f"e{i}" for i in range(40)]) | st.text(max_size=5), max_size=120
+    ),
+    capacity=st.integers(1, 30),
+    chunk=st.integers(1, 8),
+)
+def test_the_encoded_ledger_restores_the_same_keys_and_stays_bounded(
+    adds: list[str], capacity: int, chunk: int
+) -> None:
+    ledger = Ledger(capacity, chunk=chunk)
+    for key in adds:
+        ledger.add(key)
+    raw = ledger.encoded()
+    kept = Ledger.decode(raw)
+    assert Ledger(capacity, kept).keys() == ledger.keys()
+    assert set(ledger.keys()) <= set(kept)
+    assert len(kept) <= capacity + chunk  # forgotten chunks are dropped, not kept forever
+
+
+def test_an_unreadable_ledger_blob_is_a_corrupt_checkpoint() -> None:
+    with pytest.raises(CorruptCheckpoint):
+        Ledger.decode(b'["a", 1]')

@@ -10,10 +10,12 @@ import pytest
 
 from agents.catalogs import CatalogStore
 from agents.kv import KV
-from agents.replica import ModelReplica
+from agents.replica import LEDGER, ModelReplica
 from agents.settings import Settings
+from engine import checkpoint
 from engine.catalog import with_features
 from engine.features import Features
+from engine.ledger import Ledger
 from engine.records import TrainingExample, decode, encode
 
 CATALOG = {
@@ -90,6 +92,24 @@ def test_a_restart_restores_model_offsets_and_ledger(tmp_path: Path) -> None:
     again.replica.apply(1, 30, None, example(5))  # a replayed duplicate from before the restart
     assert again.replica.counts["duplicates"] == 1
     assert again.replica.model_version("shop") == "1.30"
+    again.close()
+
+
+def test_a_checkpoint_from_before_the_ledger_blob_still_loads(tmp_path: Path) -> None:
+    """Older checkpoints kept the ledger as a list in the header."""
+    r = Replica(tmp_path)
+    for offset in range(5):
+        r.replica.apply(0, offset, None, example(offset))
+    r.close()
+    header, blobs = checkpoint.decode(r.replica.path.read_bytes())
+    header["ledger"] = Ledger.decode(blobs.pop(LEDGER))
+    r.replica.path.write_bytes(checkpoint.encode(header, blobs))
+    r.replica.path.with_suffix(".prev").unlink(missing_ok=True)
+
+    again = Replica(tmp_path)
+    assert again.replica.loaded_from == "model.ckpt"
+    again.replica.apply(0, 5, None, example(3))  # learned before the restart
+    assert again.replica.counts["duplicates"] == 1
     again.close()
 
 
