@@ -9,6 +9,7 @@ saturation. Capacity = the highest tested rate whose p99 stays under 10 ms.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import subprocess
 import sys
@@ -19,9 +20,18 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from benchmarks.common import ROOT, env_with, free_port, quantiles_ms, save_figure, stack, table
+from benchmarks.common import (
+    ROOT,
+    Stack,
+    env_with,
+    free_port,
+    quantiles_ms,
+    save_figure,
+    stack,
+    table,
+)
 from benchmarks.load import request_bytes, run_load
-from benchmarks.shapes import MAIN, SHAPES, catalog_body, decide_body
+from benchmarks.shapes import MAIN, SHAPES, Shape, catalog_body, decide_body
 
 BIG = next(s for s in SHAPES if s.name == "200x1000")
 
@@ -30,6 +40,7 @@ CAPACITY_P99_MS = 10.0
 # has 800 requests at 200 req/s, so one 40 ms stall of the shared machine (the bare echo
 # has them too: max 27-65 ms) holds up 8 requests and is the step's p99 by itself.
 CHECK_RUNS, CHECK_SECONDS = 3, 8.0
+FRESH_RATE = 250.0  # half the 50x20 capacity of the runs so far, checked before the ladders
 SETTLE_WAIT_S = 1.0  # the reward wait of the benchmark catalogs
 STOP_P99_MS = 200.0
 LADDERS: dict[str, list[float]] = {
@@ -61,6 +72,8 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
         for shape in SHAPES:  # warm-up: models built, caches filled
             for i in range(20):
                 httpx.post(f"{s.url}/v1/decide", content=decide_body(shape, i)).raise_for_status()
+        if not quick:  # the same check on the fresh stack, to compare with the one after
+            fresh = _check(MAIN, host, int(port), FRESH_RATE, s)
         main_bodies = [decide_body(MAIN, i) for i in range(256)]
         echo = [request_bytes(host, bare_port, "/echo", b) for b in main_bodies]
         results["bare"] = ladder("bare", host, bare_port, echo, ladders["bare"], duration)
@@ -78,28 +91,17 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
                 duration,
                 settle=lambda: _settle(s.url),
             )
-        checks = {}
+        checks: dict[str, dict[str, object]] = {}
         if not quick:
             half = capacity(results[MAIN.name]) / 2  # type: ignore[arg-type]
             for shape, rate in ((MAIN, half), (BIG, 50.0)):
-                reqs = [
-                    request_bytes(host, int(port), "/v1/decide", decide_body(shape, i))
-                    for i in range(256 if shape.features < 1000 else 64)
-                ]
-                runs = ladder(
-                    f"{shape.name} check",
-                    host,
-                    int(port),
-                    reqs,
-                    [rate] * CHECK_RUNS,
-                    CHECK_SECONDS,
-                    settle=lambda: _settle(s.url),
-                )
-                checks[shape.name] = {"rate": rate, "p99_ms": [r["p99_ms"] for r in runs]}
+                checks[shape.name] = _check(shape, host, int(port), rate, s)
         if flamegraph and not quick:
             flame = _flamegraph(s.data_dir, host, int(port), out)
     summary = _summary(results)
     summary["checks"] = checks
+    if not quick:
+        summary["fresh_check_50x20"] = fresh
     summary.update(_checked(checks))
     summary["plot"] = _plot(results, out)
     summary["flamegraph"] = flame
@@ -204,6 +206,55 @@ def _summary(results: dict[str, object]) -> dict[str, object]:
             "200x1000_p99_at_50rps<=20ms": bool(at50 and float(at50[0]["p99_ms"]) <= 20.0),
         },
     }
+
+
+def _check(shape: Shape, host: str, port: int, rate: float, s: Stack) -> dict[str, object]:
+    """CHECK_RUNS runs at `rate`, each with the CPU (in cores) of the stack's processes:
+    the broker shares this machine's cores with the API."""
+    reqs = [
+        request_bytes(host, port, "/v1/decide", decide_body(shape, i))
+        for i in range(256 if shape.features < 1000 else 64)
+    ]
+    runs: list[dict[str, object]] = []
+    for _ in tqdm(range(CHECK_RUNS), desc=f"check {shape.name} at {rate:g}/s", leave=False):
+        before, started = cpu_seconds(s.process.pid), time.monotonic()
+        r = run_load(host, port, reqs, rate, CHECK_SECONDS)
+        elapsed = time.monotonic() - started
+        after = cpu_seconds(s.process.pid)
+        q = quantiles_ms(r.latencies)
+        cores = {k: round((v - before.get(k, 0.0)) / elapsed, 3) for k, v in after.items()}
+        runs.append({"p50_ms": q["p50"], "p99_ms": q["p99"], "errors": r.errors, "cores": cores})
+        _settle(s.url)
+    return {"rate": rate, "p99_ms": [r["p99_ms"] for r in runs], "runs": runs}
+
+
+def cpu_seconds(parent: int) -> dict[str, float]:
+    """CPU seconds so far of the children of `parent` (`loopwise up`): api, worker, broker.
+    Linux /proc; empty elsewhere."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if int(stat[1]) != parent:
+            continue
+        role = (
+            "broker"
+            if b"tansu" in command
+            else "worker"
+            if b"api.cli worker" in command
+            else "api"
+            if b"api.cli api" in command
+            else None
+        )
+        if role is not None:
+            out[role] = out.get(role, 0.0) + (int(stat[11]) + int(stat[12])) / tick
+    return out
 
 
 def _checked(checks: dict[str, dict[str, object]]) -> dict[str, object]:
