@@ -228,6 +228,9 @@ def _check(shape: Shape, host: str, port: int, rate: float, s: Stack) -> dict[st
     return {"rate": rate, "p99_ms": [r["p99_ms"] for r in runs], "runs": runs}
 
 
+ROLES = ((b"tansu", "broker"), (b"api.cli worker", "worker"), (b"api.cli api", "api"))
+
+
 def cpu_seconds(parent: int) -> dict[str, float]:
     """CPU seconds so far of the children of `parent` (`loopwise up`): api, worker, broker.
     Linux /proc; empty elsewhere."""
@@ -243,15 +246,7 @@ def cpu_seconds(parent: int) -> dict[str, float]:
             continue
         if int(stat[1]) != parent:
             continue
-        role = (
-            "broker"
-            if b"tansu" in command
-            else "worker"
-            if b"api.cli worker" in command
-            else "api"
-            if b"api.cli api" in command
-            else None
-        )
+        role = next((name for mark, name in ROLES if mark in command), None)
         if role is not None:
             out[role] = out.get(role, 0.0) + (int(stat[11]) + int(stat[12])) / tick
     return out
