@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -509,9 +510,38 @@ def run(settings: Settings) -> None:
         )
         shutil.rmtree(settings.data_dir / "worker", ignore_errors=True)
     remember_epoch(epoch_file, epoch)
+    if drop_join_after_unclean_stop(settings.data_dir):
+        log.warning("the worker did not stop cleanly: its join table is rebuilt from the changelog")
     # On Tansu too: recovery reads to the real end of a changelog (`exact_recovery_highwaters`),
     # so a table that remembers more than the changelog holds means a lost log.
     check = settings.consistency_check == "on"
     app = create_app(settings, consistency_check=check)
     worker = faust.Worker(app, loglevel="info", quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:  # Faust stopped its tables and flushed their changelogs (not so on SIGKILL)
+        (settings.data_dir / CLEAN_STOP).touch()
+
+
+CLEAN_STOP = "worker.clean"  # written when the worker stops cleanly; removed at start
+
+
+def drop_join_after_unclean_stop(data_dir: Path) -> bool:
+    """Delete the join table's local RocksDB unless the worker last stopped cleanly; True
+    if it did. After a SIGKILL the local table is newer than its changelog, and Faust
+    replays the changelog from its last acknowledged offset over it: keys whose last
+    writes never reached the changelog keep their newer values, the others go back to
+    older ones, and the table mixes two moments (found with scripts/chaos.py: a join entry
+    back to "reward only" while the decision's stored position was past the decision;
+    1 of 8,880 decisions never learned in 8 kills). The changelog alone is a consistent
+    prefix, entries before their positions; what came after it is joined again from the
+    positions, and the model replica's ledger drops the examples emitted twice."""
+    marker = data_dir / CLEAN_STOP
+    clean = marker.exists()
+    marker.unlink(missing_ok=True)
+    tables = sorted((data_dir / "worker" / "v1" / "tables").glob("join-*.db"))
+    if clean or not tables:
+        return False
+    for table in tables:
+        shutil.rmtree(table)
+    return True

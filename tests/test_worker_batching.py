@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.settings import Settings
-from agents.worker import POSITION, Joiner, position_key
+from agents.worker import CLEAN_STOP, POSITION, Joiner, drop_join_after_unclean_stop, position_key
 from engine import join
 from engine.records import (
     DecisionLogged,
@@ -402,3 +403,15 @@ def test_a_skipped_range_is_read_from_the_log_and_a_replay_is_passed_over() -> N
     again, _, _ = make()
     again.table = table
     assert again.stored_position(TOPIC) == 6
+
+
+def test_the_join_table_is_dropped_after_an_unclean_stop_only(tmp_path: Path) -> None:
+    tables = tmp_path / "worker" / "v1" / "tables"
+    assert not drop_join_after_unclean_stop(tmp_path)  # a first start: nothing to drop
+    for name in ("join-0.db", "join-1.db", "profiles-0.db"):
+        (tables / name).mkdir(parents=True)
+    (tmp_path / CLEAN_STOP).touch()  # the last stop was clean: the local table is kept
+    assert not drop_join_after_unclean_stop(tmp_path)
+    assert (tables / "join-0.db").exists() and not (tmp_path / CLEAN_STOP).exists()
+    assert drop_join_after_unclean_stop(tmp_path)  # no marker: killed
+    assert sorted(p.name for p in tables.iterdir()) == ["profiles-0.db"]
