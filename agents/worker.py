@@ -445,7 +445,7 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
                 await joiner.admit(m.topic, m.partition, m.offset, event.value)
             except Exception:  # a bug must not stop the join for every other event
                 joiner.counts["failed"] += 1
-                log.exception("join failed for a message on partition %d", event.message.partition)
+                log.exception("join failed for a message on partition %d", m.partition)
 
     @app.agent(events)
     async def stock_agent(stream: Any) -> None:
@@ -519,8 +519,10 @@ def run(settings: Settings) -> None:
     worker = faust.Worker(app, loglevel="info", quiet=True)
     try:
         worker.execute_from_commandline()
-    finally:  # Faust stopped its tables and flushed their changelogs (not so on SIGKILL)
-        (settings.data_dir / CLEAN_STOP).touch()
+    except SystemExit as stop:  # Faust always ends so; 0 after SIGTERM, once it stopped
+        if stop.code in (0, None):  # its tables and flushed their changelogs
+            (settings.data_dir / CLEAN_STOP).touch()
+        raise
 
 
 CLEAN_STOP = "worker.clean"  # written when the worker stops cleanly; removed at start

@@ -31,9 +31,7 @@ from benchmarks.common import (
     table,
 )
 from benchmarks.load import request_bytes, run_load
-from benchmarks.shapes import MAIN, SHAPES, Shape, catalog_body, decide_body
-
-BIG = next(s for s in SHAPES if s.name == "200x1000")
+from benchmarks.shapes import MAIN, SHAPES, WIDE, Shape, catalog_body, decide_body
 
 CAPACITY_P99_MS = 10.0
 # The p99 targets are checked again at exactly their rates, in longer runs: a ladder step
@@ -78,10 +76,7 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
         echo = [request_bytes(host, bare_port, "/echo", b) for b in main_bodies]
         results["bare"] = ladder("bare", host, bare_port, echo, ladders["bare"], duration)
         for shape in SHAPES:
-            reqs = [
-                request_bytes(host, int(port), "/v1/decide", decide_body(shape, i))
-                for i in range(256 if shape.features < 1000 else 64)
-            ]
+            reqs = _decide_requests(shape, host, int(port))
             results[shape.name] = ladder(
                 shape.name,
                 host,
@@ -94,7 +89,7 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
         checks: dict[str, dict[str, object]] = {}
         if not quick:
             half = capacity(results[MAIN.name]) / 2  # type: ignore[arg-type]
-            for shape, rate in ((MAIN, half), (BIG, 50.0)):
+            for shape, rate in ((MAIN, half), (WIDE, 50.0)):
                 checks[shape.name] = _check(shape, host, int(port), rate, s)
         if flamegraph and not quick:
             flame = _flamegraph(s.data_dir, host, int(port), out)
@@ -191,7 +186,7 @@ def _summary(results: dict[str, object]) -> dict[str, object]:
     assert isinstance(main_rows, list)
     near_half = [r for r in main_rows if float(r["rate"]) <= half]
     p99_half = float(near_half[-1]["p99_ms"]) if near_half else float("nan")
-    big = results["200x1000"]
+    big = results[WIDE.name]
     assert isinstance(big, list)
     at50 = [r for r in big if float(r["rate"]) == 50.0]
     return {
@@ -208,13 +203,18 @@ def _summary(results: dict[str, object]) -> dict[str, object]:
     }
 
 
-def _check(shape: Shape, host: str, port: int, rate: float, s: Stack) -> dict[str, object]:
-    """CHECK_RUNS runs at `rate`, each with the CPU (in cores) of the stack's processes:
-    the broker shares this machine's cores with the API."""
-    reqs = [
+def _decide_requests(shape: Shape, host: str, port: int) -> list[bytes]:
+    """Raw POST /v1/decide requests of `shape`, varied bodies (fewer of the wide ones)."""
+    return [
         request_bytes(host, port, "/v1/decide", decide_body(shape, i))
         for i in range(256 if shape.features < 1000 else 64)
     ]
+
+
+def _check(shape: Shape, host: str, port: int, rate: float, s: Stack) -> dict[str, object]:
+    """CHECK_RUNS runs at `rate`, each with the CPU (in cores) of the stack's processes:
+    the broker shares this machine's cores with the API."""
+    reqs = _decide_requests(shape, host, port)
     runs: list[dict[str, object]] = []
     for _ in tqdm(range(CHECK_RUNS), desc=f"check {shape.name} at {rate:g}/s", leave=False):
         before, started = cpu_seconds(s.process.pid), time.monotonic()
@@ -256,7 +256,7 @@ def _checked(checks: dict[str, dict[str, object]]) -> dict[str, object]:
     """The p99 targets from the repeated runs at their exact rates: the median run."""
     if not checks:
         return {}
-    main, big = checks[MAIN.name], checks[BIG.name]
+    main, big = checks[MAIN.name], checks[WIDE.name]
     p99_half = statistics.median(float(str(v)) for v in main["p99_ms"])  # type: ignore[attr-defined]
     p99_big = statistics.median(float(str(v)) for v in big["p99_ms"])  # type: ignore[attr-defined]
     return {
@@ -302,7 +302,7 @@ def _flamegraph(data_dir: Path, host: str, port: int, out: Path) -> str | None:
     pid = _api_pid(port)
     if pid is None:
         return None
-    reqs = [request_bytes(host, port, "/v1/decide", decide_body(MAIN, i)) for i in range(256)]
+    reqs = _decide_requests(MAIN, host, port)
     import threading
 
     holder: dict[str, str | None] = {}

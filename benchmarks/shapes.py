@@ -25,6 +25,7 @@ class Shape:
 
 SHAPES = (Shape(10, 20), Shape(50, 20), Shape(200, 1000))
 MAIN = SHAPES[1]
+WIDE = SHAPES[2]  # the "1,000+ variables" case
 
 
 def catalog_body(shape: Shape, wait: float = 10.0) -> dict[str, object]:
