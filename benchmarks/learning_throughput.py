@@ -61,7 +61,7 @@ def bare_vw(n: int) -> dict[str, float]:
     body = catalog_body(SHAPE)
     actions = body["actions"]
     assert isinstance(actions, list)
-    bodies = [vwformat.action_body(flatten(a["features"], limits)) for a in actions]
+    bodies = [vwformat.action_body(flatten(a["features"], limits), a["id"]) for a in actions]
     examples: list[list[str]] = []
     for i in range(n):
         chosen = int(rng_for(str(i)).random() * len(bodies))

@@ -102,7 +102,7 @@ class Action:
 
     def __post_init__(self) -> None:
         if not self.vw_body:
-            object.__setattr__(self, "vw_body", vwformat.action_body(self.features))
+            object.__setattr__(self, "vw_body", vwformat.action_body(self.features, self.id))
 
 
 def with_features(action: Action, extra: Features | None) -> Action:

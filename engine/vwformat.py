@@ -132,9 +132,20 @@ def shared_line(features: Features) -> str:
     return f"{SHARED} {namespace_block(CONTEXT_PREFIX, features) or '|' + CONTEXT_PREFIX}"
 
 
-def action_body(features: Features) -> str:
-    """An unlabeled action line; `|a` when the action has no features."""
-    return namespace_block(ACTION_PREFIX, features) or f"|{ACTION_PREFIX}"
+def action_body(features: Features, action_id: str | None = None) -> str:
+    """An unlabeled action line: `|a <id>`, then the feature namespaces; `|a` if neither.
+
+    The id goes in the bare `|a` namespace, which no feature namespace can be (their names
+    are escaped to at least one character). Crossed with the context (`ca`), it gives every
+    action its own weights per context feature, so actions that share every feature (or
+    have none) can still be told apart: the quality benchmark's 50-offer storefront has 20
+    distinct feature sets for 50 offers.
+    """
+    block = namespace_block(ACTION_PREFIX, features)
+    if action_id is None:
+        return block or f"|{ACTION_PREFIX}"
+    head = f"|{ACTION_PREFIX} {escape(action_id)}"
+    return f"{head} {block}" if block else head
 
 
 def cb_label(cost: float, probability: float) -> str:

@@ -115,7 +115,7 @@ def cost_of(reward: float) -> float:
 
 
 def action_body(action: Action) -> str:
-    return action.vw_body or vwformat.action_body(action.features)
+    return action.vw_body or vwformat.action_body(action.features, action.id)
 
 
 def _workspace(args: str, model: bytes) -> vowpalwabbit.Workspace:

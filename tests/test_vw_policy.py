@@ -33,7 +33,7 @@ def from_text(policy: VWPolicy, context: Features, eligible: list[Action]) -> np
         ws = vowpalwabbit.Workspace(f"{policy.args} -i {path}")
         lines = [
             vwformat.shared_line(context),
-            *(vwformat.action_body(a.features) for a in eligible),
+            *(vwformat.action_body(a.features, a.id) for a in eligible),
         ]
         out = np.asarray(ws.predict(lines))
         ws.finish()
@@ -68,6 +68,22 @@ def test_actions_with_identical_features_stay_distinct() -> None:
     assert pmf.shape == (2,) and pmf.sum() == pytest.approx(1.0, abs=1e-6)
     assert len(policy._parsed) == 2
     policy.close()
+
+
+def test_the_action_id_is_learned_so_twins_get_their_own_values() -> None:
+    """Twins share every feature; only the id (crossed with the context) tells them apart."""
+    policy = VWPolicy(Learning())
+    rng = np.random.default_rng(5)
+    for step in range(600):
+        segment = step % 2
+        context: Features = {"user": {"segment": f"s{segment}"}}
+        chosen = int(rng.integers(2))
+        reward = float(chosen == segment)  # s0 clicks twin-1, s1 clicks twin-2
+        policy.learn(Example(context, TWINS, chosen, 0.5, reward))
+    first = policy.distribution({"user": {"segment": "s0"}}, TWINS)
+    second = policy.distribution({"user": {"segment": "s1"}}, TWINS)
+    policy.close()
+    assert first[0] > 0.8 and second[1] > 0.8, (first, second)
 
 
 def weights(policy: VWPolicy) -> dict[int, float]:
