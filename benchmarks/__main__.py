@@ -27,6 +27,7 @@ NAMES = (
     "learning_throughput",
     "constraints",
     "features",
+    "broker",
 )
 OFFLINE = ("quality", "cost", "constraints")
 

@@ -106,3 +106,31 @@ def test_quick_features_benchmark_exercises_every_measurement(tmp_path: Path) ->
     numbers = _numbers({k: features[k] for k in ("freshness", "ingestion", "profile_join")})
     assert numbers and all(math.isfinite(x) for x in numbers)
     assert Path(features["plot"]).stat().st_size > 0
+
+
+def test_quick_stack_benchmarks_measure_what_they_report(tmp_path: Path) -> None:
+    names = ["freshness", "decide_latency", "learning_throughput", "constraints", "broker"]
+    results = run_quick(tmp_path, names, timeout=600)["benchmarks"]
+    for name in names:
+        assert "error" not in results[name], results[name]
+
+    fresh = results["freshness"]
+    assert fresh["not_learned_within_timeout"] == 0 and fresh["learned_reported"] >= 10
+
+    latency = results["decide_latency"]["summary"]
+    assert set(latency["capacity_rps"]) == {"bare", "10x20", "50x20", "200x1000"}
+    assert Path(latency["plot"]).stat().st_size > 0
+    for name, rows in results["decide_latency"]["targets"].items():
+        assert rows and all(row["errors"] == 0 for row in rows), name
+
+    throughput = results["learning_throughput"]
+    assert throughput["pipeline"]["learned"] > 0 and throughput["bare_vw"]["learn_per_s"] > 0
+
+    assert results["constraints"]["eligible_mean"]["constrained"] < 50.0  # rules removed some
+
+    broker = results["broker"]
+    assert [p["consumers"] for p in broker["points"]] == [0, 3, 0, 3]
+    sizes = [p["log_messages"] for p in broker["points"]]
+    assert sizes == sorted(sizes) and sizes[-1] >= 2_000  # the log grew between the points
+
+    assert all(math.isfinite(x) for x in _numbers(results))

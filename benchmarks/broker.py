@@ -1,0 +1,152 @@
+"""The embedded broker's CPU against the size of its log: why the tail grows on Tansu.
+
+Tansu (the embedded default) keeps its topics in memory, without retention (and refuses
+DeleteRecords). The same load, 250 messages a second produced while three consumers follow
+them (as the worker follows decisions and the API follows training examples), is measured
+on a fresh log (the baseline, in the same run) and again after the log has grown. Producing
+alone costs the same at every size; a fetch that finds new data costs more the longer the
+log. Batching the producer (linger 10 ms instead of 1) did not lower it: 1.43-1.48 cores
+either way at 100,000 messages, and more on smaller logs. Apache Kafka finds a fetch's
+offset through its segment index, without that growth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from tqdm import tqdm
+
+from agents.broker import EmbeddedBroker, ensure_topics
+from benchmarks.common import free_port, table
+
+TOPIC, PARTITIONS, RATE, CONSUMERS = "growth", 4, 250.0, 3
+PAYLOAD = b"x" * 600  # about a training example of the 50 x 20 shape
+LINGER_MS = 1  # the outbox's
+
+
+def run(quick: bool, out: Path) -> dict[str, object]:
+    sizes = (0, 2_000) if quick else (0, 40_000, 100_000)
+    seconds = 1.0 if quick else 5.0
+    rows = asyncio.run(_measure(sizes, seconds))
+    fresh = {r["consumers"]: r["broker_cores"] for r in rows if r["filled_to"] == sizes[0]}
+    for r in rows:
+        r["vs_fresh_log"] = round(r["broker_cores"] / max(fresh[r["consumers"]], 1e-9), 2)
+    return {
+        "settings": {
+            "rate_per_s": RATE,
+            "consumers": [0, CONSUMERS],
+            "partitions": PARTITIONS,
+            "message_bytes": len(PAYLOAD),
+            "linger_ms": LINGER_MS,
+            "seconds_per_point": seconds,
+        },
+        "points": rows,
+        "largest_log_vs_fresh_with_consumers": rows[-1]["vs_fresh_log"],
+    }
+
+
+async def _measure(sizes: tuple[int, ...], seconds: float) -> list[dict[str, float]]:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="loopwise-broker-") as tmp:
+        broker = EmbeddedBroker(port, Path(tmp) / "tansu.log")
+        broker.start()
+        assert broker.process is not None
+        pid, bootstrap = broker.process.pid, f"127.0.0.1:{port}"
+        rows: list[dict[str, float]] = []
+        try:
+            await ensure_topics(bootstrap, {TOPIC: PARTITIONS})
+            written = 0
+            bar = tqdm(total=2 * len(sizes), desc="broker: log size x consumers", leave=False)
+            for size in sizes:
+                written += await _fill(bootstrap, max(0, size - written))
+                for consumers in (0, CONSUMERS):
+                    before, started = _cpu(pid), time.monotonic()
+                    written += await _steady(bootstrap, consumers, seconds)
+                    cores = (_cpu(pid) - before) / (time.monotonic() - started)
+                    row = {"filled_to": size, "log_messages": written, "consumers": consumers}
+                    rows.append({**row, "broker_cores": round(cores, 3)})
+                    bar.update()
+            bar.close()
+        finally:
+            broker.stop()
+    return rows
+
+
+async def _fill(bootstrap: str, n: int) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        pending: list[Awaitable[object]] = []
+        for i in range(n):
+            pending.append(await producer.send(TOPIC, PAYLOAD, partition=i % PARTITIONS))
+            if len(pending) >= 2_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def _steady(bootstrap: str, followers: int, seconds: float) -> int:
+    """RATE messages a second for `seconds`, while `followers` consumers follow the end."""
+    consumers = [
+        AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=50)
+        for _ in range(followers)
+    ]
+    parts = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
+    for c in consumers:
+        await c.start()
+        c.assign(parts)
+        await c.seek_to_end(*parts)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=LINGER_MS)
+    await producer.start()
+    done = asyncio.Event()
+
+    async def follow(c: AIOKafkaConsumer) -> None:
+        while not done.is_set():
+            await c.getmany(timeout_ms=100)
+
+    tasks = [asyncio.create_task(follow(c)) for c in consumers]
+    n = int(RATE * seconds)
+    try:
+        start = time.monotonic()
+        for i in range(n):
+            await producer.send(TOPIC, PAYLOAD, partition=i % PARTITIONS)
+            delay = start + (i + 1) / RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await producer.flush()
+    finally:
+        done.set()
+        await asyncio.gather(*tasks)
+        await producer.stop()
+        for c in consumers:
+            await c.stop()
+    return n
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds so far of process `pid` (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report(result: dict[str, object]) -> str:
+    points = result["points"]
+    assert isinstance(points, list)
+    rows = [
+        [p["log_messages"], p["consumers"], p["broker_cores"], p["vs_fresh_log"]] for p in points
+    ]
+    text = table(["log (messages)", "consumers", "broker cores", "x fresh log"], rows)
+    return (
+        f"embedded broker (Tansu), {RATE:g} msg/s produced, alone and with {CONSUMERS} "
+        f"consumers following\n{text}\nlargest log with consumers: "
+        f"{result['largest_log_vs_fresh_with_consumers']}x the broker CPU on a fresh log"
+    )
