@@ -133,7 +133,7 @@ def shared_line(features: Features) -> str:
 
 
 def action_body(features: Features, action_id: str | None = None) -> str:
-    """An unlabeled action line: `|a <id>`, then the feature namespaces; `|a` if neither.
+    """An unlabeled action line: `|a id=<id>`, then the feature namespaces; else `|a`.
 
     The id goes in the bare `|a` namespace, which no feature namespace can be (their names
     are escaped to at least one character). Crossed with the context (`ca`), it gives every
@@ -144,7 +144,8 @@ def action_body(features: Features, action_id: str | None = None) -> str:
     block = namespace_block(ACTION_PREFIX, features)
     if action_id is None:
         return block or f"|{ACTION_PREFIX}"
-    head = f"|{ACTION_PREFIX} {escape(action_id)}"
+    # `id=` keeps an all-digit id from being read as a weight index ("1" and "01" alike)
+    head = f"|{ACTION_PREFIX} id={escape(action_id)}"
     return f"{head} {block}" if block else head
 
 

@@ -280,7 +280,7 @@ def test_empty_examples_are_still_valid_lines() -> None:
     assert vwformat.shared_line({"user": {}}) == "shared |c"
     assert vwformat.action_body({}) == "|a"
     assert vwformat.namespace_block("a", {"item": {}}) == ""
-    assert vwformat.action_body({}, "hero 1") == "|a hero%201"
+    assert vwformat.action_body({}, "hero 1") == "|a id=hero%201"
 
 
 def test_the_action_id_has_a_namespace_no_feature_namespace_can_have(
@@ -288,16 +288,26 @@ def test_the_action_id_has_a_namespace_no_feature_namespace_can_have(
 ) -> None:
     features: Features = {"": {"x": "y"}, "item": {"k": "v"}}
     line = vwformat.action_body(features, "sku|1")
-    assert line == "|a sku%7C1 |a% x=y |aitem k=v"
+    assert line == "|a id=sku%7C1 |a% x=y |aitem k=v"
     example = ws.parse(["shared |c", line], CB)
     try:
         id_space = ws.hash_space("a")
         expected = expected_features(ws, "a", features)
-        expected[(ord("a"), ws.hash_feature("sku%7C1", id_space), 1.0)] += 1
+        expected[(ord("a"), ws.hash_feature("id=sku%7C1", id_space), 1.0)] += 1
         assert parsed_features(example[1]) == expected
         assert id_space not in {ws.hash_space("a" + vwformat.escape(ns)) for ns in features}
     finally:
         ws.finish_example(example)
+
+
+def test_all_digit_ids_stay_apart(ws: vowpalwabbit.Workspace) -> None:
+    """VW reads an all-digit feature name as its weight index: "1" and "01" would meet."""
+    lines = ["shared |c", vwformat.action_body({}, "1"), vwformat.action_body({}, "01")]
+    examples = ws.parse(lines, CB)
+    try:
+        assert parsed_features(examples[1]) != parsed_features(examples[2])
+    finally:
+        ws.finish_example(examples)
 
 
 @pytest.mark.parametrize(
