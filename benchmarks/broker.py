@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tqdm import tqdm
 
 from agents.broker import EmbeddedBroker, ensure_topics
-from benchmarks.common import free_port, table
+from benchmarks.common import free_port, save_figure, table
 
 TOPIC, PARTITIONS, RATE, CONSUMERS = "growth", 4, 250.0, 3
 PAYLOAD = b"x" * 600  # about a training example of the 50 x 20 shape
@@ -48,7 +48,34 @@ def run(quick: bool, out: Path) -> dict[str, object]:
         },
         "points": rows,
         "largest_log_vs_fresh_with_consumers": rows[-1]["vs_fresh_log"],
+        "plot": _plot(rows, out),
     }
+
+
+def _plot(rows: list[dict[str, float]], out: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for consumers, label in (
+        (0, "producing alone"),
+        (CONSUMERS, f"{CONSUMERS} consumers following"),
+    ):
+        points = [r for r in rows if r["consumers"] == consumers]
+        ax.plot(
+            [r["log_messages"] for r in points],
+            [r["broker_cores"] for r in points],
+            "o-",
+            label=label,
+        )
+    ax.set_xlabel("messages in the broker's log")
+    ax.set_ylabel("broker CPU (cores)")
+    ax.legend()
+    return save_figure(
+        fig, out / "broker.png", f"embedded broker at {RATE:g} msg/s against its log size"
+    )
 
 
 async def _measure(sizes: tuple[int, ...], seconds: float) -> list[dict[str, float]]:

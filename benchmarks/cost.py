@@ -28,7 +28,7 @@ from agents.settings import Settings
 from api import store
 from api.decide import decide_route
 from api.state import State, encode_index, open_state
-from benchmarks.common import table
+from benchmarks.common import save_figure, table
 from benchmarks.shapes import SHAPES, Shape, catalog_body, decide_body
 from engine import checkpoint, profiles, vwformat
 from engine.behaviour import BehaviourObserved, Product
@@ -85,7 +85,31 @@ def run(quick: bool, out: Path) -> dict[str, object]:
         "top_stage_50x20": top,
         "top_stage_share_50x20": float(stages[top]) / float(main["sum_of_stages_cpu_us"]),  # type: ignore[arg-type]
     }
+    result["plot"] = _plot(shapes, out)
     return result
+
+
+def _plot(shapes: dict[str, dict[str, object]], out: Path) -> str:
+    """One bar per shape: its handler CPU split into the timed stages and the glue."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(shapes), figsize=(4.2 * len(shapes), 4.2), squeeze=False)
+    for ax, (name, shape) in zip(axes[0], shapes.items(), strict=True):
+        stages = shape["stages_cpu_us"]
+        assert isinstance(stages, dict)
+        parts = {**stages, "handler glue": float(shape["handler_glue_cpu_us"])}  # type: ignore[arg-type]
+        bottom = 0.0
+        for stage, us in parts.items():
+            ax.bar(0, float(us), bottom=bottom, label=stage, width=0.5)
+            bottom += float(us)
+        ax.set_xticks([])
+        ax.set_title(f"{name}: {bottom:,.0f} us")
+        ax.set_ylabel("CPU us per decision")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return save_figure(fig, out / "cost.png", "decide handler CPU by stage (server not included)")
 
 
 def _checkpoint_ledger(keys: int, rounds: int = 5) -> dict[str, object]:

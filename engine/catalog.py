@@ -20,7 +20,9 @@ AGGREGATIONS = ("earliest", "sum")
 POLICIES = ("vw", "uniform")
 Aggregation = Literal["earliest", "sum"]
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-INTERACTION_RE = re.compile(r"[cap]{2,3}")
+INTERACTION_RE = re.compile(r"[capi]{2,3}")
+# context x action features, context x action id (see engine.vwformat.action_body)
+DEFAULT_INTERACTIONS = ("ca", "ci")
 MAX_WAIT_SECONDS = 7 * 24 * 3600.0
 
 # name -> (default, minimum, maximum); an algorithm reads only the parameters it names.
@@ -77,7 +79,7 @@ class Exploration:
 class Learning:
     policy: str = "vw"
     exploration: Exploration = field(default_factory=Exploration)
-    interactions: tuple[str, ...] = ("ca",)
+    interactions: tuple[str, ...] = DEFAULT_INTERACTIONS
     reward_wait_seconds: float = 10.0
     default_reward: float = 0.0
     aggregation: Aggregation = "earliest"
@@ -221,7 +223,7 @@ def parse_learning(body: object, limits: Limits) -> Learning:
     return Learning(
         policy=policy,
         exploration=_exploration(obj.get("exploration", {}), limits),
-        interactions=_interactions(obj.get("interactions", ["ca"])),
+        interactions=_interactions(obj.get("interactions", list(DEFAULT_INTERACTIONS))),
         reward_wait_seconds=wait,
         default_reward=as_number(obj.get("default_reward", 0.0), limits, "learning.default_reward"),
         aggregation=cast(Aggregation, aggregation),
@@ -265,7 +267,8 @@ def _interactions(body: object) -> tuple[str, ...]:
         where = f"learning.interactions[{i}]"
         if not isinstance(item, str) or not INTERACTION_RE.fullmatch(item):
             raise InvalidInput(
-                f"{where} must be 2-3 letters of c (context), a (action), p (slot), got {item!r}",
+                f"{where} must be 2-3 letters of c (context), a (action), i (action id), "
+                f"p (slot), got {item!r}",
                 field=where,
             )
         out.append(item)

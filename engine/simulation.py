@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.catalog import DEFAULT_INTERACTIONS
 from engine.constraints import MAX_CAP_LIMIT
 from engine.errors import InvalidInput
 
@@ -149,7 +150,7 @@ class Environment:
     ctr: tuple[tuple[float, ...], ...]
     exploration: str = "squarecb"
     exploration_parameters: tuple[tuple[str, float], ...] = ()  # e.g. (("epsilon", 0.1),)
-    interactions: tuple[str, ...] = ("ca",)
+    interactions: tuple[str, ...] = DEFAULT_INTERACTIONS
     reward_wait_seconds: float = 1.0
     browsing: Browsing | None = None  # the segment is an intent shown only by behaviour
 

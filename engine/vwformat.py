@@ -26,6 +26,7 @@ from engine.features import Features, Namespace
 CONTEXT_PREFIX = "c"
 ACTION_PREFIX = "a"
 SLOT_PREFIX = "p"
+ID_PREFIX = "i"  # the action's id, alone in its namespace: `ci` crosses it with the context
 SHARED = "shared"
 
 SAFE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-"
@@ -133,19 +134,18 @@ def shared_line(features: Features) -> str:
 
 
 def action_body(features: Features, action_id: str | None = None) -> str:
-    """An unlabeled action line: `|a id=<id>`, then the feature namespaces; else `|a`.
+    """An unlabeled action line: `|i id=<id>`, then the feature namespaces; else `|a`.
 
-    The id goes in the bare `|a` namespace, which no feature namespace can be (their names
-    are escaped to at least one character). Crossed with the context (`ca`), it gives every
-    action its own weights per context feature, so actions that share every feature (or
-    have none) can still be told apart: the quality benchmark's 50-offer storefront has 20
-    distinct feature sets for 50 offers.
+    The id has a namespace of its own, `|i`, so `interactions` decide what it is crossed
+    with: the default `ci` gives every action its own weight per context feature, as a
+    disjoint model would, and actions that share every feature (or have none) can still
+    be told apart; without `ci` the id is one per-action weight.
     """
     block = namespace_block(ACTION_PREFIX, features)
     if action_id is None:
         return block or f"|{ACTION_PREFIX}"
     # `id=` keeps an all-digit id from being read as a weight index ("1" and "01" alike)
-    head = f"|{ACTION_PREFIX} id={escape(action_id)}"
+    head = f"|{ID_PREFIX} id={escape(action_id)}"
     return f"{head} {block}" if block else head
 
 

@@ -73,6 +73,7 @@ def test_quick_offline_benchmarks_write_finite_results(tmp_path: Path) -> None:
         assert {"stages_cpu_us", "sum_of_stages_cpu_us", "handler_cpu_us"} <= set(shape)
         assert all(v >= 0 for v in shape["stages_cpu_us"].values())
     assert cost["top_stage_50x20"] in cost["shapes"]["50x20"]["stages_cpu_us"]
+    assert Path(cost["plot"]).stat().st_size > 0
 
     numbers = _numbers(quality["environments"]) + _numbers(cost["shapes"])
     assert numbers and all(math.isfinite(x) for x in numbers)
@@ -132,5 +133,6 @@ def test_quick_stack_benchmarks_measure_what_they_report(tmp_path: Path) -> None
     assert [p["consumers"] for p in broker["points"]] == [0, 3, 0, 3]
     sizes = [p["log_messages"] for p in broker["points"]]
     assert sizes == sorted(sizes) and sizes[-1] >= 2_000  # the log grew between the points
+    assert Path(broker["plot"]).stat().st_size > 0
 
     assert all(math.isfinite(x) for x in _numbers(results))

@@ -51,5 +51,5 @@ def best_banner_share(seed: int, learning: Learning) -> dict[str, float]:
 
 @pytest.mark.parametrize("seed", [4, 0, 11])
 def test_the_default_learner_finds_every_segments_best_banner(seed: int) -> None:
-    share = best_banner_share(seed, Learning(interactions=("ca",)))
+    share = best_banner_share(seed, Learning())
     assert min(share.values()) >= 0.8, share

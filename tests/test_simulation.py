@@ -198,7 +198,7 @@ def test_catalog_body_has_every_action_once_and_the_learning_block(env: Environm
     assert all(a["features"]["banner"]["theme"] for a in body["actions"])
     learning = body["learning"]
     assert learning["exploration"] == {"algorithm": "squarecb"}
-    assert learning["interactions"] == ["ca"]
+    assert learning["interactions"] == ["ca", "ci"]
     assert learning["reward_wait_seconds"] > 0
     assert learning["default_reward"] == 0.0
     assert learning["aggregation"] == "earliest"

@@ -70,9 +70,9 @@ def test_actions_with_identical_features_stay_distinct() -> None:
     policy.close()
 
 
-def test_the_action_id_is_learned_so_twins_get_their_own_values() -> None:
-    """Twins share every feature; only the id (crossed with the context) tells them apart."""
-    policy = VWPolicy(Learning())
+def twins_learned(learning: Learning) -> tuple[np.ndarray, np.ndarray]:
+    """The pmf for segments s0 and s1 after s0 clicked only twin-1 and s1 only twin-2."""
+    policy = VWPolicy(learning)
     rng = np.random.default_rng(5)
     for step in range(600):
         segment = step % 2
@@ -83,7 +83,19 @@ def test_the_action_id_is_learned_so_twins_get_their_own_values() -> None:
     first = policy.distribution({"user": {"segment": "s0"}}, TWINS)
     second = policy.distribution({"user": {"segment": "s1"}}, TWINS)
     policy.close()
+    return first, second
+
+
+def test_the_action_id_is_learned_so_twins_get_their_own_values() -> None:
+    """Twins share every feature; only the id, crossed with the context (`ci`, a default
+    interaction), tells them apart."""
+    first, second = twins_learned(Learning())
     assert first[0] > 0.8 and second[1] > 0.8, (first, second)
+
+
+def test_without_the_id_cross_twins_stay_alike_per_segment() -> None:
+    first, second = twins_learned(Learning(interactions=("ca",)))
+    assert np.allclose(first, second, atol=0.02), (first, second)
 
 
 def weights(policy: VWPolicy) -> dict[int, float]:

@@ -280,20 +280,18 @@ def test_empty_examples_are_still_valid_lines() -> None:
     assert vwformat.shared_line({"user": {}}) == "shared |c"
     assert vwformat.action_body({}) == "|a"
     assert vwformat.namespace_block("a", {"item": {}}) == ""
-    assert vwformat.action_body({}, "hero 1") == "|a id=hero%201"
+    assert vwformat.action_body({}, "hero 1") == "|i id=hero%201"
 
 
-def test_the_action_id_has_a_namespace_no_feature_namespace_can_have(
-    ws: vowpalwabbit.Workspace,
-) -> None:
+def test_the_action_id_has_a_namespace_of_its_own(ws: vowpalwabbit.Workspace) -> None:
     features: Features = {"": {"x": "y"}, "item": {"k": "v"}}
     line = vwformat.action_body(features, "sku|1")
-    assert line == "|a id=sku%7C1 |a% x=y |aitem k=v"
+    assert line == "|i id=sku%7C1 |a% x=y |aitem k=v"
     example = ws.parse(["shared |c", line], CB)
     try:
-        id_space = ws.hash_space("a")
+        id_space = ws.hash_space("i")
         expected = expected_features(ws, "a", features)
-        expected[(ord("a"), ws.hash_feature("id=sku%7C1", id_space), 1.0)] += 1
+        expected[(ord("i"), ws.hash_feature("id=sku%7C1", id_space), 1.0)] += 1
         assert parsed_features(example[1]) == expected
         assert id_space not in {ws.hash_space("a" + vwformat.escape(ns)) for ns in features}
     finally:
