@@ -37,11 +37,14 @@ LEARNERS: dict[str, Callable[[], Policy]] = {
     "vw-epsilon-0.05": lambda: VWPolicy(Learning(exploration=Exploration("epsilon"))),
     "vw-bag-5": lambda: VWPolicy(Learning(exploration=Exploration("bag"))),
     "vw-softmax": lambda: VWPolicy(Learning(exploration=Exploration("softmax"))),
+    "vw-regcbopt": lambda: VWPolicy(
+        Learning(exploration=Exploration("regcbopt"), optimizer="adaptive")
+    ),
     "uniform": Uniform,
     "thompson": Thompson,
     "linucb": LinUCB,
 }
-VW_VARIANTS = (DEFAULT, "vw-adaptive", "vw-epsilon-0.05", "vw-bag-5", "vw-softmax")
+VW_VARIANTS = (DEFAULT, "vw-adaptive", "vw-epsilon-0.05", "vw-bag-5", "vw-softmax", "vw-regcbopt")
 # rule-global and rule-segment read the simulator's true click rates, which no marketer
 # has; rule-segment *is* the oracle wherever clicks depend on the segment alone (zero
 # regret: no learner can beat it), so it is shown as the ceiling of rules, not a baseline.

@@ -44,6 +44,12 @@ class VWPolicy:
         self.name = f"vw:{learning.exploration.algorithm}"
         self.learned = learned
         self._chosen_only = learning.exploration.algorithm in CHOSEN_ONLY
+        # RegCB's confidence assumes costs in the declared range: rewards are clipped to it
+        self._bounds = (
+            learning.exploration.reward_range()
+            if learning.exploration.algorithm == "regcbopt"
+            else None
+        )
         self._ws = _workspace(self.args, model)
         # (action id, action line) -> its parsed example, reused by every prediction
         self._parsed: dict[tuple[str, str], vowpalwabbit.Example] = {}
@@ -63,7 +69,10 @@ class VWPolicy:
         return pmf
 
     def learn(self, example: Example) -> None:
-        label = vwformat.cb_label(cost_of(example.reward), example.probability)
+        reward = example.reward
+        if self._bounds is not None:
+            reward = min(max(reward, self._bounds[0]), self._bounds[1])
+        label = vwformat.cb_label(cost_of(reward), example.probability)
         lines = [vwformat.shared_line(example.context)]
         for i, action in enumerate(example.actions):
             if i == example.chosen:

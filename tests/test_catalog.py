@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from engine.catalog import Exploration, Learning, parse_catalog
+from engine.catalog import ALGORITHMS, Exploration, Learning, parse_catalog
 from engine.errors import InvalidInput, LimitExceeded
 from engine.limits import Limits
 
@@ -102,6 +102,13 @@ def with_change(path: str, value: object) -> dict[str, object]:
             "learning.exploration.bag",
             "whole number",
         ),
+        (
+            with_change(
+                "learning.exploration", {"algorithm": "regcbopt", "min_reward": 1, "max_reward": 1}
+            ),
+            "learning.exploration.max_reward",
+            "above min_reward",
+        ),
         (with_change("learning.interactions", ["cx"]), "learning.interactions[0]", "2-3 letters"),
         (with_change("learning.policy", "magic"), "learning.policy", "vw, uniform"),
     ],
@@ -126,7 +133,7 @@ def test_bad_names_are_refused(name: str) -> None:
 
 
 @pytest.mark.parametrize("optimizer", ["coin", "adaptive"])
-@pytest.mark.parametrize("algorithm", ["epsilon", "squarecb", "softmax", "bag", "cover", "rnd"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_every_algorithm_builds_a_command_line_vw_accepts(algorithm: str, optimizer: str) -> None:
     import vowpalwabbit
 
@@ -135,6 +142,19 @@ def test_every_algorithm_builds_a_command_line_vw_accepts(algorithm: str, optimi
     assert ("--coin" in args) == (optimizer == "coin")
     ws = vowpalwabbit.Workspace(args)
     ws.finish()
+
+
+def test_regcb_gets_the_reward_range_as_its_cost_range_and_round_trips() -> None:
+    body = with_change(
+        "learning.exploration", {"algorithm": "regcbopt", "min_reward": -2, "max_reward": 50}
+    )
+    catalog = parse_catalog("shop", body, Limits(), version=1, now=0)
+    args = catalog.learning.vw_args().split()
+    assert args[args.index("--cb_min_cost") + 1] == "-50.0"
+    assert args[args.index("--cb_max_cost") + 1] == "2.0"
+    assert args[args.index("--mellowness") + 1] == "0.001"
+    again = parse_catalog("shop", catalog.to_json(), Limits(), version=2, now=0)
+    assert again.learning.vw_args() == catalog.learning.vw_args()  # the same model
 
 
 def test_the_optimizer_defaults_to_coin_round_trips_and_is_validated() -> None:

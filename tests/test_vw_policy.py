@@ -98,6 +98,26 @@ def test_without_the_id_cross_twins_stay_alike_per_segment() -> None:
     assert np.allclose(first, second, atol=0.02), (first, second)
 
 
+def test_regcb_learns_rewards_clipped_to_the_declared_range() -> None:
+    """A revenue of 50 in a [0, 1] catalog teaches RegCB what a reward of 1 does."""
+    learning = Learning(exploration=Exploration("regcbopt"), optimizer="adaptive")
+    big, one = VWPolicy(learning), VWPolicy(learning)
+    rng = np.random.default_rng(2)
+    for step in range(300):
+        context: Features = {"user": {"segment": f"s{step % 3}"}}
+        chosen = int(rng.integers(len(ACTIONS)))
+        hit = ACTIONS[chosen].features["banner"]["kind"] == f"k{step % 3}"
+        for policy, value in ((big, 50.0), (one, 1.0)):
+            reward = value if hit else 0.0
+            policy.learn(Example(context, ACTIONS, chosen, 1 / len(ACTIONS), reward))
+    probe: Features = {"user": {"segment": "s1"}}
+    first, second = big.distribution(probe, ACTIONS), one.distribution(probe, ACTIONS)
+    big.close()
+    one.close()
+    assert np.array_equal(first, second)
+    assert ACTIONS[int(np.argmax(second))].features["banner"]["kind"] == "k1"
+
+
 def weights(policy: VWPolicy) -> dict[int, float]:
     """Every non-zero weight of the model."""
     ws = policy._ws
