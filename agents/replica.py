@@ -28,7 +28,7 @@ from engine.errors import CorruptCheckpoint, EngineError
 from engine.ledger import Ledger
 from engine.records import TrainingExample
 from policies.base import Example, Policy
-from policies.registry import build, model_key
+from policies.registry import build, continues, model_key
 
 log = logging.getLogger(__name__)
 LEDGER = "__ledger__"  # the checkpoint blob of the ledger (no catalog name starts with "_")
@@ -71,7 +71,7 @@ class ModelReplica(LogFollower):
         if model is not None:
             model.policy.close()
             self.dirty = True
-        if saved is not None and saved[0] == key:
+        if saved is not None and continues(saved[0], key):
             policy, generation = build(catalog.learning, saved[1], saved[2]), saved[3]
         else:
             policy = build(catalog.learning)

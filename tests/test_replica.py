@@ -154,6 +154,31 @@ def test_changed_learning_settings_start_a_new_model_generation(tmp_path: Path) 
     r.close()
 
 
+def test_a_model_from_before_the_id_cross_default_keeps_what_it_learned(
+    tmp_path: Path,
+) -> None:
+    """Catalogs stored without `interactions` got ["ca"] before the default became
+    ["ca", "ci"]: after the upgrade their saved model must go on, not start again."""
+    kv = KV(tmp_path / "api" / "catalogs")
+    old = {**CATALOG, "learning": {"reward_wait_seconds": 1.0, "interactions": ["ca"]}}
+    CatalogStore(kv, Settings().limits).put("shop", old, now=0.0)
+    kv.close()
+    r = Replica(tmp_path)
+    for offset in range(30):
+        r.replica.apply(
+            1, offset, None, example(offset, chosen=offset % 3, reward=float(offset % 3 == 2))
+        )
+    before = r.pmf()
+    r.close()
+
+    again = Replica(tmp_path)
+    again.catalogs.put("shop", CATALOG, now=1.0)  # the same catalog on the new defaults
+    assert np.allclose(again.pmf(), before), "the learned weights came along"
+    assert again.replica.model_version("shop") == "1.30"
+    assert again.replica.models["shop"].key.endswith("--interactions ca --interactions ci")
+    again.close()
+
+
 def test_action_features_decided_with_are_learned_with(tmp_path: Path) -> None:
     """Red pays only while its popularity feature is on: the model must learn that from
     the features the decision log carried, which the catalog itself does not have."""
