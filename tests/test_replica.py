@@ -62,6 +62,18 @@ class Replica:
         self.kv.close()
 
 
+def learned_then_closed(data: Path, n: int = 30) -> np.ndarray:
+    """A replica that learned `n` examples (the third action paying) and closed; its pmf."""
+    r = Replica(data)
+    for offset in range(n):
+        r.replica.apply(
+            1, offset, None, example(offset, chosen=offset % 3, reward=float(offset % 3 == 2))
+        )
+    before = r.pmf()
+    r.close()
+    return before
+
+
 def test_each_event_is_learned_once_and_poison_is_skipped(tmp_path: Path) -> None:
     r = Replica(tmp_path)
     for offset in range(20):
@@ -77,13 +89,7 @@ def test_each_event_is_learned_once_and_poison_is_skipped(tmp_path: Path) -> Non
 
 
 def test_a_restart_restores_model_offsets_and_ledger(tmp_path: Path) -> None:
-    r = Replica(tmp_path)
-    for offset in range(30):
-        r.replica.apply(
-            1, offset, None, example(offset, chosen=offset % 3, reward=float(offset % 3 == 2))
-        )
-    before = r.pmf()
-    r.close()
+    before = learned_then_closed(tmp_path)
 
     again = Replica(tmp_path)
     assert again.replica.offsets == {1: 30}
@@ -163,13 +169,7 @@ def test_a_model_from_before_the_id_cross_default_keeps_what_it_learned(
     old = {**CATALOG, "learning": {"reward_wait_seconds": 1.0, "interactions": ["ca"]}}
     CatalogStore(kv, Settings().limits).put("shop", old, now=0.0)
     kv.close()
-    r = Replica(tmp_path)
-    for offset in range(30):
-        r.replica.apply(
-            1, offset, None, example(offset, chosen=offset % 3, reward=float(offset % 3 == 2))
-        )
-    before = r.pmf()
-    r.close()
+    before = learned_then_closed(tmp_path)
 
     again = Replica(tmp_path)
     again.catalogs.put("shop", CATALOG, now=1.0)  # the same catalog on the new defaults
