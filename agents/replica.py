@@ -69,6 +69,8 @@ class ModelReplica(LogFollower):
         saved = self.saved.pop(catalog.name, None)
         generation = (model.generation + 1) if model else 1
         if model is not None:
+            if continues(model.key, key):  # goes on, as it would from a checkpoint
+                saved = (model.key, model.policy.save(), model.policy.learned, model.generation)
             model.policy.close()
             self.dirty = True
         if saved is not None and continues(saved[0], key):
@@ -113,7 +115,7 @@ class ModelReplica(LogFollower):
             current = self.catalogs.latest(ex.catalog)
         except EngineError:
             current = catalog
-        if model_key(current.learning) != model_key(catalog.learning):
+        if not continues(model_key(catalog.learning), model_key(current.learning)):
             self.counts["stale_model_settings"] += 1  # learned by a model since replaced
             return False
         if not 0 <= ex.chosen < len(ex.eligible) or any(

@@ -13,7 +13,6 @@ offset through its segment index, without that growth.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from collections.abc import Awaitable
@@ -23,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tqdm import tqdm
 
 from agents.broker import EmbeddedBroker, ensure_topics
-from benchmarks.common import free_port, save_figure, table
+from benchmarks.common import free_port, proc_stat, save_figure, table
 
 TOPIC, PARTITIONS, RATE, CONSUMERS = "growth", 4, 250.0, 3
 PAYLOAD = b"x" * 600  # about a training example of the 50 x 20 shape
@@ -93,9 +92,9 @@ async def _measure(sizes: tuple[int, ...], seconds: float) -> list[dict[str, flo
             for size in sizes:
                 written += await _fill(bootstrap, max(0, size - written))
                 for consumers in (0, CONSUMERS):
-                    before, started = _cpu(pid), time.monotonic()
+                    before, started = proc_stat(pid)[1], time.monotonic()
                     written += await _steady(bootstrap, consumers, seconds)
-                    cores = (_cpu(pid) - before) / (time.monotonic() - started)
+                    cores = (proc_stat(pid)[1] - before) / (time.monotonic() - started)
                     row = {"filled_to": size, "log_messages": written, "consumers": consumers}
                     rows.append({**row, "broker_cores": round(cores, 3)})
                     bar.update()
@@ -157,12 +156,6 @@ async def _steady(bootstrap: str, followers: int, seconds: float) -> int:
         for c in consumers:
             await c.stop()
     return n
-
-
-def _cpu(pid: int) -> float:
-    """CPU seconds so far of process `pid` (Linux /proc)."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report(result: dict[str, object]) -> str:

@@ -104,6 +104,13 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def proc_stat(pid: int) -> tuple[int, float]:
+    """(parent pid, CPU seconds so far) of process `pid`, from Linux /proc (OSError if
+    it is gone or there is no /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,7 +9,6 @@ saturation. Capacity = the highest tested rate whose p99 stays under 10 ms.
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from benchmarks.common import (
     Stack,
     env_with,
     free_port,
+    proc_stat,
     quantiles_ms,
     save_figure,
     stack,
@@ -235,20 +235,19 @@ def cpu_seconds(parent: int) -> dict[str, float]:
     """CPU seconds so far of the children of `parent` (`loopwise up`): api, worker, broker.
     Linux /proc; empty elsewhere."""
     out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            ppid, cpu = proc_stat(int(entry.name))
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if int(stat[1]) != parent:
+        if ppid != parent:
             continue
         role = next((name for mark, name in ROLES if mark in command), None)
         if role is not None:
-            out[role] = out.get(role, 0.0) + (int(stat[11]) + int(stat[12])) / tick
+            out[role] = out.get(role, 0.0) + cpu
     return out
 
 

@@ -160,15 +160,20 @@ def test_changed_learning_settings_start_a_new_model_generation(tmp_path: Path) 
     r.close()
 
 
+def store_old_catalog(data: Path) -> None:
+    """The shop catalog as version 1 on the interactions of the old default (["ca"])."""
+    kv = KV(data / "api" / "catalogs")
+    old = {**CATALOG, "learning": {"reward_wait_seconds": 1.0, "interactions": ["ca"]}}
+    CatalogStore(kv, Settings().limits).put("shop", old, now=0.0)
+    kv.close()
+
+
 def test_a_model_from_before_the_id_cross_default_keeps_what_it_learned(
     tmp_path: Path,
 ) -> None:
     """Catalogs stored without `interactions` got ["ca"] before the default became
     ["ca", "ci"]: after the upgrade their saved model must go on, not start again."""
-    kv = KV(tmp_path / "api" / "catalogs")
-    old = {**CATALOG, "learning": {"reward_wait_seconds": 1.0, "interactions": ["ca"]}}
-    CatalogStore(kv, Settings().limits).put("shop", old, now=0.0)
-    kv.close()
+    store_old_catalog(tmp_path)
     before = learned_then_closed(tmp_path)
 
     again = Replica(tmp_path)
@@ -176,7 +181,26 @@ def test_a_model_from_before_the_id_cross_default_keeps_what_it_learned(
     assert np.allclose(again.pmf(), before), "the learned weights came along"
     assert again.replica.model_version("shop") == "1.30"
     assert again.replica.models["shop"].key.endswith("--interactions ca --interactions ci")
+    again.replica.apply(1, 30, None, example(30))  # decided under the old version
+    assert again.replica.counts["stale_model_settings"] == 0
+    assert again.replica.model_version("shop") == "1.31"
     again.close()
+
+
+def test_adding_the_id_cross_to_a_live_catalog_keeps_its_model(tmp_path: Path) -> None:
+    """The same rule without a restart: the model in use goes on with the cross added."""
+    store_old_catalog(tmp_path)
+    r = Replica(tmp_path)
+    for offset in range(30):
+        r.replica.apply(
+            1, offset, None, example(offset, chosen=offset % 3, reward=float(offset % 3 == 2))
+        )
+    before = r.pmf()
+    assert r.replica.model_version("shop") == "1.30"
+    r.catalogs.put("shop", CATALOG, now=1.0)
+    assert np.allclose(r.pmf(), before)
+    assert r.replica.model_version("shop") == "1.30"
+    r.close()
 
 
 def test_action_features_decided_with_are_learned_with(tmp_path: Path) -> None:
