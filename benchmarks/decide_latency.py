@@ -71,12 +71,12 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
             for i in range(20):
                 httpx.post(f"{s.url}/v1/decide", content=decide_body(shape, i)).raise_for_status()
         if not quick:  # the same check on the fresh stack, to compare with the one after
-            fresh = _check(MAIN, host, int(port), FRESH_RATE, s)
+            fresh = check_at(MAIN, host, int(port), FRESH_RATE, s)
         main_bodies = [decide_body(MAIN, i) for i in range(256)]
         echo = [request_bytes(host, bare_port, "/echo", b) for b in main_bodies]
         results["bare"] = ladder("bare", host, bare_port, echo, ladders["bare"], duration)
         for shape in SHAPES:
-            reqs = _decide_requests(shape, host, int(port))
+            reqs = decide_requests(shape, host, int(port))
             results[shape.name] = ladder(
                 shape.name,
                 host,
@@ -84,13 +84,13 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
                 reqs,
                 ladders[shape.name],
                 duration,
-                settle=lambda: _settle(s.url),
+                settle=lambda: settle(s.url),
             )
         checks: dict[str, dict[str, object]] = {}
         if not quick:
             half = capacity(results[MAIN.name]) / 2  # type: ignore[arg-type]
             for shape, rate in ((MAIN, half), (WIDE, 50.0)):
-                checks[shape.name] = _check(shape, host, int(port), rate, s)
+                checks[shape.name] = check_at(shape, host, int(port), rate, s)
         if flamegraph and not quick:
             flame = _flamegraph(s.data_dir, host, int(port), out)
     summary = _summary(results)
@@ -114,7 +114,7 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
     }
 
 
-def _settle(url: str, timeout: float = 60.0) -> None:
+def settle(url: str, timeout: float = 60.0) -> None:
     """Wait until the server has learned every decision made so far (each is learned with
     the default reward after SETTLE_WAIT_S): one step's learning must not land in the next
     step's measurement, which would then measure the previous rate's learning load."""
@@ -203,7 +203,7 @@ def _summary(results: dict[str, object]) -> dict[str, object]:
     }
 
 
-def _decide_requests(shape: Shape, host: str, port: int) -> list[bytes]:
+def decide_requests(shape: Shape, host: str, port: int) -> list[bytes]:
     """Raw POST /v1/decide requests of `shape`, varied bodies (fewer of the wide ones)."""
     return [
         request_bytes(host, port, "/v1/decide", decide_body(shape, i))
@@ -211,10 +211,10 @@ def _decide_requests(shape: Shape, host: str, port: int) -> list[bytes]:
     ]
 
 
-def _check(shape: Shape, host: str, port: int, rate: float, s: Stack) -> dict[str, object]:
+def check_at(shape: Shape, host: str, port: int, rate: float, s: Stack) -> dict[str, object]:
     """CHECK_RUNS runs at `rate`, each with the CPU (in cores) of the stack's processes:
     the broker shares this machine's cores with the API."""
-    reqs = _decide_requests(shape, host, port)
+    reqs = decide_requests(shape, host, port)
     runs: list[dict[str, object]] = []
     for _ in tqdm(range(CHECK_RUNS), desc=f"check {shape.name} at {rate:g}/s", leave=False):
         before, started = cpu_seconds(s.process.pid), time.monotonic()
@@ -224,7 +224,7 @@ def _check(shape: Shape, host: str, port: int, rate: float, s: Stack) -> dict[st
         q = quantiles_ms(r.latencies)
         cores = {k: round((v - before.get(k, 0.0)) / elapsed, 3) for k, v in after.items()}
         runs.append({"p50_ms": q["p50"], "p99_ms": q["p99"], "errors": r.errors, "cores": cores})
-        _settle(s.url)
+        settle(s.url)
     return {"rate": rate, "p99_ms": [r["p99_ms"] for r in runs], "runs": runs}
 
 
@@ -301,7 +301,7 @@ def _flamegraph(data_dir: Path, host: str, port: int, out: Path) -> str | None:
     pid = _api_pid(port)
     if pid is None:
         return None
-    reqs = _decide_requests(MAIN, host, port)
+    reqs = decide_requests(MAIN, host, port)
     import threading
 
     holder: dict[str, str | None] = {}
