@@ -8,6 +8,10 @@ alone costs the same at every size; a fetch that finds new data costs more the l
 log. Batching the producer (linger 10 ms instead of 1) did not lower it: 1.43-1.48 cores
 either way at 100,000 messages, and more on smaller logs. Apache Kafka finds a fetch's
 offset through its segment index, without that growth.
+
+It also measures what a consumer's fetch wait (`LOOPWISE_FETCH_WAIT_MS`) costs one hop of
+the learning loop: Tansu holds a fetch up to that wait, so each hop's delivery latency
+follows it.
 """
 
 from __future__ import annotations
@@ -22,17 +26,21 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tqdm import tqdm
 
 from agents.broker import EmbeddedBroker, ensure_topics
-from benchmarks.common import free_port, proc_stat, save_figure, table
+from benchmarks.common import free_port, proc_stat, quantiles_ms, save_figure, table
 
 TOPIC, PARTITIONS, RATE, CONSUMERS = "growth", 4, 250.0, 3
 PAYLOAD = b"x" * 600  # about a training example of the 50 x 20 shape
 LINGER_MS = 1  # the outbox's
+# Hop latency against the consumers' fetch wait: Tansu holds a fetch up to the wait
+HOP_TOPIC, HOP_RATE, HOP_MESSAGES, FETCH_WAITS_MS = "hop", 100.0, 300, (10, 50, 200)
 
 
 def run(quick: bool, out: Path) -> dict[str, object]:
     sizes = (0, 2_000) if quick else (0, 40_000, 100_000)
     seconds = 1.0 if quick else 5.0
-    rows = asyncio.run(_measure(sizes, seconds))
+    rows, hops = asyncio.run(
+        _measure(sizes, seconds, HOP_MESSAGES // 10 if quick else HOP_MESSAGES)
+    )
     fresh = {r["consumers"]: r["broker_cores"] for r in rows if r["filled_to"] == sizes[0]}
     for r in rows:
         r["vs_fresh_log"] = round(r["broker_cores"] / max(fresh[r["consumers"]], 1e-9), 2)
@@ -47,17 +55,18 @@ def run(quick: bool, out: Path) -> dict[str, object]:
         },
         "points": rows,
         "largest_log_vs_fresh_with_consumers": rows[-1]["vs_fresh_log"],
-        "plot": _plot(rows, out),
+        "hop_latency_by_fetch_wait": hops,
+        "plot": _plot(rows, hops, out),
     }
 
 
-def _plot(rows: list[dict[str, float]], out: Path) -> str:
+def _plot(rows: list[dict[str, float]], hops: list[dict[str, float]], out: Path) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, hop_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for consumers, label in (
         (0, "producing alone"),
         (CONSUMERS, f"{CONSUMERS} consumers following"),
@@ -71,13 +80,21 @@ def _plot(rows: list[dict[str, float]], out: Path) -> str:
         )
     ax.set_xlabel("messages in the broker's log")
     ax.set_ylabel("broker CPU (cores)")
+    ax.set_title(f"CPU at {RATE:g} msg/s against the log size", fontsize=9)
     ax.legend()
-    return save_figure(
-        fig, out / "broker.png", f"embedded broker at {RATE:g} msg/s against its log size"
-    )
+    waits = [h["fetch_wait_ms"] for h in hops]
+    for key in ("p50_ms", "p99_ms"):
+        hop_ax.plot(waits, [h[key] for h in hops], "o-", label=key.removesuffix("_ms"))
+    hop_ax.set_xlabel("consumer fetch wait (ms)")
+    hop_ax.set_ylabel("produce -> consume (ms)")
+    hop_ax.set_title(f"one hop at {HOP_RATE:g} msg/s", fontsize=9)
+    hop_ax.legend()
+    return save_figure(fig, out / "broker.png", "embedded broker (Tansu)")
 
 
-async def _measure(sizes: tuple[int, ...], seconds: float) -> list[dict[str, float]]:
+async def _measure(
+    sizes: tuple[int, ...], seconds: float, hop_messages: int
+) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="loopwise-broker-") as tmp:
         broker = EmbeddedBroker(port, Path(tmp) / "tansu.log")
@@ -86,7 +103,8 @@ async def _measure(sizes: tuple[int, ...], seconds: float) -> list[dict[str, flo
         pid, bootstrap = broker.process.pid, f"127.0.0.1:{port}"
         rows: list[dict[str, float]] = []
         try:
-            await ensure_topics(bootstrap, {TOPIC: PARTITIONS})
+            await ensure_topics(bootstrap, {TOPIC: PARTITIONS, HOP_TOPIC: PARTITIONS})
+            hops = [await _hop(bootstrap, wait, hop_messages) for wait in FETCH_WAITS_MS]
             written = 0
             bar = tqdm(total=2 * len(sizes), desc="broker: log size x consumers", leave=False)
             for size in sizes:
@@ -101,7 +119,7 @@ async def _measure(sizes: tuple[int, ...], seconds: float) -> list[dict[str, flo
             bar.close()
         finally:
             broker.stop()
-    return rows
+    return rows, hops
 
 
 async def _fill(bootstrap: str, n: int) -> int:
@@ -158,6 +176,46 @@ async def _steady(bootstrap: str, followers: int, seconds: float) -> int:
     return n
 
 
+async def _hop(bootstrap: str, wait_ms: int, n: int) -> dict[str, float]:
+    """Produce -> consume latency of one hop at HOP_RATE, for a consumer fetching with
+    `wait_ms` (LOOPWISE_FETCH_WAIT_MS): what the wait costs each hop of the learning loop."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=wait_ms)
+    parts = [TopicPartition(HOP_TOPIC, p) for p in range(PARTITIONS)]
+    await consumer.start()
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=LINGER_MS)
+    await producer.start()
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def follow() -> None:
+        while not done.is_set():
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            latencies.extend(now - float(r.value or b"0") for rs in batches.values() for r in rs)
+
+    task = asyncio.create_task(follow())
+    try:
+        for i in range(n):
+            await producer.send(HOP_TOPIC, str(time.time()).encode(), partition=i % PARTITIONS)
+            await asyncio.sleep(1.0 / HOP_RATE)
+        await producer.flush()
+        await asyncio.sleep(2 * wait_ms / 1000 + 0.2)  # the last fetch comes back
+    finally:
+        done.set()
+        await task
+        await producer.stop()
+        await consumer.stop()
+    q = quantiles_ms(latencies)
+    return {
+        "fetch_wait_ms": wait_ms,
+        "received": len(latencies),
+        "p50_ms": q["p50"],
+        "p99_ms": q["p99"],
+    }
+
+
 def report(result: dict[str, object]) -> str:
     points = result["points"]
     assert isinstance(points, list)
@@ -165,8 +223,15 @@ def report(result: dict[str, object]) -> str:
         [p["log_messages"], p["consumers"], p["broker_cores"], p["vs_fresh_log"]] for p in points
     ]
     text = table(["log (messages)", "consumers", "broker cores", "x fresh log"], rows)
+    hop_rows = result["hop_latency_by_fetch_wait"]
+    assert isinstance(hop_rows, list)
+    hops = table(
+        ["fetch wait (ms)", "received", "p50 ms", "p99 ms"],
+        [[h["fetch_wait_ms"], h["received"], h["p50_ms"], h["p99_ms"]] for h in hop_rows],
+    )
     return (
         f"embedded broker (Tansu), {RATE:g} msg/s produced, alone and with {CONSUMERS} "
         f"consumers following\n{text}\nlargest log with consumers: "
-        f"{result['largest_log_vs_fresh_with_consumers']}x the broker CPU on a fresh log"
+        f"{result['largest_log_vs_fresh_with_consumers']}x the broker CPU on a fresh log\n"
+        f"one hop, produce -> consume, at {HOP_RATE:g} msg/s on a fresh topic:\n{hops}"
     )

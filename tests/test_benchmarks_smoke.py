@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks.broker import FETCH_WAITS_MS, HOP_MESSAGES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -134,5 +136,8 @@ def test_quick_stack_benchmarks_measure_what_they_report(tmp_path: Path) -> None
     sizes = [p["log_messages"] for p in broker["points"]]
     assert sizes == sorted(sizes) and sizes[-1] >= 2_000  # the log grew between the points
     assert Path(broker["plot"]).stat().st_size > 0
+    hops = broker["hop_latency_by_fetch_wait"]
+    assert [h["fetch_wait_ms"] for h in hops] == list(FETCH_WAITS_MS)
+    assert all(h["received"] == HOP_MESSAGES // 10 for h in hops)  # every message arrived once
 
     assert all(math.isfinite(x) for x in _numbers(results))
