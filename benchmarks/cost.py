@@ -167,8 +167,8 @@ def _cpu_us(fn: Callable[[int], object], calls: int) -> tuple[float, float]:
 def _teach(policy: VWPolicy, features: Sequence[Features], actions: Sequence[Action]) -> None:
     """Learn TAUGHT examples before measuring, as a serving model has: VW's weight table is
     allocated untouched, and a predict that reads only untouched pages measured 2.5 ms at
-    200 x 1,000 against 5.75 ms on a model that had learned (its weights spread over the
-    whole table: cache misses)."""
+    200 x 1,000 against 3.5 ms once the model had learned these (its weights then spread
+    over the whole table: cache misses)."""
     rng = np.random.default_rng(0)
     for i in range(TAUGHT):
         chosen = int(rng.integers(len(actions)))
