@@ -41,6 +41,7 @@ CHECK_RUNS, CHECK_SECONDS = 3, 8.0
 FRESH_RATE = 250.0  # half the 50x20 capacity of the runs so far, checked before the ladders
 SETTLE_WAIT_S = 1.0  # the reward wait of the benchmark catalogs
 STOP_P99_MS = 200.0
+WIDE_LIMITS = {"LOOPWISE_LIMIT_MAX_FEATURES": "5000", "LOOPWISE_LIMIT_MAX_BODY_BYTES": "4194304"}
 LADDERS: dict[str, list[float]] = {
     "bare": [250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6500],
     "10x20": [100, 200, 300, 400, 500, 650, 800, 1000, 1300, 1600],
@@ -58,18 +59,11 @@ QUICK_LADDERS: dict[str, list[float]] = {
 def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
     duration = 1.0 if quick else 4.0
     ladders = QUICK_LADDERS if quick else LADDERS
-    env = {"LOOPWISE_LIMIT_MAX_FEATURES": "5000", "LOOPWISE_LIMIT_MAX_BODY_BYTES": "4194304"}
     results: dict[str, object] = {}
     flame: str | None = None
-    with stack(env) as s, bare_server() as bare_port:
+    with stack(WIDE_LIMITS) as s, bare_server() as bare_port:
         host, port = s.url.removeprefix("http://").split(":")
-        for shape in SHAPES:  # a short reward wait: each step's decisions are learned soon
-            body = catalog_body(shape, wait=SETTLE_WAIT_S)
-            r = httpx.put(f"{s.url}/v1/catalogs/{shape.catalog}", json=body)
-            r.raise_for_status()
-        for shape in SHAPES:  # warm-up: models built, caches filled
-            for i in range(20):
-                httpx.post(f"{s.url}/v1/decide", content=decide_body(shape, i)).raise_for_status()
+        prepare(s.url)
         if not quick:  # the same check on the fresh stack, to compare with the one after
             fresh = check_at(MAIN, host, int(port), FRESH_RATE, s)
         main_bodies = [decide_body(MAIN, i) for i in range(256)]
@@ -112,6 +106,17 @@ def run(quick: bool, out: Path, flamegraph: bool = True) -> dict[str, object]:
         "targets": results,
         "summary": summary,
     }
+
+
+def prepare(url: str) -> None:
+    """Every shape's catalog, with a short reward wait (each step's decisions are learned
+    soon), then a warm-up: models built, caches filled."""
+    for shape in SHAPES:
+        body = catalog_body(shape, wait=SETTLE_WAIT_S)
+        httpx.put(f"{url}/v1/catalogs/{shape.catalog}", json=body).raise_for_status()
+    for shape in SHAPES:
+        for i in range(20):
+            httpx.post(f"{url}/v1/decide", content=decide_body(shape, i)).raise_for_status()
 
 
 def settle(url: str, timeout: float = 60.0) -> None:

@@ -14,26 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 
-import httpx
-
 from benchmarks.common import stack
-from benchmarks.decide_latency import SETTLE_WAIT_S, check_at, decide_requests, settle
+from benchmarks.decide_latency import WIDE_LIMITS, check_at, decide_requests, prepare, settle
 from benchmarks.load import run_load
-from benchmarks.shapes import MAIN, SHAPES, WIDE, catalog_body, decide_body
+from benchmarks.shapes import MAIN, WIDE
 
 GROW_RATE = 350.0
-LIMITS = {"LOOPWISE_LIMIT_MAX_FEATURES": "5000", "LOOPWISE_LIMIT_MAX_BODY_BYTES": "4194304"}
 
 
 def arm(name: str, value: str, grow_seconds: float) -> dict[str, object]:
-    with stack({**LIMITS, name: value}) as s:
+    with stack({**WIDE_LIMITS, name: value}) as s:
         host, port = s.url.removeprefix("http://").split(":")
-        for shape in SHAPES:
-            body = catalog_body(shape, wait=SETTLE_WAIT_S)
-            httpx.put(f"{s.url}/v1/catalogs/{shape.catalog}", json=body).raise_for_status()
-        for shape in SHAPES:
-            for i in range(20):
-                httpx.post(f"{s.url}/v1/decide", content=decide_body(shape, i)).raise_for_status()
+        prepare(s.url)
         fresh = check_at(MAIN, host, int(port), 200.0, s)
         run_load(host, int(port), decide_requests(MAIN, host, int(port)), GROW_RATE, grow_seconds)
         settle(s.url, timeout=120.0)
