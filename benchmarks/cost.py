@@ -11,6 +11,7 @@ per request is what `decide_latency` measures on the bare endpoint.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import subprocess
@@ -37,7 +38,7 @@ from engine.eligibility import eligible
 from engine.features import Features, flatten
 from engine.ledger import Ledger
 from engine.limits import Limits
-from engine.records import DecisionLogged, encode
+from engine.records import DecisionLogged, TrainingExample, encode
 from engine.sampling import normalise, ranking, rng_for, sample
 from policies.base import Example
 from policies.vw import CB, VWPolicy, action_body
@@ -284,6 +285,7 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
     for name in STAGES:
         cpu[name], wall[name] = _cpu_us(fns[name], calls)
     handler_cpu, handler_wall = _handler_us(state, shape, calls)
+    learn_cpu, learn_wall = _learning_us(state, catalog.name, features, actions, calls)
     state.outbox.pending.clear()  # nothing will drain it: keep memory flat between shapes
     total = sum(cpu.values())
     return {
@@ -294,7 +296,54 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
         "handler_cpu_us": handler_cpu,
         "handler_wall_us": handler_wall,
         "handler_glue_cpu_us": handler_cpu - total,
+        "learn_cpu_us": learn_cpu,
+        "learn_wall_us": learn_wall,
     }
+
+
+def _learning_us(
+    state: State,
+    catalog: str,
+    features: Sequence[Features],
+    actions: Sequence[Action],
+    calls: int,
+) -> tuple[float, float]:
+    """What the API's model replica spends on one training message, from its bytes on the
+    training log to the model (decode, ledger, catalog checks, VW): every decision comes
+    back as one, and it runs on the loop that serves decisions."""
+    version = state.catalogs.latest(catalog).version
+    now = time.time()
+    k = len(actions)
+    messages = [
+        encode(
+            TrainingExample(
+                event_id=f"learn-{catalog}-{i}",
+                catalog=catalog,
+                catalog_version=version,
+                context=features[i % len(features)],
+                eligible=[a.id for a in actions],
+                chosen=(i * 7) % k,
+                probability=1 / k,
+                reward=float(i % 10 == 0),
+                rewards=int(i % 10 == 0),
+                reason="reward" if i % 10 == 0 else "default",
+                decided_ts=now,
+                emitted_ts=now,
+            )
+        )
+        for i in range(calls + min(20, calls))  # the warm-up too: each id is learned once
+    ]
+    offsets = itertools.count()
+    before = state.replica.counts["learned"]
+
+    def apply(_: int) -> None:
+        offset = next(offsets)
+        state.replica.apply(0, offset, None, messages[offset])
+
+    cpu, wall = _cpu_us(apply, calls)
+    learned = state.replica.counts["learned"] - before
+    assert learned == len(messages), f"learned {learned} of {len(messages)} training messages"
+    return cpu, wall
 
 
 def _feature_store(state: State, users: list[str], actions: Sequence[Action], now: float) -> None:
@@ -400,6 +449,7 @@ def report(result: dict[str, object]) -> str:
         rows.append([stage, *(float(shapes[s]["stages_cpu_us"][stage]) for s in names)])
     rows.append(["sum of stages", *(float(shapes[s]["sum_of_stages_cpu_us"]) for s in names)])
     rows.append(["real handler", *(float(shapes[s]["handler_cpu_us"]) for s in names)])
+    rows.append(["learning it (replica)", *(float(shapes[s]["learn_cpu_us"]) for s in names)])
     text = table(["stage (CPU us/decision)", *names], rows)
     top = result["top_stage_50x20"]
     share = float(result["top_stage_share_50x20"])  # type: ignore[arg-type]
