@@ -170,3 +170,35 @@ def test_cover_learns_from_every_action_line() -> None:
     assert weights(fast) != weights(full)
     fast.close()
     full.close()
+
+
+def saved(ws: vowpalwabbit.Workspace) -> bytes:
+    fd, path = tempfile.mkstemp(suffix=".model")
+    os.close(fd)
+    try:
+        ws.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        os.unlink(path)
+
+
+@pytest.mark.parametrize("algorithm", ["squarecb", "cover", "regcbopt"])
+def test_learning_makes_the_model_pyvw_makes_statistics_included(algorithm: str) -> None:
+    """VWPolicy learns through VW's native calls without pyvw's Python wrappers; the saved
+    model (weights and the statistics finishing each example updates) must be the one
+    `Workspace.learn` makes from the same lines."""
+    learning = Learning(exploration=Exploration(algorithm))
+    policy, reference = VWPolicy(learning), vowpalwabbit.Workspace(learning.vw_args())
+    rng = np.random.default_rng(5)
+    for step in range(200):
+        context: Features = {"user": {"segment": f"s{step % 3}", "age": float(step % 7)}}
+        subset = [ACTIONS[i] for i in rng.permutation(12)[: int(rng.integers(1, 13))]]
+        chosen = int(rng.integers(len(subset)))
+        p, reward = float(rng.uniform(0.05, 1.0)), float(rng.random() < 0.3)
+        example = Example(context, subset, chosen, p, reward)
+        policy.learn(example)
+        reference.learn(policy.lines(example))
+    assert policy.save() == saved(reference)
+    policy.close()
+    reference.finish()
