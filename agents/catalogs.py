@@ -2,15 +2,20 @@
 
 Every accepted body is kept under its version, so a training example can be learned
 with the actions of the catalog version its decision used, after later edits or a delete.
+With the body goes the catalog's defaults epoch (engine.catalog.DEFAULTS): set when the
+catalog is created and inherited by its later versions, so what a catalog learns with
+never changes under it when Loopwise's defaults do. Versions stored before the epoch
+existed read as the legacy epoch.
 """
 
 from __future__ import annotations
 
 import json
 from functools import lru_cache
+from typing import Any, cast
 
 from agents.kv import KV
-from engine.catalog import Catalog, check_name, parse_catalog
+from engine.catalog import DEFAULTS, LEGACY_DEFAULTS, Catalog, check_name, parse_catalog
 from engine.errors import Conflict, UnknownCatalog
 from engine.limits import Limits
 
@@ -40,11 +45,14 @@ class CatalogStore:
                 field="If-Match",
             )
         version = current.version + 1 if current else self._last_version(name) + 1
-        catalog = parse_catalog(name, body, self.limits, version=version, now=now)
-        stored = self._stored(name, current.version) if current else None
-        if current is not None and stored == _canonical(body):
+        previous = self._record(name, current.version) if current else None
+        defaults = _defaults(previous) if previous else DEFAULTS
+        catalog = parse_catalog(
+            name, body, self.limits, version=version, now=now, defaults=defaults
+        )
+        if current is not None and previous and _canonical(previous["body"]) == _canonical(body):
             return current, False
-        record = json.dumps({"body": body, "updated_at": now}).encode()
+        record = json.dumps({"body": body, "updated_at": now, "defaults": defaults}).encode()
         self.kv.write({_vkey(name, version): record, b"l:" + name.encode(): b"%d" % version})
         self._latest[name] = catalog
         return catalog, current is None
@@ -64,23 +72,31 @@ class CatalogStore:
         return sorted(self._latest)
 
     def _load_version(self, name: str, version: int) -> Catalog | None:
-        raw = self.kv.get(_vkey(name, version))
-        if raw is None:
+        record = self._record(name, version)
+        if record is None:
             return None
-        record = json.loads(raw)
         return parse_catalog(
-            name, record["body"], self.limits, version=version, now=float(record["updated_at"])
+            name,
+            record["body"],
+            self.limits,
+            version=version,
+            now=float(record["updated_at"]),
+            defaults=_defaults(record),
         )
 
-    def _stored(self, name: str, version: int) -> str | None:
+    def _record(self, name: str, version: int) -> dict[str, Any] | None:
         raw = self.kv.get(_vkey(name, version))
-        return _canonical(json.loads(raw)["body"]) if raw else None
+        return cast(dict[str, Any], json.loads(raw)) if raw else None
 
     def _last_version(self, name: str) -> int:
         last = 0
         for key, _ in self.kv.scan(b"v:" + name.encode() + b":"):
             last = max(last, int(key.rsplit(b":", 1)[1]))
         return last
+
+
+def _defaults(record: dict[str, Any]) -> int:
+    return int(record.get("defaults", LEGACY_DEFAULTS))
 
 
 def _vkey(name: str, version: int) -> bytes:

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from api import bodies
 from api.state import State, decode_index, of
-from engine.errors import InvalidInput, Unavailable, UnknownEvent
+from engine.errors import InvalidInput, Unavailable, UnknownCatalog, UnknownEvent
 from engine.features import number
 from engine.records import RewardObserved, encode
 from engine.validate import ID_RE
@@ -44,7 +44,7 @@ def accept(st: State, item: object, where: str) -> dict[str, object]:
             "status": "unknown_event",
             "detail": f"no decision with event_id {event_id!r} was made in the last 8 days",
         }
-    _, decided, wait = decode_index(raw)
+    catalog, decided, wait = decode_index(raw)
     now = time.time()
     record = RewardObserved(event_id=event_id, reward_id=reward_id, value=value, ts=now)
     if not st.outbox.put(st.settings.topic("rewards"), event_id.encode(), encode(record)):
@@ -61,7 +61,27 @@ def accept(st: State, item: object, where: str) -> dict[str, object]:
             f"the reward wait window of {wait:g} s closed "
             f"{now - decided - wait:.1f} s ago: logged and counted, not learned"
         )
+    outside = _outside_range(st, catalog, value)
+    if outside:
+        st.metrics.counts["rewards_outside_range"] += 1
+        result["warning"] = outside
     return result
+
+
+def _outside_range(st: State, catalog: str, value: float) -> str:
+    """Why `value` will be learned as another number, or "" (the reward is kept as sent)."""
+    try:
+        bounds = st.catalogs.latest(catalog).learning.exploration.clipped_to()
+    except UnknownCatalog:
+        return ""
+    if bounds is None or bounds[0] <= value <= bounds[1]:
+        return ""
+    low, high = bounds
+    return (
+        f"value {value:g} is outside catalog {catalog!r}'s reward range [{low:g}, {high:g}] "
+        f"and is learned as {min(max(value, low), high):g}; declare the range of your "
+        "rewards in learning.exploration.min_reward and max_reward"
+    )
 
 
 def _parse(item: object, st: State, where: str) -> tuple[str, float, str]:

@@ -37,7 +37,7 @@ PARAMETERS: dict[str, tuple[float, float, float]] = {
     "rnd": (3, 1, 64),
     "rnd_alpha": (0.1, 1e-6, 1e6),
     "rnd_invlambda": (0.1, 1e-6, 1e6),
-    "mellowness": (0.001, 1e-9, 1e3),
+    "mellowness": (0.0001, 1e-9, 1e3),
     # RegCB bounds its confidence by the range of rewards (VW: of costs, -reward)
     "min_reward": (0.0, -1e12, 1e12),
     "max_reward": (1.0, -1e12, 1e12),
@@ -52,18 +52,39 @@ USES: dict[str, tuple[str, ...]] = {
     "regcbopt": ("mellowness", "min_reward", "max_reward"),
 }
 INTEGER_PARAMETERS = frozenset({"bag", "cover", "rnd"})
-# VW's online optimiser. "coin" (coin betting, parameter free) is the default: VW's own
-# adaptive/normalised SGD let one importance-weighted click on a rarely shown banner decay
-# the learning rate so far that a segment stayed on the wrong banner for thousands of
-# decisions (1-5 of 12 seeds, with any exploration algorithm); coin betting recovered in
-# every seed by the end state (tests/test_learning_recovers.py; README "Why coin betting"
-# has the served-traffic measure, on which optimistic RegCB does better).
+# VW's online optimiser: "coin" (coin betting, parameter free) or "adaptive" (VW's own
+# adaptive, normalised SGD). With squarecb, epsilon or bag, adaptive SGD let one
+# importance-weighted click on a rarely shown banner decay the learning rate so far that
+# a segment stayed on the wrong banner for thousands of decisions, and coin betting did
+# not; optimistic RegCB learns without importance weights and does best with adaptive
+# SGD (coin: regret 137 against 87 on segments). README "Choosing the default".
 OPTIMIZERS = ("coin", "adaptive")
+# The defaults a catalog's learning falls back to are those of the Loopwise release that
+# created it: every stored version carries its catalog's defaults epoch (agents.catalogs),
+# and later versions inherit it, so an upgrade never changes what an existing catalog
+# learns with. New catalogs get the newest. README "Choosing the default".
+#   1 (until 2026-11-27): squarecb with coin betting
+#   2: optimistic RegCB, mellowness 0.0001, with adaptive SGD; coin for other algorithms
+DEFAULTS = 2
+LEGACY_DEFAULTS = 1
+
+
+# parameters whose default changed, with their value in the older epochs
+LEGACY_PARAMETERS = {"mellowness": 0.001}
+
+
+def default_algorithm(defaults: int = DEFAULTS) -> str:
+    return "squarecb" if defaults == LEGACY_DEFAULTS else "regcbopt"
+
+
+def default_optimizer(algorithm: str, defaults: int = DEFAULTS) -> str:
+    """The optimizer of a catalog that names none: the one that did best with `algorithm`."""
+    return "adaptive" if algorithm == "regcbopt" and defaults != LEGACY_DEFAULTS else "coin"
 
 
 @dataclass(frozen=True, slots=True)
 class Exploration:
-    algorithm: str = "squarecb"
+    algorithm: str = field(default_factory=default_algorithm)
     parameters: Mapping[str, float] = field(default_factory=dict)
 
     def value(self, name: str) -> float:
@@ -89,6 +110,10 @@ class Exploration:
         """(min_reward, max_reward): the range RegCB learns rewards clipped to."""
         return float(self.value("min_reward")), float(self.value("max_reward"))
 
+    def clipped_to(self) -> tuple[float, float] | None:
+        """The range rewards are clipped to before they are learned; None: not clipped."""
+        return self.reward_range() if self.algorithm == "regcbopt" else None
+
 
 @dataclass(frozen=True, slots=True)
 class Learning:
@@ -98,7 +123,11 @@ class Learning:
     reward_wait_seconds: float = 10.0
     default_reward: float = 0.0
     aggregation: Aggregation = "earliest"
-    optimizer: str = "coin"
+    optimizer: str = ""  # "": default_optimizer of the exploration algorithm
+
+    def __post_init__(self) -> None:
+        if not self.optimizer:
+            object.__setattr__(self, "optimizer", default_optimizer(self.exploration.algorithm))
 
     def vw_args(self) -> str:
         """The VW command line: a model is only compatible with the same command line."""
@@ -187,8 +216,17 @@ def check_name(name: str, field_name: str = "name") -> str:
     return name
 
 
-def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now: float) -> Catalog:
-    """Validate a catalog body (as decoded JSON/YAML); every error names its field."""
+def parse_catalog(
+    name: str,
+    body: object,
+    limits: Limits,
+    *,
+    version: int,
+    now: float,
+    defaults: int = DEFAULTS,
+) -> Catalog:
+    """Validate a catalog body (as decoded JSON/YAML); every error names its field.
+    `defaults` is the catalog's defaults epoch: what its learning falls back to."""
     check_name(name)
     obj = as_object(body, "body")
     known = {"name", "actions", "learning", "constraints", "features", "version", "updated_at"}
@@ -199,7 +237,7 @@ def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now:
             field="name",
         )
     actions = _actions(obj.get("actions"), limits)
-    learning = parse_learning(obj.get("learning", {}), limits)
+    learning = parse_learning(obj.get("learning", {}), limits, defaults)
     constraints = parse_constraints(obj.get("constraints"), [a.id for a in actions], limits)
     return Catalog(
         name=name,
@@ -212,7 +250,7 @@ def parse_catalog(name: str, body: object, limits: Limits, *, version: int, now:
     )
 
 
-def parse_learning(body: object, limits: Limits) -> Learning:
+def parse_learning(body: object, limits: Limits, defaults: int = DEFAULTS) -> Learning:
     obj = as_object(body, "learning")
     no_unknown(
         obj,
@@ -235,21 +273,25 @@ def parse_learning(body: object, limits: Limits) -> Learning:
             f"learning.reward_wait_seconds must be in (0, {MAX_WAIT_SECONDS:g}], got {wait!r}",
             field="learning.reward_wait_seconds",
         )
+    exploration = _exploration(obj.get("exploration", {}), limits, defaults)
+    optimizer = obj.get("optimizer", default_optimizer(exploration.algorithm, defaults))
     return Learning(
         policy=policy,
-        exploration=_exploration(obj.get("exploration", {}), limits),
+        exploration=exploration,
         interactions=_interactions(obj.get("interactions", list(DEFAULT_INTERACTIONS))),
         reward_wait_seconds=wait,
         default_reward=as_number(obj.get("default_reward", 0.0), limits, "learning.default_reward"),
         aggregation=cast(Aggregation, aggregation),
-        optimizer=one_of(obj.get("optimizer", "coin"), OPTIMIZERS, "learning.optimizer"),
+        optimizer=one_of(optimizer, OPTIMIZERS, "learning.optimizer"),
     )
 
 
-def _exploration(body: object, limits: Limits) -> Exploration:
+def _exploration(body: object, limits: Limits, defaults: int) -> Exploration:
     obj = as_object(body, "learning.exploration")
     algorithm = one_of(
-        obj.get("algorithm", "squarecb"), ALGORITHMS, "learning.exploration.algorithm"
+        obj.get("algorithm", default_algorithm(defaults)),
+        ALGORITHMS,
+        "learning.exploration.algorithm",
     )
     allowed = USES[algorithm]
     params: dict[str, float] = {}
@@ -271,6 +313,8 @@ def _exploration(body: object, limits: Limits) -> Exploration:
         if key in INTEGER_PARAMETERS and value != int(value):
             raise InvalidInput(f"{where} must be a whole number, got {value!r}", field=where)
         params[key] = value
+    if defaults == LEGACY_DEFAULTS:
+        params = {**{k: v for k, v in LEGACY_PARAMETERS.items() if k in allowed}, **params}
     exploration = Exploration(algorithm=algorithm, parameters=params)
     if algorithm == "regcbopt":
         low, high = exploration.reward_range()

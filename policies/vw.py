@@ -47,12 +47,15 @@ class VWPolicy:
         self.name = f"vw:{learning.exploration.algorithm}"
         self.learned = learned
         self._chosen_only = learning.exploration.algorithm in CHOSEN_ONLY
+        regcb = learning.exploration.algorithm == "regcbopt"
         # RegCB's confidence assumes costs in the declared range: rewards are clipped to it
-        self._bounds = (
-            learning.exploration.reward_range()
-            if learning.exploration.algorithm == "regcbopt"
-            else None
-        )
+        self._bounds = learning.exploration.clipped_to()
+        # RegCB is a plain regression on the chosen action (its pmf is one-hot, so a
+        # logged probability below 1 comes from a floor or a boost, not from RegCB): it
+        # learns without importance weights. On the quality benchmark, 20 seeds, regret
+        # 82 / 163 / 275 / 316 / 229 against 85 / 170 / 263 / 320 / 230 weighted, and the
+        # fewest segments served a wrong banner (README "Choosing the default").
+        self._unweighted = regcb
         self._ws = _workspace(self.args, model)
         # (action id, action line) -> its parsed example, reused by every prediction
         self._parsed: dict[tuple[str, str], vowpalwabbit.Example] = {}
@@ -69,6 +72,8 @@ class VWPolicy:
                 f"VW returned {pmf.size} probabilities for {len(eligible)} actions",
                 field="eligible",
             )
+        if self._unweighted:  # RegCB gives 1 to every action tied for the best (all, when new)
+            pmf = pmf / pmf.sum()
         return pmf
 
     def learn(self, example: Example) -> None:
@@ -80,7 +85,8 @@ class VWPolicy:
         reward = example.reward
         if self._bounds is not None:
             reward = min(max(reward, self._bounds[0]), self._bounds[1])
-        label = vwformat.cb_label(cost_of(reward), example.probability)
+        probability = 1.0 if self._unweighted else example.probability
+        label = vwformat.cb_label(cost_of(reward), probability)
         lines = [vwformat.shared_line(example.context)]
         for i, action in enumerate(example.actions):
             if i == example.chosen:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from engine.catalog import Action, Learning
+from engine.catalog import Action, Exploration, Learning
 from engine.features import Features
 from engine.sampling import normalise, rng_for, sample
 from policies.base import Example, Policy
@@ -23,11 +23,14 @@ ACTIONS = tuple(
 CONTEXT: Features = {"user": {"segment": "runner", "age": 31.0}, "context": {"page": "home"}}
 FACTORIES: dict[str, Callable[[], Policy]] = {
     "uniform": Uniform,
-    "vw": lambda: VWPolicy(Learning()),
+    "vw": lambda: VWPolicy(Learning()),  # optimistic RegCB: greedy on optimistic estimates
+    "vw-squarecb": lambda: VWPolicy(Learning(exploration=Exploration("squarecb"))),
     "thompson": Thompson,
     "linucb": LinUCB,
 }
-EXPLORING = set(FACTORIES)  # every policy here keeps mass > 0 on each eligible action
+# RegCB puts its mass on the actions tied for the best optimistic estimate, equally; every
+# other policy here keeps mass > 0 on each eligible action
+GREEDY = {"vw:regcbopt"}
 
 
 @pytest.fixture(params=sorted(FACTORIES))
@@ -56,7 +59,9 @@ def test_pmf_is_a_distribution_over_the_eligible_actions(
     pmf = normalise(raw)
     assert abs(float(pmf.sum()) - 1.0) <= 1e-9
     assert np.all(pmf >= 0.0)
-    if policy.name.split(":")[0] in EXPLORING:
+    if policy.name in GREEDY:
+        assert np.allclose(pmf[pmf > 0], 1.0 / np.count_nonzero(pmf)), pmf
+    else:
         assert np.all(pmf > 0.0), pmf
 
 

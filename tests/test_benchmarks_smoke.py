@@ -13,6 +13,10 @@ from typing import Any
 import pytest
 
 from benchmarks.broker import FETCH_WAITS_MS, HOP_MESSAGES
+from benchmarks.sweep import parse_spec
+from engine.catalog import Learning
+from engine.errors import InvalidInput
+from policies.vw import VWPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,3 +145,28 @@ def test_quick_stack_benchmarks_measure_what_they_report(tmp_path: Path) -> None
     assert all(h["received"] == HOP_MESSAGES // 10 for h in hops)  # every message arrived once
 
     assert all(math.isfinite(x) for x in _numbers(results))
+
+
+def test_the_sweep_plays_its_specs_validated_as_catalog_settings() -> None:
+    """`benchmarks.sweep` builds each SPEC as a catalog's learning would be, floor aside."""
+    policy, floor = parse_spec("regcbopt:mellowness=0.001:optimizer=coin:floor=0.05")
+    assert isinstance(policy, VWPolicy) and floor == 0.05
+    args = policy.args.split()
+    assert args[args.index("--mellowness") + 1] == "0.001" and "--coin" in args
+    policy.close()
+    default, _ = parse_spec("regcbopt")
+    assert isinstance(default, VWPolicy) and default.args == Learning().vw_args()
+    default.close()
+    with pytest.raises(InvalidInput) as info:
+        parse_spec("squarecb:mellowness=0.1")
+    assert info.value.field == "learning.exploration.mellowness"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sweep", "linucb", "regcbopt", "--seeds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[3:]}
+    assert set(rows) == {"linucb", "regcbopt"}
+    assert all(float(cell) > 0 for cell in rows["regcbopt"][1::3])  # regret of each storefront

@@ -6,7 +6,15 @@ import copy
 
 import pytest
 
-from engine.catalog import ALGORITHMS, Exploration, Learning, parse_catalog
+from engine.catalog import (
+    ALGORITHMS,
+    DEFAULTS,
+    LEGACY_DEFAULTS,
+    Exploration,
+    Learning,
+    learning_json,
+    parse_catalog,
+)
 from engine.errors import InvalidInput, LimitExceeded
 from engine.limits import Limits
 
@@ -152,14 +160,49 @@ def test_regcb_gets_the_reward_range_as_its_cost_range_and_round_trips() -> None
     args = catalog.learning.vw_args().split()
     assert args[args.index("--cb_min_cost") + 1] == "-50.0"
     assert args[args.index("--cb_max_cost") + 1] == "2.0"
-    assert args[args.index("--mellowness") + 1] == "0.001"
+    assert args[args.index("--mellowness") + 1] == "0.0001"
     again = parse_catalog("shop", catalog.to_json(), Limits(), version=2, now=0)
     assert again.learning.vw_args() == catalog.learning.vw_args()  # the same model
 
 
-def test_the_optimizer_defaults_to_coin_round_trips_and_is_validated() -> None:
+def test_each_defaults_epoch_resolves_to_its_own_settings_and_explicit_ones_win() -> None:
+    bare = {"actions": [{"id": "x"}]}
+    new = parse_catalog("d", bare, Limits(), version=1, now=0).learning
+    assert (new.exploration.algorithm, new.optimizer) == ("regcbopt", "adaptive")
+    assert new.exploration.value("mellowness") == 0.0001
+    assert new == Learning(exploration=Exploration("regcbopt"), optimizer="adaptive")
+    old = parse_catalog("d", bare, Limits(), version=1, now=0, defaults=LEGACY_DEFAULTS).learning
+    assert (old.exploration.algorithm, old.optimizer) == ("squarecb", "coin")
+    assert (
+        old.vw_args() == Learning(exploration=Exploration("squarecb"), optimizer="coin").vw_args()
+    )
+    regcb = {**bare, "learning": {"exploration": {"algorithm": "regcbopt"}}}
+    legacy = parse_catalog("d", regcb, Limits(), version=1, now=0, defaults=LEGACY_DEFAULTS)
+    assert legacy.learning.optimizer == "coin"  # what an opt-in RegCB catalog had
+    assert legacy.learning.exploration.value("mellowness") == 0.001
+    explicit = {
+        **bare,
+        "learning": {
+            "exploration": {"algorithm": "regcbopt", "mellowness": 0.01},
+            "optimizer": "coin",
+        },
+    }
+    for defaults in (LEGACY_DEFAULTS, DEFAULTS):
+        learning = parse_catalog(
+            "d", explicit, Limits(), version=1, now=0, defaults=defaults
+        ).learning
+        assert learning.optimizer == "coin" and learning.exploration.value("mellowness") == 0.01
+    # what GET shows resolves every default, so it parses back to the same model
+    for learning in (new, old):
+        shown = {**bare, "learning": learning_json(learning)}
+        again = parse_catalog("d", shown, Limits(), version=2, now=0).learning
+        assert learning_json(again) == learning_json(learning)
+        assert again.vw_args() == learning.vw_args()
+
+
+def test_the_optimizer_defaults_by_algorithm_round_trips_and_is_validated() -> None:
     catalog = parse_catalog("shop", GOOD, Limits(), version=1, now=0)
-    assert catalog.learning.optimizer == "coin"
+    assert catalog.learning.optimizer == "coin"  # epsilon
     body = {**GOOD, "learning": {"optimizer": "adaptive"}}
     adaptive = parse_catalog("shop", body, Limits(), version=1, now=0)
     assert adaptive.learning.optimizer == "adaptive"

@@ -2,17 +2,20 @@
 
 The storefront of engine.simulation (4 segments, each with its own best banner), played
 offline with the e2e test's settings: learning 500 decisions behind, a 0.1 exploration
-floor. With VW's own adaptive SGD (`optimizer: adaptive`) seed 4 of 0-15 ended its 8,000
-decisions with one segment's best banner at 1% (in the e2e test over HTTP: "yogi" at 9%),
-because an importance-weighted click had decayed the learning rate of that segment's
-crosses; coin betting (the default) put every segment's best banner on top in all 16.
+floor. With squarecb and VW's own adaptive SGD, seed 4 of 0-15 ended its 8,000 decisions
+with one segment's best banner at 1% (in the e2e test over HTTP: "yogi" at 9%), because
+an importance-weighted click had decayed the learning rate of that segment's crosses;
+squarecb with coin betting (the default until 2026-11-27) put every segment's best banner
+on top in all 16 by the end. The default now, optimistic RegCB learned without importance
+weights, served every segment its best banner in at least 0.78 of its last 1,000
+decisions in all 16 seeds (squarecb with coin: 0.26 in seed 8, 2 seeds below 0.75).
 
 Two measures: the end state (one probe context per segment after the last decision) and
 the traffic served (the share of each segment's last 1,000 decisions that got its best
-banner). They can disagree: in the experiments behind README "Why coin betting", a probe
-of optimistic RegCB read 0 (seed 9 unweighted, seed 4 weighted) while the segment's
-traffic had been on its best banner, and the default's probe reads 0.85 in seed 8 after
-three quarters of that segment's last 1,000 decisions went to a wrong banner.
+banner). They can disagree: RegCB is greedy on optimistic estimates, so its probe reads 0
+or 1, and in seed 9 it reads 0 for a segment whose traffic had been on its best banner
+(0.89 served); squarecb's probe reads 0.85 in seed 8 after three quarters of that
+segment's last 1,000 decisions went to a wrong banner (README "Choosing the default").
 """
 
 from __future__ import annotations
@@ -62,18 +65,18 @@ def play(seed: int, learning: Learning) -> tuple[dict[str, float], dict[str, flo
         policy.close()
 
 
+@pytest.mark.parametrize("seed", [5, 2, 9, 4])
+def test_the_default_learner_serves_every_segment_its_best_banner(seed: int) -> None:
+    """Seeds 5 and 2 were the default's lowest served shares (0.78) in 0-15, 9 is where its
+    probe reads 0, 4 where squarecb with adaptive SGD stuck. The served share is at most
+    about 0.93 with the 0.1 floor over 4 banners."""
+    _, served = play(seed, Learning())
+    assert min(served.values()) >= 0.75, served
+
+
 @pytest.mark.parametrize("seed", [4, 0, 11])
-def test_the_default_learner_finds_every_segments_best_banner(seed: int) -> None:
-    end, served = play(seed, Learning())
+def test_squarecb_with_coin_betting_finds_every_segments_best_banner(seed: int) -> None:
+    """The legacy default, still every catalog's that was made before the change."""
+    end, served = play(seed, Learning(exploration=Exploration("squarecb"), optimizer="coin"))
     assert min(end.values()) >= 0.8, end
     assert min(served.values()) >= 0.8, served
-
-
-@pytest.mark.parametrize("seed", [4, 8, 9])
-def test_optimistic_regcb_serves_every_segment_its_best_banner(seed: int) -> None:
-    """Seed 8 is where the default's traffic went wrong, 9 and 4 where RegCB's probes read
-    0 in the experiments, and 4 where adaptive SGD stuck.
-    The served share is at most about 0.93 with the 0.1 floor over 4 banners."""
-    learning = Learning(exploration=Exploration("regcbopt"), optimizer="adaptive")
-    _, served = play(seed, learning)
-    assert min(served.values()) >= 0.7, served

@@ -45,12 +45,12 @@ def example(i: int, chosen: int = 1, reward: float = 1.0) -> bytes:
 
 
 class Replica:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, catalog: dict[str, object] = CATALOG) -> None:
         self.settings = Settings(data_dir=data)
         self.kv = KV(data / "api" / "catalogs")
         self.catalogs = CatalogStore(self.kv, self.settings.limits)
         if not self.catalogs.names():
-            self.catalogs.put("shop", CATALOG, now=0.0)
+            self.catalogs.put("shop", catalog, now=0.0)
         self.replica = ModelReplica(self.settings, self.catalogs)
 
     def pmf(self) -> np.ndarray:
@@ -205,8 +205,10 @@ def test_adding_the_id_cross_to_a_live_catalog_keeps_its_model(tmp_path: Path) -
 
 def test_action_features_decided_with_are_learned_with(tmp_path: Path) -> None:
     """Red pays only while its popularity feature is on: the model must learn that from
-    the features the decision log carried, which the catalog itself does not have."""
-    r = Replica(tmp_path)
+    the features the decision log carried, which the catalog itself does not have. With
+    squarecb, whose pmf follows the estimated gaps (RegCB's is one-hot)."""
+    squarecb = {"learning": {"reward_wait_seconds": 1.0, "exploration": {"algorithm": "squarecb"}}}
+    r = Replica(tmp_path, {**CATALOG, **squarecb})
     hot = {"red": {"popularity": {"views_1h": 8.0}}}
     for i in range(60):
         popular = i % 2 == 0

@@ -156,6 +156,22 @@ def test_catalog_crud_and_versions(stack: Stack) -> None:
     assert stack.http.get("/v1/catalogs/tmp").status_code == 404
 
 
+def test_a_reward_outside_the_learned_range_is_accepted_with_a_warning(stack: Stack) -> None:
+    """A catalog on the defaults (RegCB) learns rewards clipped to [0, 1]: revenue of 30 is
+    accepted, and the answer says it is learned as 1 and which settings declare the range."""
+    assert (
+        stack.http.put("/v1/catalogs/revenue", json={"actions": [{"id": "x"}]}).status_code == 201
+    )
+    events = [stack.decide("revenue")["event_id"] for _ in range(2)]
+    big = stack.http.post("/v1/rewards", json={"event_id": events[0], "value": 30})
+    assert big.status_code == 202 and big.json()["status"] == "accepted"
+    warning = big.json()["warning"]
+    assert "[0, 1]" in warning and "learned as 1" in warning and "max_reward" in warning
+    fine = stack.http.post("/v1/rewards", json={"event_id": events[1], "value": 1})
+    assert fine.status_code == 202 and "warning" not in fine.json()
+    assert stack.http.delete("/v1/catalogs/revenue").status_code == 204
+
+
 def test_crashes_of_worker_and_api_lose_and_double_count_nothing(stack: Stack) -> None:
     """Every decision is learned exactly once (reward or default) across SIGKILLs."""
     catalog = "crashes"

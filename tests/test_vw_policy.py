@@ -35,19 +35,20 @@ def from_text(policy: VWPolicy, context: Features, eligible: list[Action]) -> np
             vwformat.shared_line(context),
             *(vwformat.action_body(a.features, a.id) for a in eligible),
         ]
-        out = np.asarray(ws.predict(lines))
+        out = np.asarray(ws.predict(lines), dtype=np.float64)
         ws.finish()
-        return out
+        return out / out.sum()  # RegCB gives 1 to each action tied for the best
     finally:
         os.unlink(path)
 
 
+@pytest.mark.parametrize("algorithm", ["regcbopt", "squarecb"])
 @pytest.mark.parametrize("max_parsed", [20_000, 5])
 def test_cached_predictions_equal_text_predictions(
-    monkeypatch: pytest.MonkeyPatch, max_parsed: int
+    monkeypatch: pytest.MonkeyPatch, max_parsed: int, algorithm: str
 ) -> None:
     monkeypatch.setattr(vw, "MAX_PARSED", max_parsed)
-    policy = VWPolicy(Learning())
+    policy = VWPolicy(Learning(exploration=Exploration(algorithm)))
     rng = np.random.default_rng(3)
     for step in range(400):
         context: Features = {"user": {"segment": f"s{step % 3}"}}
@@ -202,3 +203,20 @@ def test_learning_makes_the_model_pyvw_makes_statistics_included(algorithm: str)
     assert policy.save() == saved(reference)
     policy.close()
     reference.finish()
+
+
+@pytest.mark.parametrize("algorithm", ["regcbopt", "squarecb"])
+def test_only_regcb_learns_without_importance_weights(algorithm: str) -> None:
+    """RegCB is a plain regression on the chosen action: the logged probability (below 1
+    only through a floor or a boost) must not scale its update; squarecb's MTR does."""
+    saved: list[bytes] = []
+    for probability in (0.1, 1.0):
+        policy = VWPolicy(Learning(exploration=Exploration(algorithm)))
+        for step in range(20):
+            context: Features = {"user": {"segment": f"s{step % 2}"}}
+            chosen = step % 3
+            example = Example(context, ACTIONS[:3], chosen, probability, float(chosen == step % 2))
+            policy.learn(example)
+        saved.append(policy.save())
+        policy.close()
+    assert (saved[0] == saved[1]) == (algorithm == "regcbopt")

@@ -1,0 +1,92 @@
+"""`python -m benchmarks.sweep SPEC... [--seeds N]`: learning settings on the quality storefronts.
+
+The evidence behind the default exploration settings (README "Choosing the default"):
+every SPEC plays the streams of `python -m benchmarks quality` (same steps and seeds,
+feedback 50 decisions late) and the table shows its cumulative regret, mean and 95% CI
+over the seeds, per storefront. Lower is better.
+
+SPEC is `linucb`, or an exploration algorithm with `:name=value` settings, which are
+validated as a catalog's `learning` is:
+
+    regcbopt                      the default (mellowness 0.0001, adaptive SGD)
+    regcbopt:mellowness=0.001     squarecb:optimizer=adaptive:gamma_scale=100
+    regcbopt:floor=0.05           with an exploration floor (constraints.exploration_floor)
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+from collections.abc import Sequence
+
+from tqdm import tqdm
+
+from benchmarks.common import mean_ci, table
+from benchmarks.envs import ENVS
+from benchmarks.quality import learn_online, score, settings_for
+from engine.catalog import parse_learning
+from engine.errors import InvalidInput
+from engine.limits import Limits
+from policies.base import Policy
+from policies.linucb import LinUCB
+from policies.vw import VWPolicy
+
+
+def parse_spec(spec: str) -> tuple[Policy, float]:
+    """(a fresh policy, its exploration floor) for one SPEC."""
+    name, *settings = spec.split(":")
+    if name == "linucb" and not settings:
+        return LinUCB(), 0.0
+    values: dict[str, str] = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep:
+            raise InvalidInput(f"{spec}: settings are name=value, got {setting!r}", field="spec")
+        values[key] = value
+    floor = float(values.pop("floor", "0"))
+    body: dict[str, object] = (
+        {} if "optimizer" not in values else {"optimizer": values.pop("optimizer")}
+    )
+    body["exploration"] = {"algorithm": name, **{k: float(v) for k, v in values.items()}}
+    return VWPolicy(parse_learning(body, Limits())), floor
+
+
+def regret(task: tuple[str, str, int]) -> tuple[str, str, int, float]:
+    spec, env_name, seed = task
+    settings = settings_for(False)
+    env = ENVS[env_name]()
+    stream = env.stream(seed, settings.steps[env_name])
+    policy, floor = parse_spec(spec)
+    chosen = learn_online(policy, env, stream, settings.delay, f"{env_name}/{seed}", floor)
+    return spec, env_name, seed, float(score(stream, chosen, stream.ctr.max(axis=1))[1].sum())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__)
+    parser.add_argument("specs", nargs="+", metavar="SPEC")
+    parser.add_argument("--seeds", type=int, default=settings_for(False).seeds)
+    args = parser.parse_args(argv)
+    for spec in args.specs:
+        try:
+            parse_spec(spec)[0].close()
+        except (InvalidInput, ValueError) as exc:
+            parser.error(f"{spec}: {exc}")
+    tasks = [(spec, e, seed) for spec in args.specs for e in ENVS for seed in range(args.seeds)]
+    found: dict[tuple[str, str], list[float]] = {}
+    with multiprocessing.get_context("spawn").Pool(min(2, os.cpu_count() or 1)) as pool:
+        for spec, env_name, _, value in tqdm(
+            pool.imap_unordered(regret, tasks), total=len(tasks), desc="sweep: spec x env x seed"
+        ):
+            found.setdefault((spec, env_name), []).append(value)
+    rows = []
+    for spec in args.specs:
+        cells = [mean_ci(found[(spec, e)]) for e in ENVS]
+        rows.append([spec, *(f"{m:.0f} +- {ci:.0f}" for m, ci in cells)])
+    print(f"cumulative regret, mean +- 95% CI over {args.seeds} seeds")
+    print(table(["spec", *ENVS], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
