@@ -25,7 +25,7 @@ from engine.eligibility import eligible
 from engine.errors import EngineError, InvalidInput, LimitExceeded
 from engine.features import Features, flatten
 from engine.records import DecisionLogged, encode
-from engine.sampling import Pmf, normalise, ranking
+from engine.sampling import Pmf, normalise
 from engine.validate import ID_RE, optional_id
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,14 @@ async def decide_route(request: Request) -> Response:
 def _policy(st: State, catalog: Catalog) -> PolicyPmf:
     model = st.replica.policy(catalog)
 
-    def pmf(context: Features, actions: Sequence[Action]) -> tuple[Pmf, str]:
+    def pmf(context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf, str]:
         try:
-            return normalise(model.policy.distribution(context, actions)), model.policy.name
+            pmf, scores = model.policy.ranked(context, actions)
+            return normalise(pmf), scores, model.policy.name
         except (EngineError, RuntimeError, ValueError) as exc:  # the safe policy answers
             log.error("policy %s failed on catalog %s: %s", model.policy.name, catalog.name, exc)
             st.metrics.counts["policy_failures"] += 1
-            return np.full(len(actions), 1.0 / len(actions)), "uniform"
+            return np.full(len(actions), 1.0 / len(actions)), np.zeros(len(actions)), "uniform"
 
     return pmf
 
@@ -187,9 +188,7 @@ def _response(
 
 def _slot_json(s: SlotDecision) -> dict[str, object]:
     return {
-        "ranking": [
-            {"id": s.actions[i].id, "probability": float(s.pmf[i])} for i in ranking(s.pmf)
-        ],
+        "ranking": [{"id": s.actions[i].id, "probability": float(s.pmf[i])} for i in s.ranking()],
         "chosen": {"id": s.actions[s.chosen].id, "probability": s.probability},
         "fallback": s.fallback,
     }

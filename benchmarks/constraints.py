@@ -150,8 +150,9 @@ def run(quick: bool, out: Path) -> dict[str, object]:
     policy = trained_policy(plain, contexts, 50 if quick else 300)
     stock, seen = stock_view(now), exposures(now)
 
-    def pmf(features: Features, actions: Sequence[Action]) -> tuple[Pmf, str]:
-        return normalise(policy.distribution(features, actions)), policy.name
+    def pmf(features: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf, str]:
+        probabilities, scores = policy.ranked(features, actions)
+        return normalise(probabilities), scores, policy.name
 
     eligible: dict[str, list[int]] = {"plain": [], "constrained": []}
 

@@ -41,7 +41,7 @@ from engine.limits import Limits
 from engine.records import DecisionLogged, TrainingExample, encode
 from engine.sampling import normalise, ranking, rng_for, sample
 from policies.base import Example
-from policies.vw import CB, VWPolicy, action_body
+from policies.vw import CB, VWPolicy
 
 TAUGHT = 300  # examples learned before a shape is measured (see _teach)
 STAGES = (
@@ -194,8 +194,9 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
     _teach(policy, features, actions)
     now = time.time()
     _feature_store(state, [str(p["user_id"]) for p in parsed], actions, now)
-    lines = [[vwformat.shared_line(f), *(action_body(a) for a in actions)] for f in features]
-    pmfs = [normalise(np.asarray(policy._ws.predict(x), dtype=np.float64)) for x in lines]
+    ranked = [policy.ranked(f, actions) for f in features]
+    pmfs = [normalise(pmf) for pmf, _ in ranked]
+    scores = [s for _, s in ranked]
 
     def joined(i: int) -> object:
         user = str(parsed[i % n]["user_id"])
@@ -249,11 +250,16 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
     def sampling(i: int) -> object:
         pmf = normalise(pmfs[i % n])
         sample(pmf, rng_for(f"{ids[i % n]}-{i}"))
-        return ranking(pmf)
+        return ranking(pmf, scores[i % n])
+
+    def predict(i: int) -> object:
+        """VW's prediction, and its estimates read off the examples (for the ranking)."""
+        examples = built[i % n]
+        return policy._ws.predict(examples), [-e.get_partial_prediction() for e in examples[1:]]
 
     def response(i: int) -> bytes:
         pmf = pmfs[i % n]
-        order = ranking(pmf)
+        order = ranking(pmf, scores[i % n])
         return _encoder.encode(
             {
                 "event_id": ids[i % n],
@@ -275,7 +281,7 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
         ),
         "feature_store_join": joined,
         "example_building": example,
-        "vw_predict": lambda i: policy._ws.predict(built[i % n]),
+        "vw_predict": predict,
         "sampling": sampling,
         "logging_outbox_put": logging_put,
         "response_encode": response,

@@ -19,10 +19,11 @@ import numpy as np
 from engine.catalog import Action, Catalog
 from engine.constraints import adjust, apply, fallback, fallback_reason
 from engine.features import Features, merge
-from engine.sampling import Pmf, rng_for, sample
+from engine.sampling import Pmf, ranking, rng_for, sample
 from engine.slates import sample_slate
 
-PolicyPmf = Callable[[Features, Sequence[Action]], tuple[Pmf, str]]
+# (pmf, score per action for ranking ties: higher first, policy name)
+PolicyPmf = Callable[[Features, Sequence[Action]], tuple[Pmf, Pmf, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,10 @@ class SlotDecision:
     probability: float
     policy: str
     fallback: bool
+    scores: Pmf | None = None  # the policy's, ordering actions of equal probability
+
+    def ranking(self) -> list[int]:
+        return ranking(self.pmf, self.scores)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +75,12 @@ def decide(
     if not allowed.actions:
         return _nothing_eligible(catalog, context, event_id, allowed.removed)
     if slots is None:
-        pmf, name = policy(context, allowed.actions)
+        pmf, scores, name = policy(context, allowed.actions)
         pmf = adjust(pmf, allowed.actions, constraints)
         chosen, p = sample(pmf, rng_for(event_id))
-        one = SlotDecision(None, event_id, context, allowed.actions, pmf, chosen, p, name, False)
+        one = SlotDecision(
+            None, event_id, context, allowed.actions, pmf, chosen, p, name, False, scores
+        )
         return Decision([one], allowed.removed)
     return Decision(
         _slate(catalog, allowed.actions, context, event_id, policy, slots), allowed.removed
@@ -97,9 +104,10 @@ def _slate(
         for k, s in enumerate(slots)
     ]
     names: dict[int, str] = {}
+    scores: dict[int, Pmf] = {}
 
     def pmf_for(k: int, candidates: Sequence[Action]) -> Pmf:
-        pmf, names[k] = policy(contexts[k], candidates)
+        pmf, scores[k], names[k] = policy(contexts[k], candidates)
         return adjust(pmf, candidates, catalog.constraints)
 
     choices = sample_slate(
@@ -119,6 +127,7 @@ def _slate(
                 c.probability,
                 names[c.slot],
                 False,
+                scores[c.slot],
             )
         )
     return out

@@ -73,6 +73,8 @@ def sample(pmf: Pmf, rng: Uniform) -> tuple[int, float]:
     return index, float(pmf[index])
 
 
-def ranking(pmf: Pmf) -> list[int]:
-    """Indices by descending probability; ties keep catalog order."""
-    return [int(i) for i in np.argsort(-pmf, kind="stable")]
+def ranking(pmf: Pmf, scores: Pmf | None = None) -> list[int]:
+    """Indices by descending probability, then descending score; ties keep catalog order."""
+    if scores is None:
+        return [int(i) for i in np.argsort(-pmf, kind="stable")]
+    return [int(i) for i in np.lexsort((-scores, -pmf))]

@@ -30,6 +30,12 @@ class Policy(Protocol):
         """A pmf over `eligible`, in its order; entries are > 0 where the policy explores."""
         ...
 
+    def ranked(self, features: Features, eligible: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        """The pmf and a score per action, higher for an action the policy rates better:
+        a ranking orders by probability, then by score (RegCB's pmf is one-hot, and the
+        actions after the chosen one are still ranked by their estimated reward)."""
+        ...
+
     def learn(self, example: Example) -> None: ...
 
     def save(self) -> bytes:

@@ -51,6 +51,10 @@ class LinUCB:
         self._b: dict[str, Vector] = {}  # action id -> b (dim)
 
     def distribution(self, features: Features, eligible: Sequence[Action]) -> Pmf:
+        return self.ranked(features, eligible)[0]
+
+    def ranked(self, features: Features, eligible: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        """Scores: the upper confidence bounds."""
         if not eligible:
             raise InvalidInput("eligible must hold at least one action", field="eligible")
         x = self.vector(features)
@@ -58,7 +62,7 @@ class LinUCB:
         k = len(eligible)
         pmf: Pmf = np.full(k, self.epsilon / k)
         pmf[int(np.argmax(scores))] += 1.0 - self.epsilon
-        return pmf
+        return pmf, scores
 
     def learn(self, example: Example) -> None:
         action = example.actions[example.chosen].id

@@ -56,6 +56,12 @@ class Thompson:
         pmf: Pmf = weights / weights.sum()
         return pmf
 
+    def ranked(self, features: Features, eligible: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        """Scores: the posterior mean click rate."""
+        wins = np.array([self._wins.get(a.id, 0.0) for a in eligible])
+        losses = np.array([self._losses.get(a.id, 0.0) for a in eligible])
+        return self.distribution(features, eligible), (1.0 + wins) / (2.0 + wins + losses)
+
     def learn(self, example: Example) -> None:
         action = example.actions[example.chosen].id
         reward = min(1.0, max(0.0, float(example.reward)))

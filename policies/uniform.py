@@ -21,6 +21,9 @@ class Uniform:
     def distribution(self, features: Features, eligible: Sequence[Action]) -> Pmf:
         return np.full(len(eligible), 1.0 / len(eligible))
 
+    def ranked(self, features: Features, eligible: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        return self.distribution(features, eligible), np.zeros(len(eligible))
+
     def learn(self, example: Example) -> None:
         self.learned += 1
 

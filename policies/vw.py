@@ -61,9 +61,21 @@ class VWPolicy:
         self._parsed: dict[tuple[str, str], vowpalwabbit.Example] = {}
 
     def distribution(self, features: Features, eligible: Sequence[Action]) -> Pmf:
+        return self._predict(features, eligible, None)
+
+    def ranked(self, features: Features, eligible: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        """Scores: VW's estimated reward of each action (its cost estimate, negated)."""
+        scores = np.empty(len(eligible))
+        return self._predict(features, eligible, scores), scores
+
+    def _predict(self, features: Features, eligible: Sequence[Action], scores: Pmf | None) -> Pmf:
+        """The pmf; fills `scores` (if given) while the examples hold this prediction."""
         shared = self._ws.parse([vwformat.shared_line(features)], CB)
+        actions = self._action_examples(eligible)
         try:
-            probabilities = self._ws.predict(shared + self._action_examples(eligible))
+            probabilities = self._ws.predict(shared + actions)
+            if scores is not None:
+                scores[:] = [-a.get_partial_prediction() for a in actions]
         finally:
             self._ws.finish_example(shared)
         pmf = np.asarray(probabilities, dtype=np.float64)

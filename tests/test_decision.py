@@ -50,10 +50,10 @@ def catalog(constraints: object = CONSTRAINTS) -> Catalog:
     return parse_catalog("shop", body, Limits(), version=1, now=0.0)
 
 
-def fixed_policy(context: Features, actions: Sequence[Action]) -> tuple[Pmf, str]:
+def fixed_policy(context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf, str]:
     """A fixed model: weight grows with the action's index."""
     weights = np.array([1.0 + float(a.id[1:]) for a in actions])
-    return weights / weights.sum(), "fixed"
+    return weights / weights.sum(), weights, "fixed"
 
 
 def test_constraints_remove_before_the_policy_and_say_why() -> None:

@@ -59,6 +59,13 @@ def test_ranking_is_by_probability_then_catalog_order() -> None:
     assert ranking(np.array([0.2, 0.5, 0.2, 0.1])) == [1, 0, 2, 3]
 
 
+def test_ranking_breaks_probability_ties_by_score_then_catalog_order() -> None:
+    one_hot = np.array([0.0, 0.0, 1.0, 0.0, 0.0])
+    assert ranking(one_hot, np.array([0.1, 0.3, 0.9, 0.3, 0.5])) == [2, 4, 1, 3, 0]
+    # the probability decides first, even against the score
+    assert ranking(np.array([0.3, 0.7]), np.array([1.0, 0.0])) == [1, 0]
+
+
 @pytest.mark.parametrize(
     ("weights", "floor", "message"),
     [

@@ -12,6 +12,7 @@ import vowpalwabbit
 from engine import vwformat
 from engine.catalog import Action, Exploration, Learning
 from engine.features import Features
+from engine.sampling import ranking
 from policies import vw
 from policies.base import Example
 from policies.vw import VWPolicy
@@ -220,3 +221,39 @@ def test_only_regcb_learns_without_importance_weights(algorithm: str) -> None:
         saved.append(policy.save())
         policy.close()
     assert (saved[0] == saved[1]) == (algorithm == "regcbopt")
+
+
+@pytest.mark.parametrize("algorithm", ["regcbopt", "squarecb"])
+def test_ranked_scores_are_the_estimated_rewards_and_order_the_tail(algorithm: str) -> None:
+    """Four actions paying 1, 0.6, 0.3 and 0: after learning, the scores are VW's own
+    estimates (as a fresh workspace predicting from text reads them) and rank the actions
+    by what they pay, though RegCB's pmf gives every action but one a probability of 0."""
+    pays = {"a0": 1.0, "a1": 0.6, "a2": 0.3, "a3": 0.0}
+    actions = [Action(i, {"banner": {"kind": i}}) for i in pays]
+    policy = VWPolicy(Learning(exploration=Exploration(algorithm)))
+    for step in range(400):
+        chosen = step % 4
+        policy.learn(Example({}, actions, chosen, 0.25, pays[actions[chosen].id]))
+    pmf, scores = policy.ranked({}, actions)
+    assert np.allclose(pmf, policy.distribution({}, actions))
+    assert ranking(pmf, scores) == [0, 1, 2, 3], (pmf, scores)
+    if algorithm == "regcbopt":  # a plain regression; squarecb's weighs by 1/probability
+        assert np.allclose(scores, list(pays.values()), atol=0.05), scores
+    fd, path = tempfile.mkstemp()
+    os.close(fd)
+    try:
+        with open(path, "wb") as f:
+            f.write(policy.save())
+        ws = vowpalwabbit.Workspace(f"{policy.args} -i {path}")
+        lines = [
+            vwformat.shared_line({}),
+            *(vwformat.action_body(a.features, a.id) for a in actions),
+        ]
+        examples = ws.parse(lines, vowpalwabbit.LabelType.CONTEXTUAL_BANDIT)
+        ws.predict(examples)
+        assert np.allclose(scores, [-e.get_partial_prediction() for e in examples[1:]], atol=1e-6)
+        ws.finish_example(examples)
+        ws.finish()
+    finally:
+        os.unlink(path)
+    policy.close()
