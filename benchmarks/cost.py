@@ -33,7 +33,7 @@ from benchmarks.common import save_figure, table
 from benchmarks.shapes import SHAPES, Shape, catalog_body, decide_body
 from engine import checkpoint, profiles, vwformat
 from engine.behaviour import BehaviourObserved, Product
-from engine.catalog import Action
+from engine.catalog import Action, Exploration, Learning
 from engine.eligibility import eligible
 from engine.features import Features, flatten
 from engine.ledger import Ledger
@@ -292,6 +292,7 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
         cpu[name], wall[name] = _cpu_us(fns[name], calls)
     handler_cpu, handler_wall = _handler_us(state, shape, calls)
     learn_cpu, learn_wall = _learning_us(state, catalog.name, features, actions, calls)
+    squarecb_cpu, _ = _squarecb_predict_us(features, actions, calls)
     state.outbox.pending.clear()  # nothing will drain it: keep memory flat between shapes
     total = sum(cpu.values())
     return {
@@ -304,7 +305,27 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
         "handler_glue_cpu_us": handler_cpu - total,
         "learn_cpu_us": learn_cpu,
         "learn_wall_us": learn_wall,
+        "vw_predict_squarecb_cpu_us": squarecb_cpu,
+        "vw_predict_over_squarecb": cpu["vw_predict"] / squarecb_cpu,
     }
+
+
+def _squarecb_predict_us(
+    features: Sequence[Features], actions: Sequence[Action], calls: int
+) -> tuple[float, float]:
+    """The baseline of the vw_predict stage: the same prediction by squarecb with coin
+    betting (the default until 2026-11-27, and the choice for a very wide catalog),
+    taught the same way. The default's RegCB also computes a confidence per action."""
+    policy = VWPolicy(Learning(exploration=Exploration("squarecb"), optimizer="coin"))
+    try:
+        _teach(policy, features, actions)
+        built = [
+            policy._ws.parse([vwformat.shared_line(f)], CB) + policy._action_examples(actions)
+            for f in features
+        ]
+        return _cpu_us(lambda i: policy._ws.predict(built[i % len(built)]), calls)
+    finally:
+        policy.close()
 
 
 def _learning_us(
@@ -456,6 +477,9 @@ def report(result: dict[str, object]) -> str:
     rows.append(["sum of stages", *(float(shapes[s]["sum_of_stages_cpu_us"]) for s in names)])
     rows.append(["real handler", *(float(shapes[s]["handler_cpu_us"]) for s in names)])
     rows.append(["learning it (replica)", *(float(shapes[s]["learn_cpu_us"]) for s in names)])
+    rows.append(
+        ["vw_predict, squarecb", *(float(shapes[s]["vw_predict_squarecb_cpu_us"]) for s in names)]
+    )
     text = table(["stage (CPU us/decision)", *names], rows)
     top = result["top_stage_50x20"]
     share = float(result["top_stage_share_50x20"])  # type: ignore[arg-type]

@@ -5,12 +5,15 @@ every SPEC plays the streams of `python -m benchmarks quality` (same steps and s
 feedback 50 decisions late) and the table shows its cumulative regret, mean and 95% CI
 over the seeds, per storefront. Lower is better.
 
-SPEC is `linucb`, or an exploration algorithm with `:name=value` settings, which are
+SPEC is `linucb`, `rule-global` (the one action best over all visitors, read from the
+simulator's true click rates), or an exploration algorithm with `:name=value` settings,
 validated as a catalog's `learning` is:
 
     regcbopt                      the default (mellowness 0.0001, adaptive SGD)
     regcbopt:mellowness=0.001     squarecb:optimizer=adaptive:gamma_scale=100
     regcbopt:floor=0.05           with an exploration floor (constraints.exploration_floor)
+
+`--envs sparse --steps 32000` plays one storefront for longer.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from benchmarks.common import mean_ci, table
@@ -52,13 +56,16 @@ def parse_spec(spec: str) -> tuple[Policy, float]:
     return VWPolicy(parse_learning(body, Limits())), floor
 
 
-def regret(task: tuple[str, str, int]) -> tuple[str, str, int, float]:
-    spec, env_name, seed = task
-    settings = settings_for(False)
+def regret(task: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
+    spec, env_name, seed, steps = task
     env = ENVS[env_name]()
-    stream = env.stream(seed, settings.steps[env_name])
-    policy, floor = parse_spec(spec)
-    chosen = learn_online(policy, env, stream, settings.delay, f"{env_name}/{seed}", floor)
+    stream = env.stream(seed, steps)
+    if spec == "rule-global":
+        chosen = np.full(steps, int(np.argmax(stream.ctr.mean(axis=0))), dtype=np.int64)
+    else:
+        policy, floor = parse_spec(spec)
+        delay = settings_for(False).delay
+        chosen = learn_online(policy, env, stream, delay, f"{env_name}/{seed}", floor)
     return spec, env_name, seed, float(score(stream, chosen, stream.ctr.max(axis=1))[1].sum())
 
 
@@ -66,13 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__)
     parser.add_argument("specs", nargs="+", metavar="SPEC")
     parser.add_argument("--seeds", type=int, default=settings_for(False).seeds)
+    parser.add_argument("--envs", nargs="+", choices=list(ENVS), default=list(ENVS))
+    parser.add_argument("--steps", type=int, help="decisions per stream (default: quality's)")
     args = parser.parse_args(argv)
     for spec in args.specs:
         try:
-            parse_spec(spec)[0].close()
+            if spec != "rule-global":
+                parse_spec(spec)[0].close()
         except (InvalidInput, ValueError) as exc:
             parser.error(f"{spec}: {exc}")
-    tasks = [(spec, e, seed) for spec in args.specs for e in ENVS for seed in range(args.seeds)]
+    envs: list[str] = args.envs
+    steps = {e: args.steps or settings_for(False).steps[e] for e in envs}
+    tasks = [(s, e, seed, steps[e]) for s in args.specs for e in envs for seed in range(args.seeds)]
     found: dict[tuple[str, str], list[float]] = {}
     with multiprocessing.get_context("spawn").Pool(min(2, os.cpu_count() or 1)) as pool:
         for spec, env_name, _, value in tqdm(
@@ -81,10 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             found.setdefault((spec, env_name), []).append(value)
     rows = []
     for spec in args.specs:
-        cells = [mean_ci(found[(spec, e)]) for e in ENVS]
+        cells = [mean_ci(found[(spec, e)]) for e in envs]
         rows.append([spec, *(f"{m:.0f} +- {ci:.0f}" for m, ci in cells)])
-    print(f"cumulative regret, mean +- 95% CI over {args.seeds} seeds")
-    print(table(["spec", *ENVS], rows))
+    shown = ", ".join(f"{e} {steps[e]:,}" for e in envs)
+    print(f"cumulative regret, mean +- 95% CI over {args.seeds} seeds (decisions: {shown})")
+    print(table(["spec", *envs], rows))
     return 0
 
 

@@ -148,6 +148,9 @@ class Environment:
     actions: tuple[Action, ...]
     segments: tuple[Segment, ...]
     ctr: tuple[tuple[float, ...], ...]
+    # Named, not the catalog default (optimistic RegCB): the simulator reports a probe of
+    # each segment's pmf after the run, which a greedy policy reads as 0 or 1 (README
+    # "Choosing the default"); squarecb's pmf follows its estimated gaps.
     exploration: str = "squarecb"
     exploration_parameters: tuple[tuple[str, float], ...] = ()  # e.g. (("epsilon", 0.1),)
     interactions: tuple[str, ...] = DEFAULT_INTERACTIONS
@@ -404,7 +407,7 @@ def intent_env(n_intents: int = 3, seed: int = 0, browsing: Browsing | None = No
     Its catalog explores epsilon-greedy (0.1). Offline (VW on the catalog's default
     features, learning 60 decisions behind, 3 intents), the last 600 of 1,200 decisions
     clicked at 0.229-0.284 (16 seeds; without stored features 0.124-0.143, uniform 0.133);
-    squarecb, the catalog default, learned too but left one intent's banner at 1% in 1 of
+    squarecb, then the catalog default, learned too but left one intent's banner at 1% in 1 of
     12 seeds, and 4 intents took about twice the decisions."""
     _check_seed(seed)
     if isinstance(n_intents, bool) or not isinstance(n_intents, int):

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from benchmarks.broker import FETCH_WAITS_MS, HOP_MESSAGES
+from benchmarks.envs import ENVS
 from benchmarks.sweep import parse_spec
 from engine.catalog import Learning
 from engine.errors import InvalidInput
@@ -160,13 +162,18 @@ def test_the_sweep_plays_its_specs_validated_as_catalog_settings() -> None:
     with pytest.raises(InvalidInput) as info:
         parse_spec("squarecb:mellowness=0.1")
     assert info.value.field == "learning.exploration.mellowness"
+    args = ["linucb", "regcbopt", "rule-global", "--envs", "sparse", "segments", "--steps", "1500"]
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.sweep", "linucb", "regcbopt", "--seeds", "1"],
+        [sys.executable, "-m", "benchmarks.sweep", *args, "--seeds", "1"],
         capture_output=True,
         text=True,
         timeout=300,
         check=True,
     )
+    assert "sparse 1,500, segments 1,500" in proc.stdout.splitlines()[0]
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[3:]}
-    assert set(rows) == {"linucb", "regcbopt"}
-    assert all(float(cell) > 0 for cell in rows["regcbopt"][1::3])  # regret of each storefront
+    assert set(rows) == {"linucb", "regcbopt", "rule-global"}
+    assert all(float(cell) > 0 for cell in rows["regcbopt"][1::3])  # regret per storefront
+    stream = ENVS["sparse"]().stream(0, 1500)  # the fixed rule, computed here independently
+    best_overall = stream.ctr[:, int(np.argmax(stream.ctr.mean(axis=0)))]
+    assert rows["rule-global"][1] == f"{(stream.ctr.max(axis=1) - best_overall).sum():.0f}"
