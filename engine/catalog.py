@@ -67,10 +67,7 @@ OPTIMIZERS = ("coin", "adaptive")
 #   2: optimistic RegCB, mellowness 0.0001, with adaptive SGD; coin for other algorithms
 DEFAULTS = 2
 LEGACY_DEFAULTS = 1
-
-
-# parameters whose default changed, with their value in the older epochs
-LEGACY_PARAMETERS = {"mellowness": 0.001}
+LEGACY_PARAMETERS = {"mellowness": 0.001}  # parameter defaults the legacy epoch had
 
 
 def default_algorithm(defaults: int = DEFAULTS) -> str:
