@@ -24,8 +24,10 @@ TWINS = [
 ]
 
 
-def from_text(policy: VWPolicy, context: Features, eligible: list[Action]) -> np.ndarray:
-    """The same model, predicting from text with a fresh workspace."""
+def from_text(
+    policy: VWPolicy, context: Features, eligible: list[Action]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same model, predicting from text with a fresh workspace: (pmf, estimated rewards)."""
     fd, path = tempfile.mkstemp()
     os.close(fd)
     try:
@@ -36,9 +38,12 @@ def from_text(policy: VWPolicy, context: Features, eligible: list[Action]) -> np
             vwformat.shared_line(context),
             *(vwformat.action_body(a.features, a.id) for a in eligible),
         ]
-        out = np.asarray(ws.predict(lines), dtype=np.float64)
+        examples = ws.parse(lines, vowpalwabbit.LabelType.CONTEXTUAL_BANDIT)
+        out = np.asarray(ws.predict(examples), dtype=np.float64)
+        estimates = np.array([-e.get_partial_prediction() for e in examples[1:]])
+        ws.finish_example(examples)
         ws.finish()
-        return out / out.sum()  # RegCB gives 1 to each action tied for the best
+        return out / out.sum(), estimates  # RegCB gives 1 to each action tied for the best
     finally:
         os.unlink(path)
 
@@ -56,7 +61,7 @@ def test_cached_predictions_equal_text_predictions(
         subset = [ACTIONS[i] for i in rng.permutation(12)[: int(rng.integers(1, 13))]]
         pmf = policy.distribution(context, subset)
         if step % 25 == 0:
-            assert np.allclose(pmf, from_text(policy, context, subset), atol=1e-7)
+            assert np.allclose(pmf, from_text(policy, context, subset)[0], atol=1e-7)
         chosen = int(rng.integers(len(subset)))
         reward = float(subset[chosen].features["banner"]["kind"] == f"k{step % 3}")
         policy.learn(Example(context, subset, chosen, float(pmf[chosen]), reward))
@@ -239,21 +244,5 @@ def test_ranked_scores_are_the_estimated_rewards_and_order_the_tail(algorithm: s
     assert ranking(pmf, scores) == [0, 1, 2, 3], (pmf, scores)
     if algorithm == "regcbopt":  # a plain regression; squarecb's weighs by 1/probability
         assert np.allclose(scores, list(pays.values()), atol=0.05), scores
-    fd, path = tempfile.mkstemp()
-    os.close(fd)
-    try:
-        with open(path, "wb") as f:
-            f.write(policy.save())
-        ws = vowpalwabbit.Workspace(f"{policy.args} -i {path}")
-        lines = [
-            vwformat.shared_line({}),
-            *(vwformat.action_body(a.features, a.id) for a in actions),
-        ]
-        examples = ws.parse(lines, vowpalwabbit.LabelType.CONTEXTUAL_BANDIT)
-        ws.predict(examples)
-        assert np.allclose(scores, [-e.get_partial_prediction() for e in examples[1:]], atol=1e-6)
-        ws.finish_example(examples)
-        ws.finish()
-    finally:
-        os.unlink(path)
+    assert np.allclose(scores, from_text(policy, {}, actions)[1], atol=1e-6)
     policy.close()
