@@ -71,15 +71,16 @@ def accept(st: State, item: object, where: str) -> dict[str, object]:
 def _outside_range(st: State, catalog: str, value: float) -> str:
     """Why `value` will be learned as another number, or "" (the reward is kept as sent)."""
     try:
-        bounds = st.catalogs.latest(catalog).learning.exploration.clipped_to()
+        exploration = st.catalogs.latest(catalog).learning.exploration
     except UnknownCatalog:
         return ""
-    if bounds is None or bounds[0] <= value <= bounds[1]:
+    learned = exploration.learned_reward(value)
+    if learned == value:
         return ""
-    low, high = bounds
+    low, high = exploration.reward_range()
     return (
         f"value {value:g} is outside catalog {catalog!r}'s reward range [{low:g}, {high:g}] "
-        f"and is learned as {min(max(value, low), high):g}; declare the range of your "
+        f"and is learned as {learned:g}; declare the range of your "
         "rewards in learning.exploration.min_reward and max_reward"
     )
 

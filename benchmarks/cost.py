@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -212,10 +213,7 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
         policy._ws.finish_example(shared)
         return examples
 
-    built = [
-        policy._ws.parse([vwformat.shared_line(f)], CB) + policy._action_examples(actions)
-        for f in features
-    ]
+    built = _built(policy, features, actions)
     ids = [uuid.uuid4().hex for _ in range(n)]
     topic = state.settings.topic("decisions")
 
@@ -310,6 +308,14 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
     }
 
 
+def _built(policy: VWPolicy, features: Sequence[Features], actions: Sequence[Action]) -> list[Any]:
+    """Each context's parsed shared line and the cached action examples, ready to predict."""
+    return [
+        policy._ws.parse([vwformat.shared_line(f)], CB) + policy._action_examples(actions)
+        for f in features
+    ]
+
+
 def _squarecb_predict_us(
     features: Sequence[Features], actions: Sequence[Action], calls: int
 ) -> tuple[float, float]:
@@ -319,10 +325,7 @@ def _squarecb_predict_us(
     policy = VWPolicy(Learning(exploration=Exploration("squarecb"), optimizer="coin"))
     try:
         _teach(policy, features, actions)
-        built = [
-            policy._ws.parse([vwformat.shared_line(f)], CB) + policy._action_examples(actions)
-            for f in features
-        ]
+        built = _built(policy, features, actions)
         return _cpu_us(lambda i: policy._ws.predict(built[i % len(built)]), calls)
     finally:
         policy.close()

@@ -120,17 +120,22 @@ def learn_online(
 
 def _fixed(stream: Stream, tag: str) -> dict[str, np.ndarray]:
     """The marketer's rules and the oracle; only rule-abtest is learned from clicks."""
-    overall = int(np.argmax(stream.ctr.mean(axis=0)))
     per_segment = {
         int(s): int(np.argmax(stream.ctr[stream.segments == s].mean(axis=0)))
         for s in np.unique(stream.segments)
     }
     return {
-        "rule-global": np.full(len(stream.contexts), overall, dtype=np.int64),
+        "rule-global": global_rule(stream),
         "rule-abtest": ab_test_rule(stream, tag),
         "rule-segment": np.array([per_segment[int(s)] for s in stream.segments], dtype=np.int64),
         ORACLE: np.argmax(stream.ctr, axis=1).astype(np.int64),
     }
+
+
+def global_rule(stream: Stream) -> np.ndarray:
+    """The one action best over all visitors by the true click rates, at every step."""
+    overall = int(np.argmax(stream.ctr.mean(axis=0)))
+    return np.full(len(stream.contexts), overall, dtype=np.int64)
 
 
 def ab_test_rule(stream: Stream, tag: str) -> np.ndarray:

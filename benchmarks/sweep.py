@@ -23,12 +23,11 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 
-import numpy as np
 from tqdm import tqdm
 
 from benchmarks.common import mean_ci, table
 from benchmarks.envs import ENVS
-from benchmarks.quality import learn_online, score, settings_for
+from benchmarks.quality import global_rule, learn_online, score, settings_for
 from engine.catalog import parse_learning
 from engine.errors import InvalidInput
 from engine.limits import Limits
@@ -61,7 +60,7 @@ def regret(task: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
     env = ENVS[env_name]()
     stream = env.stream(seed, steps)
     if spec == "rule-global":
-        chosen = np.full(steps, int(np.argmax(stream.ctr.mean(axis=0))), dtype=np.int64)
+        chosen = global_rule(stream)
     else:
         policy, floor = parse_spec(spec)
         delay = settings_for(False).delay

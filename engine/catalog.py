@@ -107,9 +107,12 @@ class Exploration:
         """(min_reward, max_reward): the range RegCB learns rewards clipped to."""
         return float(self.value("min_reward")), float(self.value("max_reward"))
 
-    def clipped_to(self) -> tuple[float, float] | None:
-        """The range rewards are clipped to before they are learned; None: not clipped."""
-        return self.reward_range() if self.algorithm == "regcbopt" else None
+    def learned_reward(self, reward: float) -> float:
+        """The reward as it is learned: RegCB's clipped to the declared range."""
+        if self.algorithm != "regcbopt":
+            return reward
+        low, high = self.reward_range()
+        return min(max(reward, low), high)
 
 
 @dataclass(frozen=True, slots=True)

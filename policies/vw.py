@@ -48,7 +48,7 @@ class VWPolicy:
         self.learned = learned
         self._chosen_only = learning.exploration.algorithm in CHOSEN_ONLY
         # RegCB's confidence assumes costs in the declared range: rewards are clipped to it
-        self._bounds = learning.exploration.clipped_to()
+        self._learned_reward = learning.exploration.learned_reward
         # RegCB is a plain regression on the chosen action (its pmf is one-hot, so a
         # logged probability below 1 comes from a floor or a boost, not from RegCB): it
         # learns without importance weights. Quality benchmark, 20 seeds, mellowness 0.001:
@@ -93,9 +93,7 @@ class VWPolicy:
 
     def lines(self, example: Example) -> list[str]:
         """The VW text of a labeled example, as it is learned."""
-        reward = example.reward
-        if self._bounds is not None:
-            reward = min(max(reward, self._bounds[0]), self._bounds[1])
+        reward = self._learned_reward(example.reward)
         probability = 1.0 if self._unweighted else example.probability
         label = vwformat.cb_label(cost_of(reward), probability)
         lines = [vwformat.shared_line(example.context)]
