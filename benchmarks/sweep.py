@@ -6,8 +6,10 @@ feedback 50 decisions late) and the table shows its cumulative regret, mean and 
 over the seeds, per storefront. Lower is better.
 
 SPEC is `linucb`, `rule-global` (the one action best over all visitors, read from the
-simulator's true click rates), or an exploration algorithm with `:name=value` settings,
-validated as a catalog's `learning` is:
+simulator's true click rates), `thompson-per-segment` (Thompson sampling for each value of
+`user.segment`: a learner told which feature matters, the ceiling of learners wherever
+clicks depend on the segment alone), or an exploration algorithm with `:name=value`
+settings, validated as a catalog's `learning` is:
 
     regcbopt                      the default (mellowness 0.0001, adaptive SGD)
     regcbopt:mellowness=0.001     squarecb:optimizer=adaptive:gamma_scale=100
@@ -28,11 +30,14 @@ from tqdm import tqdm
 from benchmarks.common import mean_ci, table
 from benchmarks.envs import ENVS
 from benchmarks.quality import global_rule, learn_online, score, settings_for
-from engine.catalog import parse_learning
+from engine.catalog import Action, parse_learning
 from engine.errors import InvalidInput
+from engine.features import Features
 from engine.limits import Limits
-from policies.base import Policy
+from engine.sampling import Pmf
+from policies.base import Example, Policy
 from policies.linucb import LinUCB
+from policies.thompson import Thompson
 from policies.vw import VWPolicy
 
 
@@ -41,6 +46,8 @@ def parse_spec(spec: str) -> tuple[Policy, float]:
     name, *settings = spec.split(":")
     if name == "linucb" and not settings:
         return LinUCB(), 0.0
+    if name == "thompson-per-segment" and not settings:
+        return PerSegment(), 0.0
     values: dict[str, str] = {}
     for setting in settings:
         key, sep, value = setting.partition("=")
@@ -53,6 +60,41 @@ def parse_spec(spec: str) -> tuple[Policy, float]:
     )
     body["exploration"] = {"algorithm": name, **{k: float(v) for k, v in values.items()}}
     return VWPolicy(parse_learning(body, Limits())), floor
+
+
+class PerSegment:
+    """Thompson sampling with one Beta-Bernoulli posterior per action and `user.segment`.
+
+    It is told the one feature that matters on every storefront but interactions, and that
+    it is categorical, which no catalog's learner is: no learner can be expected to do much
+    better where clicks depend on the segment alone (segments, preferences, sparse).
+    """
+
+    name = "thompson-per-segment"
+
+    def __init__(self) -> None:
+        self.learned = 0
+        self._by_segment: dict[str, Thompson] = {}
+
+    def _for(self, features: Features) -> Thompson:
+        segment = str(features.get("user", {}).get("segment", ""))
+        return self._by_segment.setdefault(segment, Thompson())
+
+    def distribution(self, features: Features, eligible: Sequence[Action]) -> Pmf:
+        return self._for(features).distribution(features, eligible)
+
+    def ranked(self, features: Features, eligible: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        return self._for(features).ranked(features, eligible)
+
+    def learn(self, example: Example) -> None:
+        self._for(example.context).learn(example)
+        self.learned += 1
+
+    def save(self) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        return None
 
 
 def regret(task: tuple[str, str, int, int]) -> tuple[str, str, int, float]:

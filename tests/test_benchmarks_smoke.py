@@ -15,9 +15,11 @@ import pytest
 
 from benchmarks.broker import FETCH_WAITS_MS, HOP_MESSAGES
 from benchmarks.envs import ENVS
-from benchmarks.sweep import parse_spec
+from benchmarks.sweep import PerSegment, parse_spec
 from engine.catalog import Learning
 from engine.errors import InvalidInput
+from engine.features import Features
+from policies.base import Example
 from policies.vw import VWPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +164,8 @@ def test_the_sweep_plays_its_specs_validated_as_catalog_settings() -> None:
     with pytest.raises(InvalidInput) as info:
         parse_spec("squarecb:mellowness=0.1")
     assert info.value.field == "learning.exploration.mellowness"
-    args = ["linucb", "regcbopt", "rule-global", "--envs", "sparse", "segments", "--steps", "1500"]
+    args = ["linucb", "regcbopt", "rule-global", "thompson-per-segment"]
+    args += ["--envs", "sparse", "segments", "--steps", "1500"]
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.sweep", *args, "--seeds", "1"],
         capture_output=True,
@@ -172,8 +175,29 @@ def test_the_sweep_plays_its_specs_validated_as_catalog_settings() -> None:
     )
     assert "sparse 1,500, segments 1,500" in proc.stdout.splitlines()[0]
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[3:]}
-    assert set(rows) == {"linucb", "regcbopt", "rule-global"}
-    assert all(float(cell) > 0 for cell in rows["regcbopt"][1::3])  # regret per storefront
+    assert set(rows) == {"linucb", "regcbopt", "rule-global", "thompson-per-segment"}
+    for spec in ("regcbopt", "thompson-per-segment"):
+        assert all(float(cell) > 0 for cell in rows[spec][1::3])  # regret per storefront
     stream = ENVS["sparse"]().stream(0, 1500)  # the fixed rule, computed here independently
     best_overall = stream.ctr[:, int(np.argmax(stream.ctr.mean(axis=0)))]
     assert rows["rule-global"][1] == f"{(stream.ctr.max(axis=1) - best_overall).sum():.0f}"
+
+
+def test_thompson_per_segment_keeps_one_posterior_per_segment() -> None:
+    """The sweep's informed learner: what a click teaches in one segment stays there."""
+    policy, floor = parse_spec("thompson-per-segment")
+    assert isinstance(policy, PerSegment) and floor == 0.0
+    actions = list(ENVS["segments"]().actions[:2])
+    a: Features = {"user": {"segment": "a"}}
+    b: Features = {"user": {"segment": "b"}}
+    for _ in range(30):
+        policy.learn(Example(a, actions, 0, 0.5, 1.0))
+        policy.learn(Example(a, actions, 1, 0.5, 0.0))
+        policy.learn(Example(b, actions, 0, 0.5, 0.0))
+        policy.learn(Example(b, actions, 1, 0.5, 1.0))
+    assert policy.learned == 120
+    for context, best in ((a, 0), (b, 1)):
+        pmf, scores = policy.ranked(context, actions)
+        assert int(np.argmax(scores)) == best and pmf[best] > 0.9, (context, pmf, scores)
+    with pytest.raises(InvalidInput):
+        parse_spec("thompson-per-segment:draws=3")
