@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -72,9 +73,10 @@ def tansu_binary() -> str:
 class EmbeddedBroker:
     """A Tansu child process on 127.0.0.1:<port>, with memory storage."""
 
-    def __init__(self, port: int, log_path: Path) -> None:
+    def __init__(self, port: int, log_path: Path, nice: int = 0) -> None:
         self.port = port
         self.log_path = log_path
+        self.nice = nice
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
@@ -100,7 +102,7 @@ class EmbeddedBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,  # safe: `up` has started no threads
+                preexec_fn=self._in_child,  # safe: `up` has started no threads
                 process_group=0,  # stopped by `up` after the API and the worker, not by Ctrl-C
             )
         deadline = time.monotonic() + timeout
@@ -111,6 +113,10 @@ class EmbeddedBroker:
                 self.stop()
                 raise Unavailable(f"the embedded broker did not listen within {timeout:g} s")
             time.sleep(0.05)
+
+    def _in_child(self) -> None:
+        die_with_parent()
+        os.nice(self.nice)  # before exec: every thread Tansu starts inherits it
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -27,6 +27,7 @@ class Settings:
     checkpoint_seconds: float = 2.0
     tick_seconds: float = 0.1
     fetch_wait_ms: int = 50  # a broker that holds fetches (Tansu) answers no later
+    broker_nice: int = 10  # the embedded broker runs this much nicer than the API (0-19)
     consistency_check: str = "on"  # Faust's table recovery check: on, off
     orphan_seconds: float = 3600.0
     retention_seconds: float = 60.0
@@ -46,6 +47,12 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)}", field=name)
+        if not 0 <= self.broker_nice <= 19:
+            raise InvalidInput(
+                f"LOOPWISE_BROKER_NICE must be 0-19 (how much nicer than the API the embedded "
+                f"broker runs), got {self.broker_nice}",
+                field="LOOPWISE_BROKER_NICE",
+            )
         if self.consistency_check not in ("on", "off"):
             raise InvalidInput(
                 f"consistency_check must be on or off, got {self.consistency_check!r}",

@@ -179,7 +179,8 @@ def broker_command(args: argparse.Namespace) -> int:
     from agents.broker import EmbeddedBroker
 
     settings = settings_from(args)
-    broker = EmbeddedBroker(settings.broker_port, settings.data_dir / "logs" / "broker.log")
+    log = settings.data_dir / "logs" / "broker.log"
+    broker = EmbeddedBroker(settings.broker_port, log, settings.broker_nice)
     broker.start()
     print(f"broker listening on 127.0.0.1:{settings.broker_port}", flush=True)
     try:
@@ -248,7 +249,7 @@ class Stack:
         self.settings = settings
         self.logs = settings.data_dir / "logs"
         self.broker = (
-            EmbeddedBroker(settings.broker_port, self.logs / "broker.log")
+            EmbeddedBroker(settings.broker_port, self.logs / "broker.log", settings.broker_nice)
             if settings.embedded
             else None
         )

@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agents.settings import Settings, from_env
 from api import simulate
+from engine.errors import InvalidInput
 from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
@@ -91,6 +93,48 @@ def test_up_loads_the_example_catalog_and_answers(up: str) -> None:
     assert [c["name"] for c in catalogs] == ["storefront"]
     d = httpx.post(f"{up}/v1/decide", json={"catalog": "storefront", "context": {"page": "home"}})
     assert d.status_code == 200 and len(d.json()["ranking"]) == 6
+
+
+def _children(pid: int) -> dict[int, str]:
+    """pid -> comm of the processes whose parent is `pid`."""
+    found: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        if int(rest.split()[1]) == pid:
+            found[int(stat.parent.name)] = comm
+    return found
+
+
+def _nice_of_threads(pid: int) -> set[int]:
+    """The nice value of every thread of `pid` (field 19 of each task's stat)."""
+    values = set()
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        text = stat.read_text()
+        values.add(int(text[text.rindex(")") + 2 :].split()[16]))
+    return values
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_embedded_broker_yields_the_cpu_to_the_api(up_stack: Up) -> None:
+    """Every thread of Tansu runs at LOOPWISE_BROKER_NICE (default 10), the API and the
+    worker at the priority `up` has: on a shared machine decisions come first."""
+    assert up_stack.process is not None
+    children = _children(up_stack.process.pid)
+    brokers = [pid for pid, comm in children.items() if comm.startswith("tansu")]
+    assert len(brokers) == 1, children
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert Settings().broker_nice == 10
+    assert _nice_of_threads(brokers[0]) == {min(19, mine + 10)}
+    served = [pid for pid, comm in children.items() if pid not in brokers]
+    assert len(served) == 2, children  # the API and the worker
+    assert all(_nice_of_threads(pid) == {mine} for pid in served)
+    for bad in ("20", "-1"):
+        with pytest.raises(InvalidInput, match="LOOPWISE_BROKER_NICE must be 0-19"):
+            from_env({"LOOPWISE_BROKER_NICE": bad})
 
 
 def test_simulated_storefront_learns_each_segments_best_banner(up: str, tmp_path: Path) -> None:
