@@ -7,9 +7,9 @@ over the seeds, per storefront. Lower is better.
 
 SPEC is `linucb`, `rule-global` (the one action best over all visitors, read from the
 simulator's true click rates), `thompson-per-segment` (Thompson sampling for each value of
-`user.segment`: a learner told which feature matters, the ceiling of learners wherever
-clicks depend on the segment alone), or an exploration algorithm with `:name=value`
-settings, validated as a catalog's `learning` is:
+`user.segment`: a learner told which feature matters, though it learns nothing about one
+action from another's clicks), or an exploration algorithm with `:name=value` settings,
+validated as a catalog's `learning` is:
 
     regcbopt                      the default (mellowness 0.0001, adaptive SGD)
     regcbopt:mellowness=0.001     squarecb:optimizer=adaptive:gamma_scale=100
@@ -66,8 +66,10 @@ class PerSegment:
     """Thompson sampling with one Beta-Bernoulli posterior per action and `user.segment`.
 
     It is told the one feature that matters on every storefront but interactions, and that
-    it is categorical, which no catalog's learner is: no learner can be expected to do much
-    better where clicks depend on the segment alone (segments, preferences, sparse).
+    it is categorical, which no catalog's learner is. It learns nothing about one action
+    from another's clicks, which a regression over the actions' features does: where the
+    actions' features say nothing about their click rates (sparse draws each segment's
+    rates at random), it misses nothing a learner could use.
     """
 
     name = "thompson-per-segment"
