@@ -71,7 +71,8 @@ def tansu_binary() -> str:
 
 
 class EmbeddedBroker:
-    """A Tansu child process on 127.0.0.1:<port>, with memory storage."""
+    """A Tansu child process on 127.0.0.1:<port>, with memory storage, `nice` steps below
+    the priority of its parent (decisions never wait on it; see Settings.broker_nice)."""
 
     def __init__(self, port: int, log_path: Path, nice: int = 0) -> None:
         self.port = port
