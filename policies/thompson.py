@@ -45,6 +45,10 @@ class Thompson:
         self._losses: dict[str, float] = {}
 
     def distribution(self, features: Features, eligible: Sequence[Action]) -> Pmf:
+        return self.ranked(features, eligible)[0]
+
+    def ranked(self, features: Features, eligible: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        """Scores: the posterior mean click rate."""
         if not eligible:
             raise InvalidInput("eligible must hold at least one action", field="eligible")
         alpha = np.array([1.0 + self._wins.get(a.id, 0.0) for a in eligible])
@@ -54,13 +58,7 @@ class Thompson:
         wins = np.bincount(np.argmax(samples, axis=1), minlength=len(eligible))
         weights = wins.astype(np.float64) + self.smoothing
         pmf: Pmf = weights / weights.sum()
-        return pmf
-
-    def ranked(self, features: Features, eligible: Sequence[Action]) -> tuple[Pmf, Pmf]:
-        """Scores: the posterior mean click rate."""
-        wins = np.array([self._wins.get(a.id, 0.0) for a in eligible])
-        losses = np.array([self._losses.get(a.id, 0.0) for a in eligible])
-        return self.distribution(features, eligible), (1.0 + wins) / (2.0 + wins + losses)
+        return pmf, alpha / (alpha + beta)
 
     def learn(self, example: Example) -> None:
         action = example.actions[example.chosen].id
