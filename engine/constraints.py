@@ -49,7 +49,8 @@ frequency_caps  per user, over the exposures the caller passes (decisions actual
                 caps the total exposures of that set; "group" caps, per metadata value of
                 that key, the total exposures of all catalog actions sharing the value.
                 When the total reaches `limit`, the set (or group) is removed. No user
-                (`user_exposures=None`) means no caps.
+                (`user_exposures=None`) means no history; in a slate the earlier slots
+                count as exposures either way (`capped_by_slate`).
 pinned          if eligible, shown with probability 1 (`adjust` returns one-hot). The
                 decision is logged with p=1 and learned as any other example with p=1; it
                 teaches the model about the pinned action only, and off-policy estimates
@@ -590,6 +591,30 @@ def apply(
     return _eligibility(table, alive, reasons)
 
 
+def capped_by_slate(
+    constraints: Constraints,
+    universe: Sequence[Action],
+    now: float,
+    user_exposures: Mapping[str, Sequence[float]] | None,
+    shown: Sequence[Action],
+) -> frozenset[str]:
+    """The action ids the caps remove once `shown` (the earlier slots of one slate) count as
+    exposures at `now`, beside the user's (none without a user: a slate is still one
+    person's page, so its own slots count). `universe` as in `apply`."""
+    if not constraints.caps or not shown:
+        return frozenset()
+    seen: dict[str, Sequence[float]] = dict(user_exposures or {})
+    for action in shown:
+        seen[action.id] = [*seen.get(action.id, ()), now]
+    out: set[str] = set()
+    for cap, blocked in _blocked(constraints.caps, universe, now, seen):
+        if cap.group is None:
+            out.update(str(aid) for aid in blocked)
+        elif blocked:
+            out.update(aid for aid, v in _values(universe, cap.group).items() if v in blocked)
+    return frozenset(out)
+
+
 def _eligibility(table: _Table, alive: list[bool], reasons: dict[int, str]) -> Eligibility:
     kept = [a for a, ok in zip(table.actions, alive, strict=True) if ok]
     removed: dict[str, list[str]] = {}
@@ -806,6 +831,7 @@ __all__ = [
     "Window",
     "adjust",
     "apply",
+    "capped_by_slate",
     "fallback",
     "fallback_reason",
     "parse_constraints",

@@ -4,23 +4,25 @@ The order is the invariant: constraints remove actions *before* the policy sees 
 pin, boost and the exploration floor shape the policy's pmf *before* sampling; sampling
 draws with exact probabilities; nothing replaces a sampled action afterwards. A
 multi-slot decision samples slot after slot, each from what the slots before it left
-(no action twice, diversity limits kept), and logs each slot's probability conditional
-on the slots before it. The position is a context feature (namespace `slot`), so the
-default context x action interaction learns position effects.
+(no action twice; diversity limits and frequency caps count the earlier slots), and logs
+each slot's probability conditional on the slots before it. The position is a context
+feature (namespace `slot`), so the default context x action interaction learns position
+effects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from engine.catalog import Action, Catalog
-from engine.constraints import adjust, apply, fallback, fallback_reason
+from engine.constraints import adjust, apply, capped_by_slate, fallback, fallback_reason
 from engine.features import Features, merge
 from engine.sampling import Pmf, ranking, rng_for, sample
-from engine.slates import sample_slate
+from engine.slates import BlockedAfter, sample_slate
 
 # (pmf, score per action for ranking ties: higher first, policy name)
 PolicyPmf = Callable[[Features, Sequence[Action]], tuple[Pmf, Pmf, str]]
@@ -82,8 +84,10 @@ def decide(
             None, event_id, context, allowed.actions, pmf, chosen, p, name, False, scores
         )
         return Decision([one], allowed.removed)
+    blocked_after = partial(capped_by_slate, constraints, catalog.actions, now, exposures)
     return Decision(
-        _slate(catalog, allowed.actions, context, event_id, policy, slots), allowed.removed
+        _slate(catalog, allowed.actions, context, event_id, policy, slots, blocked_after),
+        allowed.removed,
     )
 
 
@@ -98,6 +102,7 @@ def _slate(
     event_id: str,
     policy: PolicyPmf,
     slots: Sequence[Slot],
+    blocked_after: BlockedAfter,
 ) -> list[SlotDecision]:
     contexts = [
         merge(context, {"slot": {"position": float(k), "id": s.id}}, s.features)
@@ -111,7 +116,12 @@ def _slate(
         return adjust(pmf, candidates, catalog.constraints)
 
     choices = sample_slate(
-        len(slots), actions, pmf_for, rng_for(event_id), catalog.constraints.diversity
+        len(slots),
+        actions,
+        pmf_for,
+        rng_for(event_id),
+        catalog.constraints.diversity,
+        blocked_after,
     )
     out = []
     for c in choices:

@@ -1,8 +1,9 @@
 """Multi-slot decisions (slates) sampled slot by slot with exact conditional probabilities.
 
 Slot k draws from the eligible actions not chosen in slots 0..k-1 and not breaking a
-diversity limit; its logged probability is the probability of its action *given* the
-earlier slots, so the probability of the whole slate is the product over its slots.
+diversity limit or a frequency cap once slots 0..k-1 count; its logged probability is
+the probability of its action *given* the earlier slots, so the probability of the whole
+slate is the product over its slots.
 Diversity (`max_per`: key -> k) allows at most k chosen actions sharing a value of the
 key, looked up first in the action's metadata (a list of strings counts each element),
 then as a feature name in any namespace (also a flattened list feature `key=value`).
@@ -14,7 +15,7 @@ May import: the standard library, numpy and engine.*.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,8 @@ from engine.errors import InvalidInput
 from engine.sampling import Pmf, Uniform, normalise, sample
 
 PmfForSlot = Callable[[int, Sequence[Action]], Pmf]
+# the ids that may no longer be shown once these actions fill the earlier slots (caps)
+BlockedAfter = Callable[[Sequence[Action]], Collection[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,18 +44,25 @@ def sample_slate(
     pmf_for_slot: PmfForSlot,
     rng: Uniform,
     diversity: Mapping[str, int] | None = None,
+    blocked_after: BlockedAfter | None = None,
 ) -> list[SlotChoice]:
-    """Fill up to `n_slots` slots; stops early (fewer choices) when no candidate is left."""
+    """Fill up to `n_slots` slots; stops early (fewer choices) when no candidate is left.
+    `blocked_after` removes what the earlier slots used up of a limit other than
+    diversity (frequency caps), before the slot is sampled."""
     if n_slots < 1:
         raise InvalidInput(f"slots must be at least 1, got {n_slots}", field="slots")
     limits = dict(diversity or {})
     values = {a.id: diversity_values(a, limits) for a in eligible}
     used: Counter[tuple[str, object]] = Counter()
     chosen: set[str] = set()
+    shown: list[Action] = []
     out: list[SlotChoice] = []
     for slot in range(n_slots):
+        blocked = blocked_after(shown) if blocked_after is not None and shown else ()
         candidates = [
-            a for a in eligible if a.id not in chosen and _fits(values[a.id], used, limits)
+            a
+            for a in eligible
+            if a.id not in chosen and a.id not in blocked and _fits(values[a.id], used, limits)
         ]
         if not candidates:
             break
@@ -60,6 +70,7 @@ def sample_slate(
         index, probability = sample(pmf, rng)
         action = candidates[index]
         chosen.add(action.id)
+        shown.append(action)
         used.update(values[action.id])
         out.append(
             SlotChoice(

@@ -167,3 +167,56 @@ def test_caps_the_exposure_store_could_not_enforce_are_refused(
     with pytest.raises(InvalidInput) as info:
         catalog(spec)
     assert info.value.field == field
+
+
+PROMOS = [
+    {"id": f"promo-{c}", "features": {"p": {"x": 1.0}}, "metadata": {"category": "promo"}}
+    for c in "abc"
+] + [
+    {"id": f"item-{i}", "features": {"p": {"x": 0.5}}, "metadata": {"category": "item"}}
+    for i in range(4)
+]
+
+
+def promo_catalog(cap: dict[str, object]) -> Catalog:
+    body = {
+        "actions": PROMOS,
+        "constraints": {"frequency_caps": [cap], "diversity": {"max_per": {"category": 2}}},
+    }
+    return parse_catalog("promos", body, Limits(), version=1, now=0.0)
+
+
+def promo_first(context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf, str]:
+    """Puts most of the mass on promos, so a slate that may show one will."""
+    weights = np.array([50.0 if a.id.startswith("promo") else 1.0 for a in actions])
+    return weights / weights.sum(), weights, "promo-first"
+
+
+@pytest.mark.parametrize(
+    ("cap", "history"),
+    [
+        (  # a set cap with one promo already shown this hour: one more at most
+            {"name": "promos", "actions": ["promo-a", "promo-b", "promo-c"], "limit": 2},
+            {"promo-a": [NOW - 60.0]},
+        ),
+        ({"name": "per-category", "group": "category", "limit": 2}, {"promo-a": [NOW - 60.0]}),
+        ({"name": "promos", "actions": ["promo-a", "promo-b", "promo-c"], "limit": 1}, None),
+    ],
+    ids=["set-cap", "group-cap", "no-user-in-slate"],
+)
+def test_caps_count_the_earlier_slots_of_a_slate(
+    cap: dict[str, object], history: dict[str, list[float]] | None
+) -> None:
+    c = promo_catalog({**cap, "window_seconds": 3600})
+    already = sum(len(ts) for ts in (history or {}).values())
+    limit = int(str(cap["limit"]))
+    slots = [Slot(str(k), {}) for k in range(3)]
+    for n in range(300):
+        d = decide(c, c.actions, {}, f"e{n}", NOW, promo_first, exposures=history, slots=slots)
+        shown = [s.actions[s.chosen].id for s in d.slots]
+        assert sum(a.startswith("promo") for a in shown) + already <= limit, shown
+        for k, s in enumerate(d.slots):  # each slot sampled from what the cap still allows
+            used = already + sum(a.startswith("promo") for a in shown[:k])
+            offered = [a.id for a in s.actions]
+            assert used < limit or not any(a.startswith("promo") for a in offered), offered
+            assert s.probability == pytest.approx(float(s.pmf[s.chosen])) and s.probability > 0
