@@ -33,6 +33,7 @@ class Settings:
     retention_seconds: float = 60.0
     outbox_capacity: int = 1_000_000
     ledger_capacity: int = 200_000
+    pseudonym_key: str = ""  # the HMAC key of user ids in logs; empty: one per data directory
     api_keys: str = ""  # "role:key,role:key"; empty: no authentication (embedded default)
     limits: Limits = field(default_factory=Limits)
 

@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -17,20 +18,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agents.mirror import StockView
-from api import bodies, store
+from api import bodies, requests, store
+from api.requests import DecideRequest, SlotRequest
 from api.state import State, encode_index, of
 from engine.catalog import Action, Catalog
 from engine.decision import Decision, PolicyPmf, Slot, SlotDecision, decide
 from engine.eligibility import eligible
-from engine.errors import EngineError, InvalidInput, LimitExceeded
+from engine.errors import Conflict, EngineError, InvalidInput, LimitExceeded
 from engine.features import Features, flatten
 from engine.records import DecisionLogged, encode
 from engine.sampling import Pmf, normalise
 from engine.validate import ID_RE, optional_id
 
 log = logging.getLogger(__name__)
-KNOWN = {"catalog", "context", "user_id", "session_id", "candidates", "exclude", "event_id"}
-KNOWN |= {"slots", "debug"}
 _json = msgspec.json.Encoder()
 
 
@@ -39,35 +39,30 @@ async def decide_route(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "storefront")
     limits = st.settings.limits
-    body = await bodies.json_object(request, limits.max_body_bytes)
-    for key in body:
-        if key not in KNOWN:
-            raise InvalidInput(
-                f"{key} is not a known field; expected one of {', '.join(sorted(KNOWN))}",
-                field=key,
-            )
-    catalog = st.catalogs.latest(str(bodies.field(body, "catalog", str)))
-    features = flatten(body.get("context"), limits)
-    user_id = optional_id(body.get("user_id"), "user_id")
-    session_id = optional_id(body.get("session_id"), "session_id")
-    event_id = str(bodies.field(body, "event_id", str, required=False) or uuid.uuid4().hex)
-    if not ID_RE.fullmatch(event_id) or "/" in event_id:
-        raise InvalidInput(
-            "event_id must be 1-128 printable characters without '/' (slot events use it)",
-            field="event_id",
-        )
+    req = requests.convert(await bodies.json_object(request, limits.max_body_bytes), DecideRequest)
+    event_id = _event_id(req.event_id)
+    fingerprint = req.fingerprint()
+    now = time.time()
+    replay = _replay(st, event_id, fingerprint, now)
+    if replay is not None:
+        st.metrics.counts["decisions_replayed"] += 1
+        return Response(replay, media_type="application/json")
+    catalog = st.catalogs.latest(req.catalog)
+    features = flatten(req.context, limits)
+    user_id = optional_id(req.user_id, "user_id")
+    session_id = optional_id(req.session_id, "session_id")
     offered = eligible(
         catalog,
-        _ids(body, "candidates", limits.max_actions),
-        _ids(body, "exclude", limits.max_actions) or (),
+        _ids(req.candidates, "candidates", limits.max_actions),
+        _ids(req.exclude, "exclude", limits.max_actions) or (),
     )
-    slots = _slots(body.get("slots"), st)
-    now = time.time()
+    slots = _slots(req.slots, st)
     features = store.with_context(
         store.user_features(st, catalog, user_id, session_id, now), features
     )
     offered, action_features = store.popular(st, catalog, offered, now)
-    seen = st.exposures.of(catalog.name, user_id) if user_id else None
+    person = st.pseudonyms.of(user_id) if user_id else None
+    seen = st.exposures.of(catalog.name, person) if person else None
     stock = StockView(st.stock)
     decision = decide(
         catalog,
@@ -80,18 +75,71 @@ async def decide_route(request: Request) -> Response:
         stock=stock,
         slots=slots,
     )
-    logged = _log(st, catalog, decision, user_id, now, stock, action_features)
-    if user_id and decision.slots:
-        shown = [s.actions[s.chosen].id for s in decision.slots]
-        st.exposures.record(catalog.name, user_id, shown, now, seen)
+    shown = Shown(catalog, decision, person, now, fingerprint, req.event_id is not None)
+    logged = _log(st, shown, stock, action_features)
+    if person and decision.slots:
+        chosen = [s.actions[s.chosen].id for s in decision.slots]
+        st.exposures.record(catalog.name, person, chosen, now, seen)
+    answer = _json.encode(_response(st, catalog, event_id, decision, logged))
+    until = now + catalog.learning.reward_wait_seconds
+    st.replays.put(event_id, fingerprint, now, until, answer if shown.client_id else None)
     st.metrics.counts["decisions"] += 1
     st.metrics.decide_seconds.append(time.perf_counter() - started)
-    debug = body.get("debug") is True
-    response = _response(st, catalog, event_id, decision, logged, debug)
-    if debug:  # the context as decided with and logged: the request's and the stored features
-        response["features"] = features
-        response["action_features"] = action_features
-    return Response(_json.encode(response), media_type="application/json")
+    if req.debug:  # the context as decided with and logged: the request's and the stored features
+        debug = msgspec.json.decode(answer)
+        debug.update(
+            removed_ids=decision.removed, features=features, action_features=action_features
+        )
+        answer = _json.encode(debug)
+    return Response(answer, media_type="application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """One decision as it is logged: what was decided, for whom, from which request."""
+
+    catalog: Catalog
+    decision: Decision
+    person: str | None  # the user's pseudonym
+    now: float
+    fingerprint: bytes
+    client_id: bool  # the event id came with the request
+
+
+def _event_id(given: str | None) -> str:
+    event_id = given if given is not None else uuid.uuid4().hex
+    if not ID_RE.fullmatch(event_id) or "/" in event_id:
+        raise InvalidInput(
+            "event_id must be 1-128 printable characters without '/' (slot events use it)",
+            field="event_id",
+        )
+    return event_id
+
+
+def _replay(st: State, event_id: str, fingerprint: bytes, now: float) -> bytes | None:
+    """The answer to repeat for a request already decided, or None for a new event id;
+    raises Conflict when the id names another decision or can no longer be replayed."""
+    seen = st.replays.get(event_id)
+    if seen is None:
+        return None
+    when = f"decided at {seen.decided:.3f}"
+    if seen.fingerprint != fingerprint:
+        raise Conflict(
+            f"event_id {event_id!r} was {when} for another request; an event id names one "
+            "decision: send a new one",
+            field="event_id",
+        )
+    if seen.answer is None or now >= seen.until:
+        why = (
+            "its reward window has closed"
+            if now >= seen.until
+            else "its id was generated by Loopwise, so its answer was not kept"
+        )
+        raise Conflict(
+            f"event_id {event_id!r} was {when} and cannot be replayed: {why}; send a new one",
+            field="event_id",
+        )
+    return seen.answer[:-1] + b',"replay":true}'
 
 
 def _policy(st: State, catalog: Catalog) -> PolicyPmf:
@@ -109,15 +157,8 @@ def _policy(st: State, catalog: Catalog) -> PolicyPmf:
     return pmf
 
 
-def _log(
-    st: State,
-    catalog: Catalog,
-    decision: Decision,
-    user_id: str | None,
-    now: float,
-    stock: StockView,
-    action_features: dict[str, Features],
-) -> bool:
+def _log(st: State, shown: Shown, stock: StockView, action_features: dict[str, Features]) -> bool:
+    catalog, decision, now = shown.catalog, shown.decision, shown.now
     removed = {reason: len(ids) for reason, ids in decision.removed.items()}
     inventory = catalog.constraints.inventory
     logged = True
@@ -129,7 +170,7 @@ def _log(
             ts=now,
             catalog=catalog.name,
             catalog_version=catalog.version,
-            user_id=user_id,
+            user_id=shown.person,
             context=s.context,
             eligible=[a.id for a in s.actions],
             pmf=[float(p) for p in s.pmf],
@@ -147,6 +188,12 @@ def _log(
             action_features={
                 a.id: action_features[a.id] for a in s.actions if a.id in action_features
             },
+            ranking=s.ranking(),
+            slots=len(decision.slots) if s.slot else 0,
+            request=shown.fingerprint.hex(),
+            client_event_id=shown.client_id,
+            origin=st.origin,
+            pseudonyms=st.pseudonyms.key_id,
         )
         ok = st.outbox.put(st.settings.topic("decisions"), s.event_id.encode(), encode(record))
         st.decisions.put(
@@ -160,8 +207,9 @@ def _log(
 
 
 def _response(
-    st: State, catalog: Catalog, event_id: str, decision: Decision, logged: bool, debug: bool
+    st: State, catalog: Catalog, event_id: str, decision: Decision, logged: bool
 ) -> dict[str, object]:
+    """The answer as it is kept for replays: `debug` adds only what is not kept."""
     out: dict[str, object] = {
         "event_id": event_id,
         "policy": decision.slots[0].policy if decision.slots else None,
@@ -170,8 +218,6 @@ def _response(
         "logged": logged,
         "removed": {reason: len(ids) for reason, ids in decision.removed.items()},
     }
-    if debug:
-        out["removed_ids"] = decision.removed
     if decision.reason is not None:
         out.update({"ranking": [], "chosen": None, "fallback": False, "reason": decision.reason})
         return out
@@ -194,15 +240,15 @@ def _slot_json(s: SlotDecision) -> dict[str, object]:
     }
 
 
-def _slots(raw: object, st: State) -> list[Slot] | None:
+def _slots(raw: int | list[SlotRequest] | None, st: State) -> list[Slot] | None:
     limit = st.settings.limits.max_slots
     if raw is None:
         return None
-    if isinstance(raw, int) and not isinstance(raw, bool):
+    if isinstance(raw, int):
         if not 1 <= raw <= limit:
             raise LimitExceeded(f"slots must be between 1 and {limit}, got {raw}", field="slots")
         return [Slot(str(k), {}) for k in range(raw)]
-    if not isinstance(raw, list) or not raw:
+    if not raw:
         raise InvalidInput("slots must be a number or a non-empty array of slots", field="slots")
     if len(raw) > limit:
         raise LimitExceeded(
@@ -211,28 +257,20 @@ def _slots(raw: object, st: State) -> list[Slot] | None:
     out: list[Slot] = []
     for i, item in enumerate(raw):
         where = f"slots[{i}]"
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise InvalidInput(f"{where} must be an object with a string id", field=f"{where}.id")
-        slot_id = str(item["id"])
-        if not ID_RE.fullmatch(slot_id) or "/" in slot_id:
+        if not ID_RE.fullmatch(item.id) or "/" in item.id:
             raise InvalidInput(
                 f"{where}.id must be 1-128 printable characters without '/'", field=f"{where}.id"
             )
-        if any(s.id == slot_id for s in out):
-            raise InvalidInput(f"{where}.id {slot_id!r} appears twice", field=f"{where}.id")
-        features = flatten(item.get("features"), st.settings.limits, field=f"{where}.features")
-        out.append(Slot(slot_id, features))
+        if any(s.id == item.id for s in out):
+            raise InvalidInput(f"{where}.id {item.id!r} appears twice", field=f"{where}.id")
+        features = flatten(item.features, st.settings.limits, field=f"{where}.features")
+        out.append(Slot(item.id, features))
     return out
 
 
-def _ids(body: dict[str, object], name: str, limit: int) -> list[str] | None:
-    raw = body.get(name)
-    if raw is None:
-        return None
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise InvalidInput(f"{name} must be an array of action ids", field=name)
-    if len(raw) > limit:
+def _ids(raw: list[str] | None, name: str, limit: int) -> list[str] | None:
+    if raw is not None and len(raw) > limit:
         raise LimitExceeded(
             f"{name} has {len(raw)} ids, more than the limit of {limit}", field=name
         )
-    return [str(x) for x in raw]
+    return raw

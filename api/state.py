@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import logging
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,11 +22,14 @@ from starlette.requests import Request
 from agents.broker import popularity_changelog, prepare, profiles_changelog, stock_changelog
 from agents.catalogs import CatalogStore
 from agents.exposures import Exposures
+from agents.files import write_atomic
 from agents.kv import KV
 from agents.mirror import Mirror
 from agents.outbox import Outbox
 from agents.replica import ModelReplica
 from agents.settings import Settings
+from api import pseudonyms
+from api.replays import Replays
 from engine.errors import Forbidden, InvalidInput, Unauthorized
 from engine.records import decode_stock
 
@@ -52,6 +56,9 @@ class State:
     profiles: Mirror  # the feature store: user id -> encoded engine.profiles.Profile
     popularity: Mirror  # product id -> encoded engine.profiles.Profile of the product
     exposures: Exposures
+    replays: Replays
+    pseudonyms: pseudonyms.Pseudonyms
+    origin: str  # this serving process's id in the decisions log, kept across restarts
     metrics: Metrics = field(default_factory=Metrics)
     epoch: str | None = None
     started: float = field(default_factory=time.time)
@@ -110,7 +117,23 @@ def open_state(settings: Settings) -> State:
         profiles=Mirror(profiles_changelog(settings), settings.partitions),  # decoded on read
         popularity=Mirror(popularity_changelog(settings), settings.partitions),
         exposures=Exposures(KV(root / "exposures")),
+        replays=Replays(KV(root / "replays", ttl_seconds=DECISION_TTL_SECONDS)),
+        pseudonyms=pseudonyms.load(settings.pseudonym_key, root / "pseudonym.key"),
+        origin=_origin(root / "origin"),
     )
+
+
+def _origin(path: Path) -> str:
+    if not path.exists():
+        write_atomic(path, uuid.uuid4().hex.encode())
+    return path.read_text().strip()
+
+
+async def purge_replays(state: State, every: float = 5.0) -> None:
+    """Drop kept answers as their reward windows close."""
+    while True:
+        await asyncio.sleep(every)
+        state.replays.purge(time.time())
 
 
 def load_catalog_file(catalogs: CatalogStore, path: Path) -> None:
@@ -138,6 +161,7 @@ async def lifespan_for(settings: Settings, app: Starlette) -> AsyncIterator[dict
     state = open_state(settings)
     state.tasks.append(asyncio.create_task(state.outbox.run(settings.bootstrap)))
     state.tasks.append(asyncio.create_task(connect(state)))
+    state.tasks.append(asyncio.create_task(purge_replays(state)))
     try:
         yield {"lw": state}
     finally:
@@ -146,7 +170,8 @@ async def lifespan_for(settings: Settings, app: Starlette) -> AsyncIterator[dict
             task.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)
         state.replica.close()
-        for kv in (state.catalogs.kv, state.outbox.kv, state.decisions, state.exposures.kv):
+        kvs = (state.catalogs.kv, state.outbox.kv, state.decisions, state.exposures.kv)
+        for kv in (*kvs, state.replays.kv):
             kv.close()
 
 

@@ -61,7 +61,7 @@ async def erase(request: Request) -> Response:
     message = UserErased(user_id=user_id, ts=time.time())
     if not st.outbox.put(st.settings.topic("behaviour"), user_id.encode(), encode(message)):
         raise Unavailable("the outbox is full because the broker is unreachable; retry later")
-    exposures = st.exposures.erase(user_id)
+    exposures = st.exposures.erase(st.pseudonyms.of(user_id))
     st.profiles.discard(profiles.key(user_id))  # this replica at once; others follow
     st.metrics.counts["users_erased"] += 1
     return JSONResponse(

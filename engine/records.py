@@ -18,7 +18,7 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     ts: float
     catalog: str
     catalog_version: int
-    user_id: str | None
+    user_id: str | None  # the user's keyed pseudonym (api.pseudonyms), never the id sent
     context: Features
     eligible: list[str]
     pmf: list[float]
@@ -36,6 +36,13 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     # features joined to actions at decision time (the feature store's per-action
     # aggregates), by action id: learned with exactly these values
     action_features: dict[str, Features] = {}
+    # what another serving process needs to answer for this decision as its maker did
+    ranking: list[int] = []  # indices into `eligible` in the order the answer listed them
+    slots: int = 0  # multi-slot: how many slots the slate filled (0: a single decision)
+    request: str = ""  # the request's fingerprint (hex): a repeat must match it
+    client_event_id: bool = False  # the event id came with the request (its answer is kept)
+    origin: str = ""  # the serving process that decided
+    pseudonyms: str = ""  # the id of the key that pseudonymised user_id
 
 
 class RewardObserved(msgspec.Struct, tag="reward", kw_only=True, frozen=True):
