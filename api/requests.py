@@ -66,6 +66,5 @@ def _invalid(message: str, where: str) -> InvalidInput:
         reason = "is required"
     else:
         reason = reason[0].lower() + reason[1:]
-        reason = reason.replace("Expected", "expected")
     field = where + path if path else where.rstrip(".") or "body"
     return InvalidInput(f"{field} {reason}".replace("`", ""), field=field)

@@ -40,6 +40,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         ({"slots": [{"id": "s", "extra": 1}]}, "slots[0].extra"),
         ({"context": "home"}, "context"),
         ({"unknown": 1}, "unknown"),
+        ({"catalog": 3}, "catalog"),
     ],
 )
 def test_every_field_of_a_decide_is_type_checked(
@@ -49,7 +50,6 @@ def test_every_field_of_a_decide_is_type_checked(
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["field"] == field, r.json()
-    assert client.post("/v1/decide", json={"catalog": 3}).json()["field"] == "catalog"
 
 
 @pytest.mark.parametrize("slots", [None, 3])
