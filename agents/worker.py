@@ -41,6 +41,7 @@ from agents.files import write_atomic
 from agents.profiler import Profiler
 from agents.settings import Settings
 from engine import join
+from engine.behaviour import UserErased
 from engine.records import (
     DecisionLogged,
     InventoryUpdate,
@@ -170,6 +171,8 @@ class Joiner:
             eid = message.event_id.encode()
             entry = await self.load(batch, eid, partition)
             self.stage(batch, eid, join.on_reward(entry, message, self.config), partition)
+        elif isinstance(message, UserErased):
+            self.counts["erasures"] += 1  # for the serving processes' exposures (api.peers)
         else:
             self.counts["unexpected"] += 1
 

@@ -29,8 +29,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/catalogs/{name}", catalogs.delete_catalog, methods=["DELETE"]),
         Route("/v1/models/{catalog}", ops.model),
         Route("/v1/events/{event_id:path}", ops.event),
-        Route("/v1/users/{user_id}/features", users.features),
-        Route("/v1/users/{user_id}", users.erase, methods=["DELETE"]),
+        Route("/v1/features", users.features),
+        Route("/v1/users/{user_id:path}/features", users.features),
+        Route("/v1/users", users.erase, methods=["DELETE"]),
+        Route("/v1/users/{user_id:path}", users.erase, methods=["DELETE"]),
     ]
     return Starlette(
         routes=routes,

@@ -18,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agents.mirror import StockView
-from api import bodies, requests, store
+from api import answers, bodies, requests, store
+from api.decided import Decided
 from api.requests import DecideRequest, SlotRequest
-from api.state import State, encode_index, of
+from api.state import State, of
 from engine.catalog import Action, Catalog
-from engine.decision import Decision, PolicyPmf, Slot, SlotDecision, decide
+from engine.decision import Decision, PolicyPmf, Slot, decide
 from engine.eligibility import eligible
 from engine.errors import Conflict, EngineError, InvalidInput, LimitExceeded
 from engine.features import Features, flatten
@@ -76,11 +77,12 @@ async def decide_route(request: Request) -> Response:
         slots=slots,
     )
     shown = Shown(catalog, decision, person, now, fingerprint, req.event_id is not None)
-    logged = _log(st, shown, stock, action_features)
+    records = _records(st, shown, stock, action_features)
+    logged = _log(st, records)
     if person and decision.slots:
         chosen = [s.actions[s.chosen].id for s in decision.slots]
         st.exposures.record(catalog.name, person, chosen, now, seen)
-    answer = _json.encode(_response(st, catalog, event_id, decision, logged))
+    answer = _json.encode(_response(st, catalog, event_id, decision, records, logged))
     until = now + catalog.learning.reward_wait_seconds
     st.replays.put(event_id, fingerprint, now, until, answer if shown.client_id else None)
     st.metrics.counts["decisions"] += 1
@@ -157,49 +159,61 @@ def _policy(st: State, catalog: Catalog) -> PolicyPmf:
     return pmf
 
 
-def _log(st: State, shown: Shown, stock: StockView, action_features: dict[str, Features]) -> bool:
+def _records(
+    st: State, shown: Shown, stock: StockView, action_features: dict[str, Features]
+) -> list[DecisionLogged]:
+    """The decision as it is logged: one record per slot, in slot order."""
     catalog, decision, now = shown.catalog, shown.decision, shown.now
     removed = {reason: len(ids) for reason, ids in decision.removed.items()}
     inventory = catalog.constraints.inventory
-    logged = True
-    for s in decision.slots:
+    model_version = st.replica.model_version(catalog.name)
+    records: list[DecisionLogged] = []
+    for position, s in enumerate(decision.slots):
         sku = inventory.sku(s.actions[s.chosen]) if inventory else None
         levels = {sku: stock[sku]} if sku is not None and sku in stock else {}
-        record = DecisionLogged(
-            event_id=s.event_id,
-            ts=now,
-            catalog=catalog.name,
-            catalog_version=catalog.version,
-            user_id=shown.person,
-            context=s.context,
-            eligible=[a.id for a in s.actions],
-            pmf=[float(p) for p in s.pmf],
-            chosen=s.chosen,
-            probability=s.probability,
-            policy=s.policy,
-            model_version=st.replica.model_version(catalog.name),
-            wait_seconds=catalog.learning.reward_wait_seconds,
-            default_reward=catalog.learning.default_reward,
-            aggregation=catalog.learning.aggregation,
-            slot=s.slot.id if s.slot else None,
-            fallback=s.fallback or (s.policy == "uniform" and catalog.learning.policy != "uniform"),
-            removed=removed,
-            stock=levels,
-            action_features={
-                a.id: action_features[a.id] for a in s.actions if a.id in action_features
-            },
-            ranking=s.ranking(),
-            slots=len(decision.slots) if s.slot else 0,
-            request=shown.fingerprint.hex(),
-            client_event_id=shown.client_id,
-            origin=st.origin,
-            pseudonyms=st.pseudonyms.key_id,
+        records.append(
+            DecisionLogged(
+                event_id=s.event_id,
+                ts=now,
+                catalog=catalog.name,
+                catalog_version=catalog.version,
+                user_id=shown.person,
+                context=s.context,
+                eligible=[a.id for a in s.actions],
+                pmf=[float(p) for p in s.pmf],
+                chosen=s.chosen,
+                probability=s.probability,
+                policy=s.policy,
+                model_version=model_version,
+                wait_seconds=catalog.learning.reward_wait_seconds,
+                default_reward=catalog.learning.default_reward,
+                aggregation=catalog.learning.aggregation,
+                slot=s.slot.id if s.slot else None,
+                fallback=s.fallback
+                or (s.policy == "uniform" and catalog.learning.policy != "uniform"),
+                removed=removed,
+                stock=levels,
+                action_features={
+                    a.id: action_features[a.id] for a in s.actions if a.id in action_features
+                },
+                ranking=s.ranking(),
+                slots=len(decision.slots) if s.slot else 0,
+                position=position,
+                request=shown.fingerprint.hex(),
+                client_event_id=shown.client_id,
+                origin=st.origin,
+                pseudonyms=st.pseudonyms.key_id,
+            )
         )
-        ok = st.outbox.put(st.settings.topic("decisions"), s.event_id.encode(), encode(record))
-        st.decisions.put(
-            s.event_id.encode(),
-            encode_index(catalog.name, now, catalog.learning.reward_wait_seconds),
-        )
+    return records
+
+
+def _log(st: State, records: list[DecisionLogged]) -> bool:
+    """Send the records and index them for rewards; whether the outbox took them all."""
+    logged = True
+    for r in records:
+        ok = st.outbox.put(st.settings.topic("decisions"), r.event_id.encode(), encode(r))
+        st.decisions.put(r.event_id, Decided(r.catalog, r.ts, r.wait_seconds))
         if not ok:
             st.metrics.counts["decisions_unlogged"] += 1
         logged = logged and ok
@@ -207,36 +221,27 @@ def _log(st: State, shown: Shown, stock: StockView, action_features: dict[str, F
 
 
 def _response(
-    st: State, catalog: Catalog, event_id: str, decision: Decision, logged: bool
+    st: State,
+    catalog: Catalog,
+    event_id: str,
+    decision: Decision,
+    records: list[DecisionLogged],
+    logged: bool,
 ) -> dict[str, object]:
     """The answer as it is kept for replays: `debug` adds only what is not kept."""
-    out: dict[str, object] = {
+    if records:
+        return answers.answer(event_id, records, logged)
+    return {
         "event_id": event_id,
-        "policy": decision.slots[0].policy if decision.slots else None,
+        "policy": None,
         "model_version": st.replica.model_version(catalog.name),
         "catalog_version": catalog.version,
         "logged": logged,
         "removed": {reason: len(ids) for reason, ids in decision.removed.items()},
-    }
-    if decision.reason is not None:
-        out.update({"ranking": [], "chosen": None, "fallback": False, "reason": decision.reason})
-        return out
-    if decision.slots and decision.slots[0].slot is None:
-        one = decision.slots[0]
-        out.update(_slot_json(one))
-        return out
-    out["slots"] = [
-        {"slot": s.slot.id if s.slot else None, "event_id": s.event_id, **_slot_json(s)}
-        for s in decision.slots
-    ]
-    return out
-
-
-def _slot_json(s: SlotDecision) -> dict[str, object]:
-    return {
-        "ranking": [{"id": s.actions[i].id, "probability": float(s.pmf[i])} for i in s.ranking()],
-        "chosen": {"id": s.actions[s.chosen].id, "probability": s.probability},
-        "fallback": s.fallback,
+        "ranking": [],
+        "chosen": None,
+        "fallback": False,
+        "reason": decision.reason,
     }
 
 

@@ -57,7 +57,7 @@ async def event(request: Request) -> Response:
     return JSONResponse(
         {
             "event_id": event_id,
-            "decided": st.decisions.get(event_id.encode()) is not None,
+            "decided": event_id in st.decisions,
             "learned": event_id in st.replica.ledger,
         }
     )

@@ -1,4 +1,13 @@
-"""POST /v1/rewards: one reward or a batch, joined with its decision by the worker."""
+"""POST /v1/rewards: one reward or a batch, joined with its decision by the worker.
+
+Any serving process takes a reward for a decision any of them made: the decisions
+index holds this process's decisions at once and the others' a few milliseconds later
+(api.peers). A reward for an event id the index does not hold yet waits up to
+`PEER_WAIT_SECONDS` for the decisions log; if the log is followed live and the id is
+still unknown, it is refused (404: an id that was never decided, or decided more than 8
+days ago); if the log cannot be followed now, the reward is accepted as `pending` (the
+worker's join holds a reward that comes before its decision for an hour).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +18,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import bodies
-from api.state import State, decode_index, of
+from api.state import State, of
 from engine.errors import InvalidInput, Unavailable, UnknownCatalog, UnknownEvent
 from engine.features import number
 from engine.records import RewardObserved, encode
 from engine.validate import ID_RE
 
 KNOWN = {"event_id", "value", "reward_id", "slot"}
+PEER_WAIT_SECONDS = 1.0
 
 
 async def rewards(request: Request) -> Response:
@@ -23,33 +33,45 @@ async def rewards(request: Request) -> Response:
     st.authorize(request, "storefront")
     body = await bodies.json_object(request, st.settings.limits.max_body_bytes)
     if "rewards" not in body:
-        result = accept(st, body, "")
-        if result["status"] == "unknown_event":
-            raise UnknownEvent(str(result["detail"]), field="event_id")
-        return JSONResponse(result, status_code=202)
-    items = bodies.batch(body, "rewards", st.settings.limits.max_batch)
-    for i, item in enumerate(items):  # validate all before accepting any
-        _parse(item, st, f"rewards[{i}].")
-    results = [accept(st, item, f"rewards[{i}].") for i, item in enumerate(items)]
-    return JSONResponse({"results": results}, status_code=202)
+        parsed = [_parse(body, st, "")]
+    else:
+        items = bodies.batch(body, "rewards", st.settings.limits.max_batch)
+        parsed = [_parse(item, st, f"rewards[{i}].") for i, item in enumerate(items)]
+    unseen = await st.peers.wait_for((event_id for event_id, _, _ in parsed), PEER_WAIT_SECONDS)
+    pending = bool(unseen) and not st.peers.live
+    results = [accept(st, reward, pending) for reward in parsed]
+    if "rewards" not in body and results[0]["status"] == "unknown_event":
+        raise UnknownEvent(str(results[0]["detail"]), field="event_id")
+    return JSONResponse(results[0] if "rewards" not in body else {"results": results}, 202)
 
 
-def accept(st: State, item: object, where: str) -> dict[str, object]:
-    event_id, value, reward_id = _parse(item, st, where)
-    raw = st.decisions.get(event_id.encode())
-    if raw is None:
+def accept(st: State, reward: tuple[str, float, str], pending: bool) -> dict[str, object]:
+    """Send one parsed reward on; `pending`: accept it even if its decision is not known
+    here (yet), because the decisions log is not followed live."""
+    event_id, value, reward_id = reward
+    decided = st.decisions.get(event_id)
+    if decided is None and not pending:
         st.metrics.counts["rewards_unknown"] += 1
         return {
             "event_id": event_id,
             "status": "unknown_event",
             "detail": f"no decision with event_id {event_id!r} was made in the last 8 days",
         }
-    catalog, decided, wait = decode_index(raw)
     now = time.time()
     record = RewardObserved(event_id=event_id, reward_id=reward_id, value=value, ts=now)
     if not st.outbox.put(st.settings.topic("rewards"), event_id.encode(), encode(record)):
         raise Unavailable("the outbox is full because the broker is unreachable; retry later")
-    late = now > decided + wait
+    if decided is None:
+        st.metrics.counts["rewards_pending"] += 1
+        return {
+            "event_id": event_id,
+            "reward_id": reward_id,
+            "status": "pending",
+            "detail": "the decision is not known here yet (the decisions log is not followed "
+            "live): the reward is kept and learned if the decision was made",
+        }
+    catalog, wait = decided.catalog, decided.wait_seconds
+    late = now > decided.ts + wait
     st.metrics.counts["rewards_late" if late else "rewards_accepted"] += 1
     result: dict[str, object] = {
         "event_id": event_id,
@@ -59,7 +81,7 @@ def accept(st: State, item: object, where: str) -> dict[str, object]:
     if late:
         result["detail"] = (
             f"the reward wait window of {wait:g} s closed "
-            f"{now - decided - wait:.1f} s ago: logged and counted, not learned"
+            f"{now - decided.ts - wait:.1f} s ago: logged and counted, not learned"
         )
     outside = _outside_range(st, catalog, value)
     if outside:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,14 +27,14 @@ from agents.mirror import Mirror
 from agents.outbox import Outbox
 from agents.replica import ModelReplica
 from agents.settings import Settings
-from api import pseudonyms
+from api import decided, pseudonyms
+from api.peers import Peers
 from api.replays import Replays
 from engine.errors import Forbidden, InvalidInput, Unauthorized
 from engine.records import decode_stock
 
 log = logging.getLogger(__name__)
 ROLES = ("storefront", "marketer", "admin")
-DECISION_TTL_SECONDS = 8 * 24 * 3600
 
 
 @dataclass
@@ -50,7 +49,7 @@ class State:
     catalogs: CatalogStore
     outbox: Outbox
     replica: ModelReplica
-    decisions: KV
+    decisions: decided.DecisionIndex
     keys: dict[str, str]  # sha256(key) -> role
     stock: Mirror
     profiles: Mirror  # the feature store: user id -> encoded engine.profiles.Profile
@@ -59,6 +58,7 @@ class State:
     replays: Replays
     pseudonyms: pseudonyms.Pseudonyms
     origin: str  # this serving process's id in the decisions log, kept across restarts
+    peers: Peers  # applies what other serving processes decided to the stores above
     metrics: Metrics = field(default_factory=Metrics)
     epoch: str | None = None
     started: float = field(default_factory=time.time)
@@ -106,20 +106,27 @@ def open_state(settings: Settings) -> State:
     catalogs = CatalogStore(KV(root / "catalogs"), settings.limits)
     for path in settings.catalogs:
         load_catalog_file(catalogs, path)
+    index = decided.DecisionIndex(KV(root / "decisions", ttl_seconds=decided.TTL_SECONDS))
+    replays = Replays(KV(root / "replays", ttl_seconds=decided.TTL_SECONDS))
+    exposures = Exposures(KV(root / "exposures"))
+    origin = _origin(root / "origin")
     return State(
         settings=settings,
         catalogs=catalogs,
         outbox=Outbox(KV(root / "outbox"), settings.outbox_capacity),
         replica=ModelReplica(settings, catalogs),
-        decisions=KV(root / "decisions", ttl_seconds=DECISION_TTL_SECONDS),
+        decisions=index,
         keys=parse_keys(settings.api_keys),
         stock=Mirror(stock_changelog(settings), settings.partitions, decode_stock),
         profiles=Mirror(profiles_changelog(settings), settings.partitions),  # decoded on read
         popularity=Mirror(popularity_changelog(settings), settings.partitions),
-        exposures=Exposures(KV(root / "exposures")),
-        replays=Replays(KV(root / "replays", ttl_seconds=DECISION_TTL_SECONDS)),
+        exposures=exposures,
+        replays=replays,
         pseudonyms=pseudonyms.load(settings.pseudonym_key, root / "pseudonym.key"),
-        origin=_origin(root / "origin"),
+        origin=origin,
+        peers=Peers(
+            settings.topic("decisions"), settings.partitions, origin, index, replays, exposures
+        ),
     )
 
 
@@ -152,7 +159,7 @@ async def connect(state: State) -> None:
     state.epoch = (await prepare(state.settings, attempts=10**9)).epoch
     bootstrap = state.settings.bootstrap
     state.tasks.append(asyncio.create_task(state.replica.follow_log(bootstrap, state.epoch)))
-    for mirror in (state.stock, state.profiles, state.popularity):
+    for mirror in (state.stock, state.profiles, state.popularity, state.peers):
         state.tasks.append(asyncio.create_task(mirror.run(bootstrap, state.settings.fetch_wait_ms)))
 
 
@@ -170,7 +177,7 @@ async def lifespan_for(settings: Settings, app: Starlette) -> AsyncIterator[dict
             task.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)
         state.replica.close()
-        kvs = (state.catalogs.kv, state.outbox.kv, state.decisions, state.exposures.kv)
+        kvs = (state.catalogs.kv, state.outbox.kv, state.decisions.kv, state.exposures.kv)
         for kv in (*kvs, state.replays.kv):
             kv.close()
 
@@ -185,11 +192,3 @@ async def drain(state: State, timeout: float) -> None:
 def of(request: Request) -> State:
     state: State = request.state.lw
     return state
-
-
-def encode_index(catalog: str, ts: float, wait: float) -> bytes:
-    return msgspec.msgpack.encode((catalog, ts, wait))
-
-
-def decode_index(raw: bytes) -> tuple[str, float, float]:
-    return msgspec.msgpack.decode(raw, type=tuple[str, float, float])

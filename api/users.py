@@ -1,10 +1,15 @@
 """The feature store's user routes: what is stored about a user, and erasure.
 
-GET /v1/users/{id}/features: the features a decision would join for this user right now
-(a catalog's declared aggregates with `?catalog=`, else the default set; a session's with
-`?session_id=`), read from this process's replica. DELETE /v1/users/{id}: the right to
-erasure; exposure counts go at once, the stored profile in the worker's table, its
-changelog and every replica through an erase message on the user's partition.
+GET /v1/users/{id}/features (or /v1/features?user_id=): the features a decision would
+join for this user right now (a catalog's declared aggregates with `?catalog=`, else the
+default set; a session's with `?session_id=`), read from this process's replica.
+
+DELETE /v1/users/{id} (or /v1/users?user_id=, for ids a path cannot carry well): the
+right to erasure. This process forgets the user's exposures and profile at once; the
+stored profile goes from the worker's table, its changelog and every replica through an
+erase message on the behaviour topic (keyed by the user id, the table's partitioning),
+and every other serving process forgets the exposures through one on the decisions topic
+(keyed by the pseudonym those are kept under). What the logs keep: docs/privacy.md.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from api import store
 from api.state import of
 from engine import profiles
 from engine.behaviour import UserErased
-from engine.errors import NotFound, Unavailable
+from engine.errors import InvalidInput, NotFound, Unavailable
 from engine.records import encode
 from engine.validate import optional_id
 
@@ -58,10 +63,16 @@ async def erase(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "admin")
     user_id = _user_id(request)
-    message = UserErased(user_id=user_id, ts=time.time())
-    if not st.outbox.put(st.settings.topic("behaviour"), user_id.encode(), encode(message)):
-        raise Unavailable("the outbox is full because the broker is unreachable; retry later")
-    exposures = st.exposures.erase(st.pseudonyms.of(user_id))
+    now = time.time()
+    person = st.pseudonyms.of(user_id)
+    messages = {
+        st.settings.topic("behaviour"): UserErased(user_id=user_id, ts=now),
+        st.settings.topic("decisions"): UserErased(user_id=person, ts=now),
+    }
+    for topic, message in messages.items():
+        if not st.outbox.put(topic, message.user_id.encode(), encode(message)):
+            raise Unavailable("the outbox is full because the broker is unreachable; retry later")
+    exposures = st.exposures.erase(person, now)
     st.profiles.discard(profiles.key(user_id))  # this replica at once; others follow
     st.metrics.counts["users_erased"] += 1
     return JSONResponse(
@@ -71,4 +82,8 @@ async def erase(request: Request) -> Response:
 
 
 def _user_id(request: Request) -> str:
-    return str(optional_id(str(request.path_params["user_id"]), "user_id"))
+    """From the path (every character but the route's own suffix) or `?user_id=`."""
+    raw = request.path_params.get("user_id", request.query_params.get("user_id"))
+    if raw is None:
+        raise InvalidInput("user_id is required, in the path or as ?user_id=", field="user_id")
+    return str(optional_id(str(raw), "user_id"))

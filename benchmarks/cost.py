@@ -29,7 +29,8 @@ from agents.replica import LEDGER
 from agents.settings import Settings
 from api import store
 from api.decide import decide_route
-from api.state import State, encode_index, open_state
+from api.decided import Decided
+from api.state import State, open_state
 from benchmarks.common import save_figure, table
 from benchmarks.shapes import SHAPES, Shape, catalog_body, decide_body
 from engine import checkpoint, profiles, vwformat
@@ -150,7 +151,7 @@ def _state(settings: Settings) -> State:
 
 def _close(state: State) -> None:
     state.replica.close()
-    for kv in (state.catalogs.kv, state.outbox.kv, state.decisions):
+    for kv in (state.catalogs.kv, state.outbox.kv, state.decisions.kv):
         kv.close()
 
 
@@ -242,7 +243,7 @@ def _shape(state: State, shape: Shape, calls: int) -> dict[str, object]:
             aggregation="earliest",
         )
         state.outbox.put(topic, event_id.encode(), encode(record))
-        state.decisions.put(event_id.encode(), encode_index(catalog.name, time.time(), 10.0))
+        state.decisions.put(event_id, Decided(catalog.name, time.time(), 10.0))
         return None
 
     def sampling(i: int) -> object:

@@ -39,6 +39,7 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     # what another serving process needs to answer for this decision as its maker did
     ranking: list[int] = []  # indices into `eligible` in the order the answer listed them
     slots: int = 0  # multi-slot: how many slots the slate filled (0: a single decision)
+    position: int = 0  # multi-slot: this slot's place in the slate, from 0
     request: str = ""  # the request's fingerprint (hex): a repeat must match it
     client_event_id: bool = False  # the event id came with the request (its answer is kept)
     origin: str = ""  # the serving process that decided
