@@ -1,43 +1,66 @@
-"""Catalog routes for marketers: PUT/GET/DELETE /v1/catalogs/{name}, GET /v1/catalogs."""
+"""Catalog routes for marketers: PUT/GET/DELETE /v1/catalogs/{name}, GET /v1/catalogs.
+
+A catalog may hold thousands of actions: decoding, validating, storing and rendering one
+takes a while (about a second at 10,000 actions), so it runs in a worker thread and the
+event loop goes on answering decisions. Writes to the store go one at a time (`_writes`),
+as they did when they ran on the loop: a version number is read and the next one written.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import bodies
-from api.state import of
+from api.state import State, of
+from engine.catalog import Catalog
 from engine.errors import InvalidInput
+
+_writes = threading.Lock()
 
 
 async def put_catalog(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "marketer")
     name = request.path_params["name"]
-    body = await bodies.json_object(request, st.settings.limits.max_body_bytes)
     expected = _if_match(request)
-    catalog, created = st.catalogs.put(name, body, time.time(), expected)
-    return JSONResponse(
-        catalog.to_json(),
-        status_code=201 if created else 200,
-        headers={"ETag": f'"{catalog.version}"'},
-    )
+    raw = await bodies.read(request, st.settings.limits.max_body_bytes)
+    return await run_in_threadpool(_put, st, name, raw, bodies.content_type(request), expected)
+
+
+def _put(st: State, name: str, raw: bytes, content_type: str, expected: int | None) -> Response:
+    body = bodies.parse(raw, content_type, st.settings.limits)
+    with _writes:
+        catalog, created = st.catalogs.put(name, body, time.time(), expected)
+    return _render(catalog, 201 if created else 200)
+
+
+def _render(catalog: Catalog, status: int = 200) -> Response:
+    headers = {"ETag": f'"{catalog.version}"'}
+    return JSONResponse(catalog.to_json(), status_code=status, headers=headers)
 
 
 async def get_catalog(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "marketer")
     catalog = st.catalogs.latest(request.path_params["name"])
-    return JSONResponse(catalog.to_json(), headers={"ETag": f'"{catalog.version}"'})
+    return await run_in_threadpool(_render, catalog)
 
 
 async def delete_catalog(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "marketer")
-    st.catalogs.delete(request.path_params["name"])
+    await run_in_threadpool(_delete, st, request.path_params["name"])
     return Response(status_code=204)
+
+
+def _delete(st: State, name: str) -> None:
+    with _writes:  # not between a version's read and its write
+        st.catalogs.delete(name)
 
 
 async def list_catalogs(request: Request) -> Response:

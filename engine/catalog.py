@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
+import msgspec
+
 from engine import vwformat
 from engine.constraints import NO_CONSTRAINTS, Constraints, parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
@@ -24,6 +26,7 @@ INTERACTION_RE = re.compile(r"[capi]{2,3}")
 # context x action features, context x action id (see engine.vwformat.action_body)
 DEFAULT_INTERACTIONS = ("ca", "ci")
 MAX_WAIT_SECONDS = 7 * 24 * 3600.0
+_encode = msgspec.json.Encoder().encode
 
 # name -> (default, minimum, maximum); an algorithm reads only the parameters it names.
 PARAMETERS: dict[str, tuple[float, float, float]] = {
@@ -352,6 +355,7 @@ def _actions(body: object, limits: Limits) -> tuple[Action, ...]:
         )
     seen: set[str] = set()
     out: list[Action] = []
+    metadata_bytes = 0
     for i, raw in enumerate(body):
         where = f"actions[{i}]"
         obj = as_object(raw, where)
@@ -366,6 +370,25 @@ def _actions(body: object, limits: Limits) -> tuple[Action, ...]:
             raise InvalidInput(f"{where}.id {action_id!r} appears twice", field=f"{where}.id")
         seen.add(action_id)
         metadata = as_object(obj.get("metadata", {}), f"{where}.metadata")
+        metadata_bytes += _metadata_bytes(metadata, metadata_bytes, limits, f"{where}.metadata")
         features = flatten(obj.get("features", {}), limits, field=f"{where}.features")
         out.append(Action(id=action_id, features=features, metadata=metadata))
     return tuple(out)
+
+
+def _metadata_bytes(metadata: Mapping[str, object], before: int, limits: Limits, where: str) -> int:
+    """The bytes of an action's metadata as compact JSON, within both metadata limits."""
+    size = len(_encode(metadata)) if metadata else 0
+    if size > limits.max_metadata_bytes:
+        raise LimitExceeded(
+            f"{where} is {size} bytes as JSON, more than the limit max_metadata_bytes of "
+            f"{limits.max_metadata_bytes}",
+            field=where,
+        )
+    if before + size > limits.max_catalog_metadata_bytes:
+        raise LimitExceeded(
+            f"{where} brings the catalog's metadata to {before + size} bytes as JSON, more "
+            f"than the limit max_catalog_metadata_bytes of {limits.max_catalog_metadata_bytes}",
+            field=where,
+        )
+    return size

@@ -1,4 +1,10 @@
-"""Bounds on what a request may carry. One frozen value, validated once at the edge."""
+"""Bounds on what a request may carry. One frozen value, validated once at the edge.
+
+Each field is set from the environment as LOOPWISE_LIMIT_<FIELD> (agents.settings). The
+`max_body_*` bounds hold for every decoded body, JSON or YAML, whatever the route
+(api.bodies); `max_depth` bounds the nesting of features; the metadata bounds are the
+bytes of an action's `metadata` as compact JSON, per action and summed over a catalog.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,10 @@ class Limits:
     max_abs_number: float = 1e12
     max_batch: int = 1_000
     max_slots: int = 20
+    max_body_depth: int = 32
+    max_body_nodes: int = 100_000
+    max_metadata_bytes: int = 4_096
+    max_catalog_metadata_bytes: int = 1_048_576
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
