@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,13 +20,12 @@ from api import answers, bodies, requests, store
 from api.decided import Decided
 from api.requests import DecideRequest, SlotRequest
 from api.state import State, of
-from engine.catalog import Action, Catalog
-from engine.decision import Decision, PolicyPmf, Slot, decide
+from engine.catalog import Catalog
+from engine.decision import Decision, Slot, decide
 from engine.eligibility import eligible
-from engine.errors import Conflict, EngineError, InvalidInput, LimitExceeded
+from engine.errors import Conflict, InvalidInput, LimitExceeded
 from engine.features import Features, flatten
 from engine.records import DecisionLogged, encode
-from engine.sampling import Pmf, normalise
 from engine.validate import ID_RE, optional_id
 
 log = logging.getLogger(__name__)
@@ -71,11 +68,14 @@ async def decide_route(request: Request) -> Response:
         features,
         event_id,
         now,
-        _policy(st, catalog),
+        st.replica.policy(catalog).policy,
         exposures=seen,
         stock=stock,
         slots=slots,
     )
+    for failure in decision.failures:  # answered by the safe policy instead
+        log.error("catalog %s: %s", catalog.name, failure)
+        st.metrics.counts["policy_failures"] += 1
     shown = Shown(catalog, decision, person, now, fingerprint, req.event_id is not None)
     records = _records(st, shown, stock, action_features)
     logged = _log(st, records)
@@ -144,21 +144,6 @@ def _replay(st: State, event_id: str, fingerprint: bytes, now: float) -> bytes |
     return seen.answer[:-1] + b',"replay":true}'
 
 
-def _policy(st: State, catalog: Catalog) -> PolicyPmf:
-    model = st.replica.policy(catalog)
-
-    def pmf(context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf, str]:
-        try:
-            pmf, scores = model.policy.ranked(context, actions)
-            return normalise(pmf), scores, model.policy.name
-        except (EngineError, RuntimeError, ValueError) as exc:  # the safe policy answers
-            log.error("policy %s failed on catalog %s: %s", model.policy.name, catalog.name, exc)
-            st.metrics.counts["policy_failures"] += 1
-            return np.full(len(actions), 1.0 / len(actions)), np.zeros(len(actions)), "uniform"
-
-    return pmf
-
-
 def _records(
     st: State, shown: Shown, stock: StockView, action_features: dict[str, Features]
 ) -> list[DecisionLogged]:
@@ -189,8 +174,7 @@ def _records(
                 default_reward=catalog.learning.default_reward,
                 aggregation=catalog.learning.aggregation,
                 slot=s.slot.id if s.slot else None,
-                fallback=s.fallback
-                or (s.policy == "uniform" and catalog.learning.policy != "uniform"),
+                fallback=s.fallback,
                 removed=removed,
                 stock=levels,
                 action_features={

@@ -24,12 +24,12 @@ import numpy as np
 from agents.mirror import Mirror, StockView
 from benchmarks.common import table
 from benchmarks.shapes import THEMES, Shape, catalog_body, context
-from engine.catalog import Action, Catalog, parse_catalog
+from engine.catalog import Catalog, parse_catalog
 from engine.constraints import NO_CONSTRAINTS, Constraints, apply
 from engine.decision import decide
 from engine.features import Features, flatten
 from engine.limits import Limits
-from engine.sampling import Pmf, normalise, rng_for, sample
+from engine.sampling import normalise, rng_for, sample
 from policies.base import Example
 from policies.vw import VWPolicy
 
@@ -150,10 +150,6 @@ def run(quick: bool, out: Path) -> dict[str, object]:
     policy = trained_policy(plain, contexts, 50 if quick else 300)
     stock, seen = stock_view(now), exposures(now)
 
-    def pmf(features: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf, str]:
-        probabilities, scores = policy.ranked(features, actions)
-        return normalise(probabilities), scores, policy.name
-
     eligible: dict[str, list[int]] = {"plain": [], "constrained": []}
 
     def deciding(catalog: Catalog, key: str) -> Callable[[int], object]:
@@ -164,7 +160,7 @@ def run(quick: bool, out: Path) -> dict[str, object]:
                 contexts[i % len(contexts)],
                 f"bench-{i}",
                 now,
-                pmf,
+                policy,
                 exposures=seen,
                 stock=stock,
             )

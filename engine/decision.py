@@ -12,8 +12,8 @@ effects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -21,11 +21,9 @@ import numpy as np
 from engine.catalog import Action, Catalog
 from engine.constraints import adjust, apply, capped_by_slate, fallback, fallback_reason
 from engine.features import Features, merge
+from engine.policy import Ranker, Scored, scored
 from engine.sampling import Pmf, ranking, rng_for, sample
 from engine.slates import BlockedAfter, sample_slate
-
-# (pmf, score per action for ranking ties: higher first, policy name)
-PolicyPmf = Callable[[Features, Sequence[Action]], tuple[Pmf, Pmf, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +42,7 @@ class SlotDecision:
     chosen: int
     probability: float
     policy: str
-    fallback: bool
+    fallback: bool  # shown by a fallback: nothing was eligible, or the policy failed
     scores: Pmf | None = None  # the policy's, ordering actions of equal probability
 
     def ranking(self) -> list[int]:
@@ -56,6 +54,7 @@ class Decision:
     slots: list[SlotDecision]
     removed: dict[str, list[str]]
     reason: str | None = None  # why nothing is shown, when nothing is
+    failures: list[str] = field(default_factory=list)  # why the policy did not answer
 
 
 def decide(
@@ -64,7 +63,7 @@ def decide(
     context: Features,
     event_id: str,
     now: float,
-    policy: PolicyPmf,
+    policy: Ranker,
     *,
     exposures: Mapping[str, Sequence[float]] | None = None,
     stock: Mapping[str, float] | None = None,
@@ -77,18 +76,21 @@ def decide(
     if not allowed.actions:
         return _nothing_eligible(catalog, context, event_id, allowed.removed)
     if slots is None:
-        pmf, scores, name = policy(context, allowed.actions)
-        pmf = adjust(pmf, allowed.actions, constraints)
+        s = scored(policy, context, allowed.actions)
+        pmf = adjust(s.pmf, allowed.actions, constraints)
         chosen, p = sample(pmf, rng_for(event_id))
+        failed = s.failure is not None
         one = SlotDecision(
-            None, event_id, context, allowed.actions, pmf, chosen, p, name, False, scores
+            None, event_id, context, allowed.actions, pmf, chosen, p, s.policy, failed, s.scores
         )
-        return Decision([one], allowed.removed)
+        return Decision([one], allowed.removed, failures=[s.failure] if s.failure else [])
     blocked_after = partial(capped_by_slate, constraints, catalog.actions, now, exposures)
-    return Decision(
-        _slate(catalog, allowed.actions, context, event_id, policy, slots, blocked_after),
-        allowed.removed,
+    answers: dict[int, Scored] = {}
+    chosen_slots = _slate(
+        catalog, allowed.actions, context, event_id, policy, slots, blocked_after, answers
     )
+    failures = [a.failure for a in answers.values() if a.failure]
+    return Decision(chosen_slots, allowed.removed, failures=failures)
 
 
 def slot_event_id(event_id: str, slot: Slot) -> str:
@@ -100,20 +102,20 @@ def _slate(
     actions: list[Action],
     context: Features,
     event_id: str,
-    policy: PolicyPmf,
+    policy: Ranker,
     slots: Sequence[Slot],
     blocked_after: BlockedAfter,
+    answers: dict[int, Scored],
 ) -> list[SlotDecision]:
+    """The slate's slots; `answers` receives the policy's answer per slot."""
     contexts = [
         merge(context, {"slot": {"position": float(k), "id": s.id}}, s.features)
         for k, s in enumerate(slots)
     ]
-    names: dict[int, str] = {}
-    scores: dict[int, Pmf] = {}
 
     def pmf_for(k: int, candidates: Sequence[Action]) -> Pmf:
-        pmf, scores[k], names[k] = policy(contexts[k], candidates)
-        return adjust(pmf, candidates, catalog.constraints)
+        answers[k] = scored(policy, contexts[k], candidates)
+        return adjust(answers[k].pmf, candidates, catalog.constraints)
 
     choices = sample_slate(
         len(slots),
@@ -135,9 +137,9 @@ def _slate(
                 np.asarray(c.pmf),
                 candidates.index(c.action),
                 c.probability,
-                names[c.slot],
-                False,
-                scores[c.slot],
+                answers[c.slot].policy,
+                answers[c.slot].failure is not None,
+                answers[c.slot].scores,
             )
         )
     return out

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from engine.catalog import Action
 from engine.features import Features
+from engine.policy import Ranker
 from engine.sampling import Pmf
 
 
@@ -22,18 +23,13 @@ class Example:
     reward: float
 
 
-class Policy(Protocol):
-    name: str
+class Policy(Ranker, Protocol):
+    """A policy engine.decide can ask (`ranked`), that learns and can be saved."""
+
     learned: int
 
     def distribution(self, features: Features, eligible: Sequence[Action]) -> Pmf:
         """A pmf over `eligible`, in its order; entries are > 0 where the policy explores."""
-        ...
-
-    def ranked(self, features: Features, eligible: Sequence[Action]) -> tuple[Pmf, Pmf]:
-        """The pmf and a score per action, higher for an action the policy rates better:
-        a ranking orders by probability, then by score (RegCB's pmf is one-hot, and the
-        actions after the chosen one are still ranked by their estimated reward)."""
         ...
 
     def learn(self, example: Example) -> None: ...

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from engine.catalog import Action, Catalog, parse_catalog
-from engine.decision import Decision, PolicyPmf, Slot, SlotDecision, decide
+from engine.decision import Decision, Slot, SlotDecision, decide
 from engine.eligibility import eligible
 from engine.errors import InvalidInput
 from engine.features import Features
@@ -363,18 +363,24 @@ def slot_weight(weight: float, position: float, tilt: float) -> float:
     return float(weight ** (tilt / (1.0 + position)))
 
 
-def policy_for(case: Case) -> PolicyPmf:
-    weights = {a.id: a.weight for a in case.actions}
+@dataclass(frozen=True)
+class CasePolicy:
+    """The fixed policy of a case: its weights, flattened in later slots."""
 
-    def policy(context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf, str]:
+    weights: dict[str, float]
+    name: str = "fixed"
+
+    def ranked(self, context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf]:
         position = float(context.get("slot", {}).get("position", 0.0))
         tilt = float(context.get("hint", {}).get("tilt", 1.0))
-        w = np.array([slot_weight(weights[a.id], position, tilt) for a in actions])
+        w = np.array([slot_weight(self.weights[a.id], position, tilt) for a in actions])
         total = float(w.sum())
         pmf = w / total if total > 0 else np.full(len(actions), 1.0 / len(actions))
-        return pmf, w, "fixed"
+        return pmf, w
 
-    return policy
+
+def policy_for(case: Case) -> CasePolicy:
+    return CasePolicy({a.id: a.weight for a in case.actions})
 
 
 class Reference:

@@ -50,10 +50,17 @@ def catalog(constraints: object = CONSTRAINTS) -> Catalog:
     return parse_catalog("shop", body, Limits(), version=1, now=0.0)
 
 
-def fixed_policy(context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf, str]:
+class Fixed:
     """A fixed model: weight grows with the action's index."""
-    weights = np.array([1.0 + float(a.id[1:]) for a in actions])
-    return weights / weights.sum(), weights, "fixed"
+
+    name = "fixed"
+
+    def ranked(self, context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        weights = np.array([1.0 + float(a.id[1:]) for a in actions])
+        return weights / weights.sum(), weights
+
+
+fixed_policy = Fixed()
 
 
 def test_constraints_remove_before_the_policy_and_say_why() -> None:
@@ -186,10 +193,17 @@ def promo_catalog(cap: dict[str, object]) -> Catalog:
     return parse_catalog("promos", body, Limits(), version=1, now=0.0)
 
 
-def promo_first(context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf, str]:
+class PromoFirst:
     """Puts most of the mass on promos, so a slate that may show one will."""
-    weights = np.array([50.0 if a.id.startswith("promo") else 1.0 for a in actions])
-    return weights / weights.sum(), weights, "promo-first"
+
+    name = "promo-first"
+
+    def ranked(self, context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        weights = np.array([50.0 if a.id.startswith("promo") else 1.0 for a in actions])
+        return weights / weights.sum(), weights
+
+
+promo_first = PromoFirst()
 
 
 @pytest.mark.parametrize(
@@ -220,3 +234,27 @@ def test_caps_count_the_earlier_slots_of_a_slate(
             offered = [a.id for a in s.actions]
             assert used < limit or not any(a.startswith("promo") for a in offered), offered
             assert s.probability == pytest.approx(float(s.pmf[s.chosen])) and s.probability > 0
+
+
+class Broken:
+    """A model that fails on every request, as a corrupt one would."""
+
+    name = "broken"
+
+    def ranked(self, context: Features, actions: Sequence[Action]) -> tuple[Pmf, Pmf]:
+        raise RuntimeError("the model file is corrupt")
+
+
+@pytest.mark.parametrize("slots", [None, [Slot("hero", {}), Slot("side", {})]])
+def test_a_failing_policy_is_answered_by_the_safe_policy_and_reported(
+    slots: list[Slot] | None,
+) -> None:
+    c = catalog({"exploration_floor": 0.0})
+    d = decide(c, c.actions, {}, "e", NOW, Broken(), slots=slots)
+    assert len(d.slots) == (len(slots) if slots else 1)
+    for s in d.slots:
+        assert s.policy == "uniform" and s.fallback
+        assert np.allclose(s.pmf, 1.0 / len(s.actions)) and s.probability == s.pmf[s.chosen]
+    assert d.failures == ["policy broken failed: the model file is corrupt"] * len(d.slots)
+    healthy = decide(c, c.actions, {}, "e", NOW, fixed_policy, slots=slots)
+    assert not healthy.failures and not any(s.fallback for s in healthy.slots)
