@@ -7,12 +7,16 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import msgspec
 import pytest
+from starlette.testclient import TestClient
 
+from agents.settings import Settings
+from api.app import create_app
 from tests.conftest import Child, Stack, free_port, loopwise_env, read_topic, ready, wait_until
 
 pytestmark = pytest.mark.integration
@@ -165,3 +169,11 @@ def test_the_query_form_erases_an_id_on_every_process(pair: Pair) -> None:
     wait_until(lambda: _decide(pair.api_b, **promos)["removed"] == {}, 30, "B to forget the user")
     missing = pair.api_a.delete("/v1/users")
     assert missing.status_code == 422 and missing.json()["field"] == "user_id"
+
+
+def test_without_the_decisions_log_an_unknown_reward_is_kept_as_pending(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, broker=f"127.0.0.1:{free_port()}")  # no broker
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/v1/rewards", json={"event_id": "decided-elsewhere", "value": 1.0})
+        assert r.status_code == 202 and r.json()["status"] == "pending", r.text
+        assert len(client.app_state["lw"].outbox) == 1, "kept in the outbox for the broker"
