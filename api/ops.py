@@ -23,6 +23,7 @@ async def readyz(request: Request) -> Response:
         "model": st.replica.caught_up,
         "stock": st.stock.caught_up,
         "features": st.profiles.caught_up and st.popularity.caught_up,
+        "peers": st.peers.caught_up,  # takes rewards for what other processes decided
     }
     if st.settings.embedded:  # the worker shares this data directory: is it running?
         checks["worker"] = _worker_alive(st)
