@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -29,11 +30,10 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield c
 
 
-def check(response: object, field: str) -> None:
-    r = response
-    assert r.status_code in (400, 422), r.text  # type: ignore[attr-defined]
-    assert r.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
-    assert r.json()["field"] == field, r.json()  # type: ignore[attr-defined]
+def check(r: httpx.Response, field: str) -> None:
+    assert r.status_code in (400, 422), r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["field"] == field, r.json()
 
 
 REWARDS = [
