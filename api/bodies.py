@@ -370,11 +370,12 @@ class BodyLoader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConstruct
             )
         if isinstance(index, yaml.Node):  # a value: its key is composed
             seen = self.keys.setdefault(id(parent), set())
-            if self.path[-1] in seen:
+            key = self._key(index)
+            if key in seen:
                 raise InvalidInput(
                     f"{where} appears twice in one mapping; give each key once", field=where
                 )
-            seen.add(self.path[-1])
+            seen.add(key)
         self.nodes += parent is None or index is not None  # values, as JSON counts them
         if self.nodes > self.limits.max_body_nodes:
             raise LimitExceeded(
@@ -400,8 +401,13 @@ class BodyLoader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConstruct
                 f"{self.where()} has a key that is a {type(index).__name__}; keys must be strings",
                 field=self.where(),
             )
-        name = "<<" if index.tag == MERGE else str(self.construct_object(index)) or '""'
+        name = self._key(index) or '""'  # an empty key is named by its quotes
         return f".{name}" if any(self.path) else name
+
+    def _key(self, key: yaml.Node) -> str:
+        """A key as a string, as the dict built from it holds it (YAML 1.1's `on` and
+        `yes` are both True: the same key)."""
+        return "<<" if key.tag == MERGE else str(self.construct_object(key))
 
 
 def batch(body: dict[str, object], name: str, limit: int) -> list[object]:
