@@ -31,6 +31,7 @@ import yaml.resolver
 import yaml.scanner
 from starlette.requests import Request
 
+from api.state import State
 from engine.errors import InvalidInput, LimitExceeded, MalformedBody, PayloadTooLarge
 from engine.limits import DEFAULT_LIMITS, Limits
 
@@ -66,12 +67,18 @@ async def json_object(
     request: Request,
     limit: int,
     *,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits | None = None,
     unique_keys: bool = True,
 ) -> dict[str, object]:
-    """The body as a dict, at most `limit` bytes, decoded within `limits`."""
+    """The body as a dict, at most `limit` bytes, decoded within `limits` (by default the
+    serving process's, as configured)."""
     raw = await read(request, limit)
-    return parse(raw, content_type(request), limits, unique_keys=unique_keys)
+    return parse(raw, content_type(request), limits or _serving(request), unique_keys=unique_keys)
+
+
+def _serving(request: Request) -> Limits:
+    state = getattr(request.state, "lw", None)
+    return state.settings.limits if isinstance(state, State) else DEFAULT_LIMITS
 
 
 def parse(

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.testclient import TestClient
 
-from agents.settings import from_env
+from agents.settings import Settings, from_env
+from api.app import create_app
 from api.bodies import parse
 from engine.catalog import parse_catalog
 from engine.errors import EngineError, InvalidInput, LimitExceeded, MalformedBody
 from engine.limits import DEFAULT_LIMITS, Limits
+from tests.conftest import free_port
 
 JSON = "application/json"
 YAML = "application/yaml"
@@ -274,3 +278,23 @@ def test_body_limits_are_configured_from_the_environment() -> None:
     assert (limits.max_metadata_bytes, limits.max_catalog_metadata_bytes) == (100, 1000)
     with pytest.raises(InvalidInput):
         Limits(max_body_nodes=0)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/decide", {"catalog": "c", "context": {"a": {"b": [1]}}}, "context.a.b"),
+        ("/v1/rewards", {"rewards": [{"event_id": "e", "value": [[1]]}]}, "rewards[0].value"),
+        ("/v1/events", {"events": [{"type": "x", "product": {"id": {}}}]}, "events[0].product"),
+    ],
+)
+def test_every_route_decodes_within_the_configured_limits(
+    tmp_path: Path, path: str, body: dict[str, object], field: str
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, broker=f"127.0.0.1:{free_port()}", limits=Limits(max_body_depth=3)
+    )
+    with TestClient(create_app(settings)) as client:
+        r = client.post(path, json=body)
+    assert r.status_code == 422 and r.json()["field"] == field, r.text
+    assert "max_body_depth of 3" in r.json()["detail"]
