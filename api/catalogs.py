@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from api import bodies
 from api.state import State, of
 from engine.catalog import Catalog
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, UnknownCatalog
 
 _writes = threading.Lock()
 
@@ -68,7 +68,10 @@ async def list_catalogs(request: Request) -> Response:
     st.authorize(request, "marketer")
     items = []
     for name in st.catalogs.names():
-        c = st.catalogs.latest(name)
+        try:
+            c = st.catalogs.latest(name)
+        except UnknownCatalog:  # deleted by a worker thread since names() was read
+            continue
         items.append(
             {
                 "name": name,
