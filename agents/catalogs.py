@@ -11,13 +11,16 @@ existed read as the legacy epoch.
 from __future__ import annotations
 
 import json
+import logging
 from functools import lru_cache
 from typing import Any, cast
 
 from agents.kv import KV
 from engine.catalog import DEFAULTS, LEGACY_DEFAULTS, Catalog, check_name, parse_catalog
-from engine.errors import Conflict, UnknownCatalog
-from engine.limits import Limits
+from engine.errors import Conflict, LimitExceeded, UnknownCatalog
+from engine.limits import UNBOUNDED, Limits
+
+log = logging.getLogger(__name__)
 
 
 class CatalogStore:
@@ -75,14 +78,22 @@ class CatalogStore:
         record = self._record(name, version)
         if record is None:
             return None
-        return parse_catalog(
-            name,
-            record["body"],
-            self.limits,
-            version=version,
-            now=float(record["updated_at"]),
-            defaults=_defaults(record),
-        )
+        now, defaults = float(record["updated_at"]), _defaults(record)
+        try:
+            return parse_catalog(
+                name, record["body"], self.limits, version=version, now=now, defaults=defaults
+            )
+        except LimitExceeded as exc:  # accepted under wider limits: it stays readable
+            log.warning(
+                "catalog %s version %d exceeds today's limits (%s); served as stored, and "
+                "its next version must meet them",
+                name,
+                version,
+                exc,
+            )
+            return parse_catalog(
+                name, record["body"], UNBOUNDED, version=version, now=now, defaults=defaults
+            )
 
     def _record(self, name: str, version: int) -> dict[str, Any] | None:
         raw = self.kv.get(_vkey(name, version))

@@ -31,9 +31,8 @@ import yaml.resolver
 import yaml.scanner
 from starlette.requests import Request
 
-from api.state import State
 from engine.errors import InvalidInput, LimitExceeded, MalformedBody, PayloadTooLarge
-from engine.limits import DEFAULT_LIMITS, Limits
+from engine.limits import Limits
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 _decoder = msgspec.json.Decoder()
@@ -64,21 +63,11 @@ def content_type(request: Request) -> str:
 
 
 async def json_object(
-    request: Request,
-    limit: int,
-    *,
-    limits: Limits | None = None,
-    unique_keys: bool = True,
+    request: Request, limits: Limits, *, unique_keys: bool = True
 ) -> dict[str, object]:
-    """The body as a dict, at most `limit` bytes, decoded within `limits` (by default the
-    serving process's, as configured)."""
-    raw = await read(request, limit)
-    return parse(raw, content_type(request), limits or _serving(request), unique_keys=unique_keys)
-
-
-def _serving(request: Request) -> Limits:
-    state = getattr(request.state, "lw", None)
-    return state.settings.limits if isinstance(state, State) else DEFAULT_LIMITS
+    """The body as a dict, at most `limits.max_body_bytes`, decoded within `limits`."""
+    raw = await read(request, limits.max_body_bytes)
+    return parse(raw, content_type(request), limits, unique_keys=unique_keys)
 
 
 def parse(

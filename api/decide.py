@@ -37,7 +37,7 @@ async def decide_route(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "storefront")
     limits = st.settings.limits
-    req = requests.convert(await bodies.json_object(request, limits.max_body_bytes), DecideRequest)
+    req = requests.convert(await bodies.json_object(request, st.settings.limits), DecideRequest)
     event_id = _event_id(req.event_id)
     fingerprint = req.fingerprint()
     now = time.time()

@@ -27,7 +27,7 @@ Accepted = InventoryUpdate | behaviour.BehaviourObserved
 async def events(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "storefront")
-    body = await bodies.json_object(request, st.settings.limits.max_body_bytes)
+    body = await bodies.json_object(request, st.settings.limits)
     if "events" in body:
         items = bodies.batch(body, "events", st.settings.limits.max_batch)
         parsed = [parse(st, item, f"events[{i}].") for i, item in enumerate(items)]

@@ -31,7 +31,7 @@ PEER_WAIT_SECONDS = 1.0
 async def rewards(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "storefront")
-    body = await bodies.json_object(request, st.settings.limits.max_body_bytes)
+    body = await bodies.json_object(request, st.settings.limits)
     if "rewards" not in body:
         parsed = [_parse(body, st, "")]
     else:

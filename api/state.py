@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 
@@ -27,7 +26,7 @@ from agents.mirror import Mirror
 from agents.outbox import Outbox
 from agents.replica import ModelReplica
 from agents.settings import Settings
-from api import decided, pseudonyms
+from api import bodies, decided, pseudonyms
 from api.peers import Peers
 from api.replays import Replays
 from engine.errors import Forbidden, InvalidInput, Unauthorized
@@ -144,12 +143,18 @@ async def purge_replays(state: State, every: float = 5.0) -> None:
 
 
 def load_catalog_file(catalogs: CatalogStore, path: Path) -> None:
-    """A JSON or YAML file whose name (without suffix) is the catalog name."""
+    """A JSON or YAML file whose name (without suffix) is the catalog name, read with the
+    bounds and the JSON-only types of a request body (api.bodies)."""
     try:
-        body = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise InvalidInput(f"catalog file {path} cannot be read: {exc}", field=str(path)) from exc
-    name = body.get("name", path.stem) if isinstance(body, dict) else path.stem
+    kind = "application/json" if path.suffix == ".json" else "application/yaml"
+    try:
+        body = bodies.parse(raw, kind, catalogs.limits)
+    except InvalidInput as exc:
+        raise InvalidInput(f"catalog file {path}: {exc}", field=str(path)) from exc
+    name = body.get("name", path.stem)
     catalog, _ = catalogs.put(str(name), body, time.time())
     log.info("catalog %s version %d loaded from %s", catalog.name, catalog.version, path)
 

@@ -234,6 +234,7 @@ def parse_catalog(
     obj = as_object(body, "body")
     known = {"name", "actions", "learning", "constraints", "features", "version", "updated_at"}
     no_unknown(obj, known, "")
+    _echoed(obj)
     if "name" in obj and obj["name"] != name:
         raise InvalidInput(
             f"name in the body ({obj['name']!r}) differs from the name in the path ({name!r})",
@@ -251,6 +252,21 @@ def parse_catalog(
         constraints=constraints,
         features=parse_spec(obj["features"]) if "features" in obj else DEFAULT_SPEC,
     )
+
+
+def _echoed(obj: Mapping[str, object]) -> None:
+    """`version` and `updated_at` are what GET answers; a body may send them back (they
+    are set by the store, not by the body), but only with their own types."""
+    version = obj.get("version")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise InvalidInput("version must be a positive integer", field="version")
+    updated = obj.get("updated_at")
+    if updated is not None and (isinstance(updated, bool) or not isinstance(updated, int | float)):
+        raise InvalidInput(
+            "updated_at must be a number (seconds since the epoch)", field="updated_at"
+        )
 
 
 def parse_learning(body: object, limits: Limits, defaults: int = DEFAULTS) -> Learning:

@@ -37,3 +37,6 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+# What a stored catalog is read back with when it was accepted under wider limits than
+# today's: it stays readable, and only new versions must meet the configured ones.
+UNBOUNDED = Limits(*(2**62 for _ in Limits.__slots__))

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agents.catalogs import CatalogStore
 from agents.kv import KV
+from api.state import load_catalog_file
+from engine.errors import InvalidInput, LimitExceeded
 from engine.limits import Limits
 from policies.registry import model_key
 
@@ -67,3 +71,32 @@ def test_an_unchanged_body_keeps_its_version_and_its_defaults(tmp_path: Path) ->
     assert not created and same.version == 1
     assert same.learning.exploration.algorithm == "squarecb"
     kv.close()
+
+
+def test_a_catalog_stored_under_wider_limits_is_still_served_after_they_shrink(
+    tmp_path: Path,
+) -> None:
+    wide = Limits(max_metadata_bytes=100_000)
+    body = {"actions": [{"id": "a", "metadata": {"notes": "x" * 10_000}}, {"id": "b"}]}
+    store = CatalogStore(KV(tmp_path / "c"), wide)
+    store.put("big", body, 1.0)
+    store.kv.close()
+    reopened = CatalogStore(KV(tmp_path / "c"), Limits())  # today's 4 kB per action
+    assert reopened.latest("big").version == 1, "the API starts and serves it"
+    with pytest.raises(LimitExceeded) as refused:  # a new version must meet today's limits
+        reopened.put("big", {**body, "learning": {"reward_wait_seconds": 5.0}}, 2.0)
+    assert refused.value.field == "actions[0].metadata"
+    reopened.kv.close()
+
+
+def test_a_catalog_file_is_read_as_a_request_body_would_be(tmp_path: Path) -> None:
+    store = CatalogStore(KV(tmp_path / "c"), Limits())
+    dated = tmp_path / "launch.yaml"
+    dated.write_text("actions:\n  - id: a\n    metadata: {launch: 2026-01-01}\n  - id: b\n")
+    load_catalog_file(store, dated)  # a YAML date stays the string it was written as
+    assert store.latest("launch").action("a").metadata == {"launch": "2026-01-01"}
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("actions:\n  - &a {id: a}\n  - *a\n")
+    with pytest.raises(InvalidInput, match="alias"):
+        load_catalog_file(store, bomb)
+    store.kv.close()
