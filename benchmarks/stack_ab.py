@@ -6,7 +6,8 @@ Each arm starts `loopwise up` with the setting, checks the 50x20 decide p99 at 2
 on the fresh stack, grows the broker's log with `--grow` seconds of 350 req/s, and checks
 50x20 at 200 req/s and 200x1000 at 50 req/s again, recording every process's CPU. It
 prints one JSON line per arm. Not part of the suite: it answers "does this setting help
-on this machine?", e.g. the fetch wait and the partition count in the README.
+on this machine?", e.g. the fetch wait and the partition count
+(docs/decisions/fetch-wait-and-partitions.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`python -m benchmarks.sweep SPEC... [--seeds N]`: learning settings on the quality storefronts.
 
-The evidence behind the default exploration settings (README "Choosing the default"):
+The evidence behind the default exploration settings (docs/decisions/default-policy.md):
 every SPEC plays the streams of `python -m benchmarks quality` (same steps and seeds,
 feedback 50 decisions late) and the table shows its cumulative regret, mean and 95% CI
 over the seeds, per storefront. Lower is better.

@@ -60,12 +60,12 @@ INTEGER_PARAMETERS = frozenset({"bag", "cover", "rnd"})
 # importance-weighted click on a rarely shown banner decay the learning rate so far that
 # a segment stayed on the wrong banner for thousands of decisions, and coin betting did
 # not; optimistic RegCB learns without importance weights and does best with adaptive
-# SGD (with coin: regret 116 against 88 on segments, 20 seeds). README "Choosing the default".
+# SGD (with coin: regret 116 against 88 on segments, 20 seeds). docs/decisions/default-policy.md.
 OPTIMIZERS = ("coin", "adaptive")
 # The defaults a catalog's learning falls back to are those of the Loopwise release that
 # created it: every stored version carries its catalog's defaults epoch (agents.catalogs),
 # and later versions inherit it, so an upgrade never changes what an existing catalog
-# learns with. New catalogs get the newest. README "Choosing the default".
+# learns with. New catalogs get the newest. docs/decisions/default-policy.md.
 #   1 (until 2026-11-27): squarecb with coin betting
 #   2: optimistic RegCB, mellowness 0.0001, with adaptive SGD; coin for other algorithms
 DEFAULTS = 2

@@ -149,8 +149,8 @@ class Environment:
     segments: tuple[Segment, ...]
     ctr: tuple[tuple[float, ...], ...]
     # Named, not the catalog default (optimistic RegCB): the simulator reports a probe of
-    # each segment's pmf after the run, which a greedy policy reads as 0 or 1 (README
-    # "Choosing the default"); squarecb's pmf follows its estimated gaps.
+    # each segment's pmf after the run, which a greedy policy reads as 0 or 1
+    # (docs/decisions/default-policy.md); squarecb's pmf follows its estimated gaps.
     exploration: str = "squarecb"
     exploration_parameters: tuple[tuple[str, float], ...] = ()  # e.g. (("epsilon", 0.1),)
     interactions: tuple[str, ...] = DEFAULT_INTERACTIONS

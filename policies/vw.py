@@ -53,7 +53,7 @@ class VWPolicy:
         # logged probability below 1 comes from a floor or a boost, not from RegCB): it
         # learns without importance weights. Quality benchmark, 20 seeds, mellowness 0.001:
         # regret 82 / 163 / 275 / 316 / 229, weighted 85 / 170 / 263 / 320 / 230, and the
-        # fewest segments served a wrong banner (README "Choosing the default").
+        # fewest segments served a wrong banner (docs/decisions/default-policy.md).
         self._unweighted = learning.exploration.algorithm == "regcbopt"
         self._ws = _workspace(self.args, model)
         # (action id, action line) -> its parsed example, reused by every prediction

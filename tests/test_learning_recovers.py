@@ -15,7 +15,7 @@ the traffic served (the share of each segment's last 1,000 decisions that got it
 banner). They can disagree: RegCB is greedy on optimistic estimates, so its probe reads 0
 or 1, and in seed 9 it reads 0 for a segment whose traffic had been on its best banner
 (0.89 served); squarecb's probe reads 0.85 in seed 8 after three quarters of that
-segment's last 1,000 decisions went to a wrong banner (README "Choosing the default").
+segment's last 1,000 decisions went to a wrong banner (docs/decisions/default-policy.md).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ CATALOG = {
         # One reward must visibly move the next decision's probability: squarecb's pmf
         # follows the estimates (RegCB's, the default, is one-hot), and VW's adaptive SGD
         # moves on every example, where coin betting bets on a feature only from its second
-        # one (README, "Why coin betting, for squarecb").
+        # one (docs/decisions/coin-betting.md).
         "optimizer": "adaptive",
         "reward_wait_seconds": 1.0,
         "default_reward": 0.0,
