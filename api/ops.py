@@ -80,6 +80,9 @@ async def metrics(request: Request) -> Response:
         gauge(lines, f"loopwise_{name}_total", value)
     for name, value in sorted(st.replica.counts.items()):
         gauge(lines, f"loopwise_replica_{name}_total", value)
+    for name, value in sorted(st.peers.counts.items()):  # the other processes' decisions
+        gauge(lines, f"loopwise_peers_{name}_total", value)
+    gauge(lines, "loopwise_peers_live", int(st.peers.live))
     for q, v in _quantiles(list(st.metrics.decide_seconds)).items():
         lines.append(f'loopwise_decide_seconds{{quantile="{q}"}} {v:.6f}')
     for q, v in _quantiles(list(st.replica.latencies)).items():
