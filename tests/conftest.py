@@ -126,7 +126,11 @@ class Stack:
     def start(self) -> Self:
         self.worker.start()
         self.api.start()
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:  # a stack that does not come up is not left running
+            self.stop()
+            raise
         return self
 
     def wait_ready(self) -> None:

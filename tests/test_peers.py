@@ -59,17 +59,19 @@ def pair(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair
     data_b = tmp_path_factory.mktemp("b")
     port_b = free_port()
     b = Child("api", loopwise_env(data_b, port_b, broker, **shared), data_b / "api.log")
-    a.start()
-    b.start()
     url_b = f"http://127.0.0.1:{port_b}"
-    wait_until(lambda: ready(url_b), 60, "API B to be ready")
     p = Pair(broker, a, url_b, b, prefix)
-    for api in (p.api_a, p.api_b):  # catalogs are kept per serving process
-        assert api.put("/v1/catalogs/promos", json=CATALOG).status_code == 201
-    yield p
-    p.api_b.close()
-    b.stop()
-    a.stop()
+    try:  # stopped even when starting fails
+        a.start()
+        b.start()
+        wait_until(lambda: ready(url_b), 60, "API B to be ready")
+        for api in (p.api_a, p.api_b):  # catalogs are kept per serving process
+            assert api.put("/v1/catalogs/promos", json=CATALOG).status_code == 201
+        yield p
+    finally:
+        p.api_b.close()
+        b.stop()
+        a.stop()
 
 
 def _followed(api: httpx.Client, event_id: str) -> None:
