@@ -30,7 +30,8 @@ from tqdm import tqdm
 from benchmarks.common import mean_ci, table
 from benchmarks.envs import ENVS
 from benchmarks.quality import global_rule, learn_online, score, settings_for
-from engine.catalog import Action, parse_learning
+from engine.actions import Action
+from engine.catalog import parse_learning
 from engine.errors import InvalidInput
 from engine.features import Features
 from engine.limits import Limits

@@ -5,7 +5,8 @@ Reading guide:
   limits       request bounds (sizes, counts, depth) as a frozen value
   features     context/action features: validation and flattening into namespaces
   vwformat     VW text examples built so that no user byte changes their structure
-  catalog      actions, learning settings, catalog validation and versions
+  actions      an action: id, features, metadata and its cached VW action line
+  catalog      learning settings, catalog validation and versions
   sampling     seeded sampling with exact propensities and an exploration floor
   records      the messages that travel: decisions, rewards, training examples
   join         reward join semantics: wait window, aggregation, default reward

@@ -9,10 +9,10 @@ from typing import Literal, cast
 
 import msgspec
 
-from engine import vwformat
+from engine.actions import Action
 from engine.constraints import NO_CONSTRAINTS, Constraints, parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
-from engine.features import Features, flatten, merge
+from engine.features import flatten
 from engine.limits import Limits
 from engine.profiles import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
 from engine.validate import ID_RE, as_number, as_object, no_unknown, one_of
@@ -63,7 +63,7 @@ INTEGER_PARAMETERS = frozenset({"bag", "cover", "rnd"})
 # SGD (with coin: regret 116 against 88 on segments, 20 seeds). docs/decisions/default-policy.md.
 OPTIMIZERS = ("coin", "adaptive")
 # The defaults a catalog's learning falls back to are those of the Loopwise release that
-# created it: every stored version carries its catalog's defaults epoch (agents.catalogs),
+# created it: every stored version carries its catalog's defaults epoch (api.serving.catalogs),
 # and later versions inherit it, so an upgrade never changes what an existing catalog
 # learns with. New catalogs get the newest. docs/decisions/default-policy.md.
 #   1 (until 2026-11-27): squarecb with coin betting
@@ -140,25 +140,6 @@ class Learning:
         for pair in self.interactions:
             parts += ["--interactions", pair]
         return " ".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    id: str
-    features: Features
-    metadata: Mapping[str, object] = field(default_factory=dict)
-    vw_body: str = field(default="", compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.vw_body:
-            object.__setattr__(self, "vw_body", vwformat.action_body(self.features, self.id))
-
-
-def with_features(action: Action, extra: Features | None) -> Action:
-    """`action` with `extra` features joined (they win a clash), as decided and learned."""
-    if not extra:
-        return action
-    return Action(action.id, merge(action.features, extra), action.metadata)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,8 +65,8 @@ diversity       for slates: at most k chosen actions share a value of a feature/
 order: "schedule", "inventory", "rule:<name>" (rules in order), "cap:<name>" (caps in
 order). "request" is reserved for exclusions the caller makes (candidates/exclude).
 
-May import: the standard library, numpy, zoneinfo and engine.* (engine.catalog for types
-only: engine.catalog imports this module).
+May import: the standard library, numpy, zoneinfo and the engine modules below
+engine.catalog (which imports this one).
 """
 
 from __future__ import annotations
@@ -75,11 +75,12 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from engine.actions import Action
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import Features
 from engine.limits import Limits
@@ -87,13 +88,10 @@ from engine.rules import Memo, Rule, compile_rule
 from engine.sampling import Pmf, normalise
 from engine.validate import as_number, as_object, no_unknown
 
-if TYPE_CHECKING:
-    from engine.catalog import Action
-
 MAX_RULES = 200
 MAX_CAPS = 100
 MAX_WINDOW_SECONDS = 366 * 24 * 3600.0
-# Frequency caps count per-user exposures that serving processes keep (agents.exposures):
+# Frequency caps count per-user exposures that serving processes keep (api.serving.exposures):
 # at most this many per action, for at most this long. A cap beyond them could never bite.
 MAX_CAP_LIMIT = 256
 MAX_CAP_WINDOW_SECONDS = 31 * 24 * 3600.0
@@ -642,7 +640,7 @@ class _Table:
 
     def out_of_stock(self, inventory: Inventory, stock: Mapping[str, float]) -> tuple[int, ...]:
         """The positions whose SKU may not be shown at these levels. A stock map with a
-        `version` (agents.mirror.StockView: it changes with every level) keeps the answer
+        `version` (api.serving.mirror.StockView: it changes with every level) keeps the answer
         until the version changes; any other map is read in full every time."""
         version = getattr(stock, "version", None)
         hit = self.stocked.get("last")

@@ -18,7 +18,8 @@ from functools import partial
 
 import numpy as np
 
-from engine.catalog import Action, Catalog
+from engine.actions import Action
+from engine.catalog import Catalog
 from engine.constraints import adjust, apply, capped_by_slate, fallback, fallback_reason
 from engine.features import Features, merge
 from engine.policy import Ranker, Scored, scored

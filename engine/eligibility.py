@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.catalog import Action, Catalog
+from engine.actions import Action
+from engine.catalog import Catalog
 from engine.errors import InvalidInput
 
 

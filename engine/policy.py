@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.catalog import Action
+from engine.actions import Action
 from engine.errors import EngineError
 from engine.features import Features
 from engine.sampling import Pmf, normalise

@@ -36,8 +36,7 @@ Semantics
   and non-zero / non-empty.
 Limits: 2000 characters, nesting depth 32, 1000 items per list.
 
-May import: the standard library and engine.errors / engine.features (types only from
-engine.catalog, which imports this package's constraints).
+May import: the standard library and engine.errors / engine.features / engine.actions.
 """
 
 from __future__ import annotations
@@ -47,13 +46,11 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeAlias, cast
+from typing import TypeAlias, cast
 
+from engine.actions import Action
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import DEFAULT_NAMESPACE, Features
-
-if TYPE_CHECKING:
-    from engine.catalog import Action
 
 MAX_CHARS = 2000
 MAX_DEPTH = 32

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.catalog import Action
+from engine.actions import Action
 from engine.errors import InvalidInput
 from engine.sampling import Pmf, Uniform, normalise, sample
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.catalog import Action
+from engine.actions import Action
 from engine.features import Features
 from engine.policy import Ranker
 from engine.sampling import Pmf

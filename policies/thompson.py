@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.catalog import Action
+from engine.actions import Action
 from engine.errors import InvalidInput
 from engine.features import Features
 from engine.sampling import Pmf

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.catalog import Action
+from engine.actions import Action
 from engine.features import Features
 from engine.sampling import Pmf
 from policies.base import Example

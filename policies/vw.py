@@ -21,7 +21,8 @@ import pylibvw  # vowpalwabbit's native module
 import vowpalwabbit
 
 from engine import vwformat
-from engine.catalog import Action, Learning
+from engine.actions import Action
+from engine.catalog import Learning
 from engine.errors import CorruptCheckpoint, InvalidInput
 from engine.features import Features
 from engine.sampling import Pmf

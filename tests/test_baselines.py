@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from engine.catalog import Action, Exploration, Learning
+from engine.actions import Action
+from engine.catalog import Exploration, Learning
 from engine.features import Features
 from engine.sampling import normalise, rng_for, sample
 from policies.base import Example, Policy

@@ -28,7 +28,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from engine.catalog import Action, Catalog, parse_catalog
+from engine.actions import Action
+from engine.catalog import Catalog, parse_catalog
 from engine.decision import Decision, Slot, SlotDecision, decide
 from engine.eligibility import eligible
 from engine.errors import InvalidInput

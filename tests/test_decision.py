@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from engine.catalog import Action, Catalog, parse_catalog
+from engine.actions import Action
+from engine.catalog import Catalog, parse_catalog
 from engine.decision import Slot, decide
 from engine.features import Features
 from engine.limits import Limits

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine.rules
-from engine.catalog import Action
+from engine.actions import Action
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import Features
 from engine.rules import compile_rule

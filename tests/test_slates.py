@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from engine.catalog import Action
+from engine.actions import Action
 from engine.errors import InvalidInput
 from engine.sampling import Pmf, normalise, rng_for
 from engine.slates import diversity_values, sample_slate

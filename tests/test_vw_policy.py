@@ -10,7 +10,8 @@ import pytest
 import vowpalwabbit
 
 from engine import vwformat
-from engine.catalog import Action, Exploration, Learning
+from engine.actions import Action
+from engine.catalog import Exploration, Learning
 from engine.features import Features
 from engine.sampling import ranking
 from policies import vw
