@@ -21,10 +21,11 @@ from tqdm import tqdm
 from benchmarks.common import stack, table
 from benchmarks.shapes import Shape, catalog_body, context
 from engine import vwformat
-from engine.catalog import Learning
 from engine.features import flatten
+from engine.learning import Learning
 from engine.limits import Limits
 from engine.sampling import rng_for
+from policies.vw import vw_args
 
 SHAPE = Shape(10, 20)
 WAIT_SECONDS = 0.2
@@ -70,7 +71,7 @@ def bare_vw(n: int) -> dict[str, float]:
         lines = [shared]
         lines += [vwformat.labeled(b, label if j == chosen else None) for j, b in enumerate(bodies)]
         examples.append(lines)
-    ws = vowpalwabbit.Workspace(Learning().vw_args())
+    ws = vowpalwabbit.Workspace(vw_args(Learning()))
     started = time.perf_counter()
     for lines in examples:
         ws.learn(lines)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from benchmarks.common import Floats, curve_ci, mean_ci, save_figure, table
 from benchmarks.envs import ENVS, Env, Stream
-from engine.catalog import Exploration, Learning
+from engine.learning import Exploration, Learning
 from engine.sampling import normalise, rng_for, sample
 from policies.base import Example, Policy
 from policies.linucb import LinUCB

@@ -31,9 +31,9 @@ from benchmarks.common import mean_ci, table
 from benchmarks.envs import ENVS
 from benchmarks.quality import global_rule, learn_online, score, settings_for
 from engine.actions import Action
-from engine.catalog import parse_learning
 from engine.errors import InvalidInput
 from engine.features import Features
+from engine.learning import parse_learning
 from engine.limits import Limits
 from engine.sampling import Pmf
 from policies.base import Example, Policy

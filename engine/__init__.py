@@ -6,7 +6,8 @@ Reading guide:
   features     context/action features: validation and flattening into namespaces
   vwformat     VW text examples built so that no user byte changes their structure
   actions      an action: id, features, metadata and its cached VW action line
-  catalog      learning settings, catalog validation and versions
+  learning     a catalog's learning settings as declared: validated, with defaults epochs
+  catalog      a catalog: actions, learning, constraints, feature spec; validation, versions
   sampling     seeded sampling with exact propensities and an exploration floor
   records      the messages that travel: decisions, rewards, training examples
   join         reward join semantics: wait window, aggregation, default reward

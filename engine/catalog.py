@@ -1,11 +1,12 @@
-"""Action catalogs: actions, learning settings, validation with field paths, versions."""
+"""Action catalogs: a named, versioned list of actions with its learning settings
+(engine.learning), constraints (engine.constraints) and feature spec (engine.profiles),
+validated with field paths."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, cast
 
 import msgspec
 
@@ -13,133 +14,13 @@ from engine.actions import Action
 from engine.constraints import NO_CONSTRAINTS, Constraints, parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import flatten
+from engine.learning import DEFAULTS, Learning, learning_json, parse_learning
 from engine.limits import Limits
 from engine.profiles import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
-from engine.validate import ID_RE, as_number, as_object, no_unknown, one_of
+from engine.validate import ID_RE, as_object, no_unknown
 
-ALGORITHMS = ("epsilon", "squarecb", "softmax", "bag", "cover", "rnd", "regcbopt")
-AGGREGATIONS = ("earliest", "sum")
-POLICIES = ("vw", "uniform")
-Aggregation = Literal["earliest", "sum"]
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-INTERACTION_RE = re.compile(r"[capi]{2,3}")
-# context x action features, context x action id (see engine.vwformat.action_body)
-DEFAULT_INTERACTIONS = ("ca", "ci")
-MAX_WAIT_SECONDS = 7 * 24 * 3600.0
 _encode = msgspec.json.Encoder().encode
-
-# name -> (default, minimum, maximum); an algorithm reads only the parameters it names.
-PARAMETERS: dict[str, tuple[float, float, float]] = {
-    "epsilon": (0.05, 0.0, 1.0),
-    "gamma_scale": (10.0, 1e-6, 1e6),
-    "gamma_exponent": (0.5, 0.0, 1.0),
-    "lambda": (10.0, 1e-6, 1e6),
-    "bag": (5, 1, 64),
-    "cover": (3, 1, 64),
-    "psi": (1.0, 0.0, 1e6),
-    "rnd": (3, 1, 64),
-    "rnd_alpha": (0.1, 1e-6, 1e6),
-    "rnd_invlambda": (0.1, 1e-6, 1e6),
-    "mellowness": (0.0001, 1e-9, 1e3),
-    # RegCB bounds its confidence by the range of rewards (VW: of costs, -reward)
-    "min_reward": (0.0, -1e12, 1e12),
-    "max_reward": (1.0, -1e12, 1e12),
-}
-USES: dict[str, tuple[str, ...]] = {
-    "epsilon": ("epsilon",),
-    "squarecb": ("gamma_scale", "gamma_exponent"),
-    "softmax": ("lambda",),
-    "bag": ("bag", "epsilon"),
-    "cover": ("cover", "psi"),
-    "rnd": ("rnd", "rnd_alpha", "rnd_invlambda", "epsilon"),
-    "regcbopt": ("mellowness", "min_reward", "max_reward"),
-}
-INTEGER_PARAMETERS = frozenset({"bag", "cover", "rnd"})
-# VW's online optimiser: "coin" (coin betting, parameter free) or "adaptive" (VW's own
-# adaptive, normalised SGD). With squarecb, epsilon or bag, adaptive SGD let one
-# importance-weighted click on a rarely shown banner decay the learning rate so far that
-# a segment stayed on the wrong banner for thousands of decisions, and coin betting did
-# not; optimistic RegCB learns without importance weights and does best with adaptive
-# SGD (with coin: regret 116 against 88 on segments, 20 seeds). docs/decisions/default-policy.md.
-OPTIMIZERS = ("coin", "adaptive")
-# The defaults a catalog's learning falls back to are those of the Loopwise release that
-# created it: every stored version carries its catalog's defaults epoch (api.serving.catalogs),
-# and later versions inherit it, so an upgrade never changes what an existing catalog
-# learns with. New catalogs get the newest. docs/decisions/default-policy.md.
-#   1 (until 2026-11-27): squarecb with coin betting
-#   2: optimistic RegCB, mellowness 0.0001, with adaptive SGD; coin for other algorithms
-DEFAULTS = 2
-LEGACY_DEFAULTS = 1
-LEGACY_PARAMETERS = {"mellowness": 0.001}  # parameter defaults the legacy epoch had
-
-
-def default_algorithm(defaults: int = DEFAULTS) -> str:
-    return "squarecb" if defaults == LEGACY_DEFAULTS else "regcbopt"
-
-
-def default_optimizer(algorithm: str, defaults: int = DEFAULTS) -> str:
-    """The optimizer of a catalog that names none: the one that did best with `algorithm`."""
-    return "adaptive" if algorithm == "regcbopt" and defaults != LEGACY_DEFAULTS else "coin"
-
-
-@dataclass(frozen=True, slots=True)
-class Exploration:
-    algorithm: str = field(default_factory=default_algorithm)
-    parameters: Mapping[str, float] = field(default_factory=dict)
-
-    def value(self, name: str) -> float:
-        return self.parameters.get(name, PARAMETERS[name][0])
-
-    def vw_args(self) -> list[str]:
-        """Command-line arguments for VW's cb_explore_adf reduction."""
-        if self.algorithm == "regcbopt":  # costs are -reward: the range turns over
-            low, high = self.reward_range()
-            mellowness = repr(float(self.value("mellowness")))
-            costs = ["--cb_min_cost", repr(0.0 - high), "--cb_max_cost", repr(0.0 - low)]
-            return ["--regcbopt", "--mellowness", mellowness, *costs]
-        args = [f"--{self.algorithm}"] if self.algorithm in ("squarecb", "softmax") else []
-        for name in USES[self.algorithm]:
-            value = self.value(name)
-            shown = str(int(value)) if name in INTEGER_PARAMETERS else repr(float(value))
-            args += [f"--{name}", shown]
-        if self.algorithm == "cover":
-            args.append("--nounif")
-        return args
-
-    def reward_range(self) -> tuple[float, float]:
-        """(min_reward, max_reward): the range RegCB learns rewards clipped to."""
-        return float(self.value("min_reward")), float(self.value("max_reward"))
-
-    def learned_reward(self, reward: float) -> float:
-        """The reward as it is learned: RegCB's clipped to the declared range."""
-        if self.algorithm != "regcbopt":
-            return reward
-        low, high = self.reward_range()
-        return min(max(reward, low), high)
-
-
-@dataclass(frozen=True, slots=True)
-class Learning:
-    policy: str = "vw"
-    exploration: Exploration = field(default_factory=Exploration)
-    interactions: tuple[str, ...] = DEFAULT_INTERACTIONS
-    reward_wait_seconds: float = 10.0
-    default_reward: float = 0.0
-    aggregation: Aggregation = "earliest"
-    optimizer: str = ""  # "": default_optimizer of the exploration algorithm
-
-    def __post_init__(self) -> None:
-        if not self.optimizer:
-            object.__setattr__(self, "optimizer", default_optimizer(self.exploration.algorithm))
-
-    def vw_args(self) -> str:
-        """The VW command line: a model is only compatible with the same command line."""
-        parts = ["--cb_explore_adf", "--quiet", *self.exploration.vw_args()]
-        if self.optimizer == "coin":
-            parts.append("--coin")
-        for pair in self.interactions:
-            parts += ["--interactions", pair]
-        return " ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,21 +54,6 @@ class Catalog:
             "constraints": self.constraints.to_json(),
             "features": spec_json(self.features),
         }
-
-
-def learning_json(learning: Learning) -> dict[str, object]:
-    return {
-        "policy": learning.policy,
-        "exploration": {
-            "algorithm": learning.exploration.algorithm,
-            **{n: learning.exploration.value(n) for n in USES[learning.exploration.algorithm]},
-        },
-        "interactions": list(learning.interactions),
-        "reward_wait_seconds": learning.reward_wait_seconds,
-        "default_reward": learning.default_reward,
-        "aggregation": learning.aggregation,
-        "optimizer": learning.optimizer,
-    }
 
 
 def check_name(name: str, field_name: str = "name") -> str:
@@ -248,98 +114,6 @@ def _echoed(obj: Mapping[str, object]) -> None:
         raise InvalidInput(
             "updated_at must be a number (seconds since the epoch)", field="updated_at"
         )
-
-
-def parse_learning(body: object, limits: Limits, defaults: int = DEFAULTS) -> Learning:
-    obj = as_object(body, "learning")
-    no_unknown(
-        obj,
-        {
-            "policy",
-            "exploration",
-            "interactions",
-            "reward_wait_seconds",
-            "default_reward",
-            "aggregation",
-            "optimizer",
-        },
-        "learning.",
-    )
-    policy = one_of(obj.get("policy", "vw"), POLICIES, "learning.policy")
-    aggregation = one_of(obj.get("aggregation", "earliest"), AGGREGATIONS, "learning.aggregation")
-    wait = as_number(obj.get("reward_wait_seconds", 10.0), limits, "learning.reward_wait_seconds")
-    if not 0.0 < wait <= MAX_WAIT_SECONDS:
-        raise InvalidInput(
-            f"learning.reward_wait_seconds must be in (0, {MAX_WAIT_SECONDS:g}], got {wait!r}",
-            field="learning.reward_wait_seconds",
-        )
-    exploration = _exploration(obj.get("exploration", {}), limits, defaults)
-    optimizer = obj.get("optimizer", default_optimizer(exploration.algorithm, defaults))
-    return Learning(
-        policy=policy,
-        exploration=exploration,
-        interactions=_interactions(obj.get("interactions", list(DEFAULT_INTERACTIONS))),
-        reward_wait_seconds=wait,
-        default_reward=as_number(obj.get("default_reward", 0.0), limits, "learning.default_reward"),
-        aggregation=cast(Aggregation, aggregation),
-        optimizer=one_of(optimizer, OPTIMIZERS, "learning.optimizer"),
-    )
-
-
-def _exploration(body: object, limits: Limits, defaults: int) -> Exploration:
-    obj = as_object(body, "learning.exploration")
-    algorithm = one_of(
-        obj.get("algorithm", default_algorithm(defaults)),
-        ALGORITHMS,
-        "learning.exploration.algorithm",
-    )
-    allowed = USES[algorithm]
-    params: dict[str, float] = {}
-    for key, raw in obj.items():
-        if key == "algorithm":
-            continue
-        where = f"learning.exploration.{key}"
-        if key not in allowed:
-            raise InvalidInput(
-                f"{where} is not a parameter of {algorithm!r}; it takes {', '.join(allowed)}",
-                field=where,
-            )
-        value = as_number(raw, limits, where)
-        _, low, high = PARAMETERS[key]
-        if not low <= value <= high:
-            raise InvalidInput(
-                f"{where} must be in [{low:g}, {high:g}], got {value!r}", field=where
-            )
-        if key in INTEGER_PARAMETERS and value != int(value):
-            raise InvalidInput(f"{where} must be a whole number, got {value!r}", field=where)
-        params[key] = value
-    if defaults == LEGACY_DEFAULTS:
-        params = {**{k: v for k, v in LEGACY_PARAMETERS.items() if k in allowed}, **params}
-    exploration = Exploration(algorithm=algorithm, parameters=params)
-    if algorithm == "regcbopt":
-        low, high = exploration.reward_range()
-        if not low < high:
-            raise InvalidInput(
-                f"learning.exploration.max_reward must be above min_reward ({low:g}), got {high:g}",
-                field="learning.exploration.max_reward",
-            )
-    return exploration
-
-
-def _interactions(body: object) -> tuple[str, ...]:
-    if not isinstance(body, list):
-        raise InvalidInput("learning.interactions must be an array", field="learning.interactions")
-    out: list[str] = []
-    for i, item in enumerate(body):
-        where = f"learning.interactions[{i}]"
-        if not isinstance(item, str) or not INTERACTION_RE.fullmatch(item):
-            raise InvalidInput(
-                f"{where} must be 2-3 letters of c (context), a (action), i (action id), "
-                f"p (slot), got {item!r}",
-                field=where,
-            )
-        out.append(item)
-    return tuple(dict.fromkeys(out))
 
 
 def _actions(body: object, limits: Limits) -> tuple[Action, ...]:

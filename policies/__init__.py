@@ -3,7 +3,10 @@
   base     the Policy protocol (`distribution(features, eligible) -> pmf`, `learn(example)`)
            and the Example a policy learns from
   uniform  uniform random over the eligible actions (the safe fallback and a baseline)
-  vw       the Vowpal Wabbit contextual bandit: the only module that imports vowpalwabbit
+  vw       the Vowpal Wabbit contextual bandit: the only module that imports vowpalwabbit,
+           and the one that turns learning settings into VW's command line
+  linucb   disjoint LinUCB in numpy: a contextual baseline (benchmarks, tests)
+  thompson Beta-Bernoulli Thompson sampling per action: a non-contextual baseline
   registry builds the policy a catalog's learning settings ask for
 
 A policy never sees the catalog and never samples: constraints come before it, sampling

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from engine.catalog import Learning
+from engine.learning import Learning
 from policies.base import Policy
 from policies.uniform import Uniform
-from policies.vw import VWPolicy
+from policies.vw import VWPolicy, vw_args
 
 
 def build(learning: Learning, model: bytes = b"", learned: int = 0) -> Policy:
@@ -18,7 +18,7 @@ def build(learning: Learning, model: bytes = b"", learned: int = 0) -> Policy:
 
 def model_key(learning: Learning) -> str:
     """Two catalog versions share a model only when this key is equal."""
-    return learning.policy if learning.policy == "uniform" else learning.vw_args()
+    return learning.policy if learning.policy == "uniform" else vw_args(learning)
 
 
 def continues(saved_key: str, key: str) -> bool:

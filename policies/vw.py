@@ -22,9 +22,9 @@ import vowpalwabbit
 
 from engine import vwformat
 from engine.actions import Action
-from engine.catalog import Learning
 from engine.errors import CorruptCheckpoint, InvalidInput
 from engine.features import Features
+from engine.learning import INTEGER_PARAMETERS, USES, Exploration, Learning
 from engine.sampling import Pmf
 from policies.base import Example
 
@@ -44,7 +44,7 @@ CHOSEN_ONLY = frozenset({"epsilon", "squarecb", "softmax", "bag", "rnd", "regcbo
 
 class VWPolicy:
     def __init__(self, learning: Learning, model: bytes = b"", learned: int = 0) -> None:
-        self.args = learning.vw_args()
+        self.args = vw_args(learning)
         self.name = f"vw:{learning.exploration.algorithm}"
         self.learned = learned
         self._chosen_only = learning.exploration.algorithm in CHOSEN_ONLY
@@ -149,6 +149,36 @@ class VWPolicy:
     def close(self) -> None:
         self._parsed.clear()
         self._ws.finish()
+
+
+def vw_args(learning: Learning) -> str:
+    """The VW command line of `learning`: a model is only compatible with the same command
+    line, so this string is also the model's key (policies.registry.model_key)."""
+    parts = ["--cb_explore_adf", "--quiet", *_exploration_args(learning.exploration)]
+    if learning.optimizer == "coin":
+        parts.append("--coin")
+    for pair in learning.interactions:
+        parts += ["--interactions", pair]
+    return " ".join(parts)
+
+
+def _exploration_args(exploration: Exploration) -> list[str]:
+    """The arguments of VW's exploration in cb_explore_adf: each declared parameter is the
+    VW option of the same name, in the order engine.learning.USES lists them."""
+    algorithm = exploration.algorithm
+    if algorithm == "regcbopt":  # costs are -reward: the range turns over
+        low, high = exploration.reward_range()
+        mellowness = repr(float(exploration.value("mellowness")))
+        costs = ["--cb_min_cost", repr(0.0 - high), "--cb_max_cost", repr(0.0 - low)]
+        return ["--regcbopt", "--mellowness", mellowness, *costs]
+    args = [f"--{algorithm}"] if algorithm in ("squarecb", "softmax") else []
+    for name in USES[algorithm]:
+        value = exploration.value(name)
+        shown = str(int(value)) if name in INTEGER_PARAMETERS else repr(float(value))
+        args += [f"--{name}", shown]
+    if algorithm == "cover":
+        args.append("--nounif")
+    return args
 
 
 def cost_of(reward: float) -> float:

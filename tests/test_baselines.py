@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 
 from engine.actions import Action
-from engine.catalog import Exploration, Learning
 from engine.features import Features
+from engine.learning import Exploration, Learning
 from engine.sampling import normalise, rng_for, sample
 from policies.base import Example, Policy
 from policies.linucb import LinUCB

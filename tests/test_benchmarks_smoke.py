@@ -16,11 +16,11 @@ import pytest
 from benchmarks.broker import FETCH_WAITS_MS, HOP_MESSAGES
 from benchmarks.envs import ENVS
 from benchmarks.sweep import PerSegment, parse_spec
-from engine.catalog import Learning
 from engine.errors import InvalidInput
 from engine.features import Features
+from engine.learning import Learning
 from policies.base import Example
-from policies.vw import VWPolicy
+from policies.vw import VWPolicy, vw_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,7 +159,7 @@ def test_the_sweep_plays_its_specs_validated_as_catalog_settings() -> None:
     assert args[args.index("--mellowness") + 1] == "0.001" and "--coin" in args
     policy.close()
     default, _ = parse_spec("regcbopt")
-    assert isinstance(default, VWPolicy) and default.args == Learning().vw_args()
+    assert isinstance(default, VWPolicy) and default.args == vw_args(Learning())
     default.close()
     with pytest.raises(InvalidInput) as info:
         parse_spec("squarecb:mellowness=0.1")

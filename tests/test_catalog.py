@@ -6,17 +6,18 @@ import copy
 
 import pytest
 
-from engine.catalog import (
+from engine.catalog import parse_catalog
+from engine.errors import InvalidInput, LimitExceeded
+from engine.learning import (
     ALGORITHMS,
     DEFAULTS,
     LEGACY_DEFAULTS,
     Exploration,
     Learning,
     learning_json,
-    parse_catalog,
 )
-from engine.errors import InvalidInput, LimitExceeded
 from engine.limits import Limits
+from policies.vw import vw_args
 
 GOOD: dict[str, object] = {
     "actions": [
@@ -145,7 +146,7 @@ def test_bad_names_are_refused(name: str) -> None:
 def test_every_algorithm_builds_a_command_line_vw_accepts(algorithm: str, optimizer: str) -> None:
     import vowpalwabbit
 
-    args = Learning(exploration=Exploration(algorithm), optimizer=optimizer).vw_args()
+    args = vw_args(Learning(exploration=Exploration(algorithm), optimizer=optimizer))
     assert f"--{algorithm}" in args or algorithm == "epsilon"
     assert ("--coin" in args) == (optimizer == "coin")
     ws = vowpalwabbit.Workspace(args)
@@ -157,12 +158,12 @@ def test_regcb_gets_the_reward_range_as_its_cost_range_and_round_trips() -> None
         "learning.exploration", {"algorithm": "regcbopt", "min_reward": -2, "max_reward": 50}
     )
     catalog = parse_catalog("shop", body, Limits(), version=1, now=0)
-    args = catalog.learning.vw_args().split()
+    args = vw_args(catalog.learning).split()
     assert args[args.index("--cb_min_cost") + 1] == "-50.0"
     assert args[args.index("--cb_max_cost") + 1] == "2.0"
     assert args[args.index("--mellowness") + 1] == "0.0001"
     again = parse_catalog("shop", catalog.to_json(), Limits(), version=2, now=0)
-    assert again.learning.vw_args() == catalog.learning.vw_args()  # the same model
+    assert vw_args(again.learning) == vw_args(catalog.learning)  # the same model
 
 
 def test_each_defaults_epoch_resolves_to_its_own_settings_and_explicit_ones_win() -> None:
@@ -173,9 +174,7 @@ def test_each_defaults_epoch_resolves_to_its_own_settings_and_explicit_ones_win(
     assert new == Learning(exploration=Exploration("regcbopt"), optimizer="adaptive")
     old = parse_catalog("d", bare, Limits(), version=1, now=0, defaults=LEGACY_DEFAULTS).learning
     assert (old.exploration.algorithm, old.optimizer) == ("squarecb", "coin")
-    assert (
-        old.vw_args() == Learning(exploration=Exploration("squarecb"), optimizer="coin").vw_args()
-    )
+    assert vw_args(old) == vw_args(Learning(exploration=Exploration("squarecb"), optimizer="coin"))
     regcb = {**bare, "learning": {"exploration": {"algorithm": "regcbopt"}}}
     legacy = parse_catalog("d", regcb, Limits(), version=1, now=0, defaults=LEGACY_DEFAULTS)
     assert legacy.learning.optimizer == "coin"  # what an opt-in RegCB catalog had
@@ -197,7 +196,7 @@ def test_each_defaults_epoch_resolves_to_its_own_settings_and_explicit_ones_win(
         shown = {**bare, "learning": learning_json(learning)}
         again = parse_catalog("d", shown, Limits(), version=2, now=0).learning
         assert learning_json(again) == learning_json(learning)
-        assert again.vw_args() == learning.vw_args()
+        assert vw_args(again) == vw_args(learning)
 
 
 def test_the_optimizer_defaults_by_algorithm_round_trips_and_is_validated() -> None:
@@ -207,7 +206,7 @@ def test_the_optimizer_defaults_by_algorithm_round_trips_and_is_validated() -> N
     adaptive = parse_catalog("shop", body, Limits(), version=1, now=0)
     assert adaptive.learning.optimizer == "adaptive"
     again = parse_catalog("shop", adaptive.to_json(), Limits(), version=2, now=0)
-    assert again.learning.vw_args() == adaptive.learning.vw_args()
+    assert vw_args(again.learning) == vw_args(adaptive.learning)
     with pytest.raises(InvalidInput, match="coin, adaptive") as info:
         bad = {**GOOD, "learning": {"optimizer": "sgd"}}
         parse_catalog("shop", bad, Limits(), version=1, now=0)

@@ -11,8 +11,8 @@ import vowpalwabbit
 
 from engine import vwformat
 from engine.actions import Action
-from engine.catalog import Exploration, Learning
 from engine.features import Features
+from engine.learning import Exploration, Learning
 from engine.sampling import ranking
 from policies import vw
 from policies.base import Example
@@ -197,7 +197,7 @@ def test_learning_makes_the_model_pyvw_makes_statistics_included(algorithm: str)
     model (weights and the statistics finishing each example updates) must be the one
     `Workspace.learn` makes from the same lines."""
     learning = Learning(exploration=Exploration(algorithm))
-    policy, reference = VWPolicy(learning), vowpalwabbit.Workspace(learning.vw_args())
+    policy, reference = VWPolicy(learning), vowpalwabbit.Workspace(vw.vw_args(learning))
     rng = np.random.default_rng(5)
     for step in range(200):
         context: Features = {"user": {"segment": f"s{step % 3}", "age": float(step % 7)}}
