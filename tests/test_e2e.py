@@ -109,6 +109,10 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def _nice_of_threads(pid: int) -> set[int]:
     """The nice value of every thread of `pid` (field 19 of each task's stat)."""
     values = set()
@@ -120,16 +124,19 @@ def _nice_of_threads(pid: int) -> set[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_the_embedded_broker_yields_the_cpu_to_the_api(up_stack: Up) -> None:
-    """Every thread of Tansu runs at LOOPWISE_BROKER_NICE (default 10), the API and the
-    worker at the priority `up` has: on a shared machine decisions come first."""
+    """Every thread of Tansu and of the object store it keeps its log in runs at
+    LOOPWISE_BROKER_NICE (default 10), the API and the worker at the priority `up` has: on
+    a shared machine decisions come first."""
     assert up_stack.process is not None
     children = _children(up_stack.process.pid)
     brokers = [pid for pid, comm in children.items() if comm.startswith("tansu")]
     assert len(brokers) == 1, children
+    stores = [pid for pid in children if b"agents.objectstore" in _cmdline(pid)]
+    assert len(stores) == 1, children
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     assert Settings().broker_nice == 10
-    assert _nice_of_threads(brokers[0]) == {min(19, mine + 10)}
-    served = [pid for pid, comm in children.items() if pid not in brokers]
+    assert _nice_of_threads(brokers[0]) == _nice_of_threads(stores[0]) == {min(19, mine + 10)}
+    served = [pid for pid in children if pid not in brokers + stores]
     assert len(served) == 2, children  # the API and the worker
     assert all(_nice_of_threads(pid) == {mine} for pid in served)
     for bad in ("20", "-1"):
