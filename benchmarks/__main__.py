@@ -28,6 +28,7 @@ NAMES = (
     "constraints",
     "features",
     "broker",
+    "soak",
 )
 OFFLINE = ("quality", "cost", "constraints")
 

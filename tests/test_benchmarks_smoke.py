@@ -201,3 +201,25 @@ def test_thompson_per_segment_keeps_one_posterior_per_segment() -> None:
         assert int(np.argmax(scores)) == best and pmf[best] > 0.9, (context, pmf, scores)
     with pytest.raises(InvalidInput):
         parse_spec("thompson-per-segment:draws=3")
+
+
+@pytest.mark.integration
+def test_quick_soak_samples_every_process(tmp_path: Path) -> None:
+    """`soak --quick` samples the RSS and CPU of the broker, its object store, the worker
+    and the API, and the decide latency, several times; every number is finite."""
+    soak = run_quick(tmp_path, ["soak"], timeout=300)["benchmarks"]["soak"]
+    assert "error" not in soak, soak
+    samples = soak["samples"]
+    assert len(samples) >= 5
+    for sample in samples:
+        assert set(sample["processes"]) == {"broker", "broker-store", "worker", "api"}, sample
+        assert all(p["rss_mb"] > 0 and p["cores"] >= 0 for p in sample["processes"].values())
+        assert sample["sent"]["decide"] > 0 and sample["errors"] == 0
+    summary = soak["summary"]
+    assert set(summary["processes"]) == {"broker", "broker-store", "worker", "api"}
+    assert isinstance(summary["every_rss_flat"], bool)
+    assert summary["sent"]["reward"] > 0 and summary["sent"]["event"] > 0
+    assert all(math.isfinite(x) for x in _numbers(samples) + _numbers(summary["processes"]))
+    saved = json.loads((tmp_path / "soak.json").read_text())
+    assert len(saved["samples"]) == len(samples)
+    assert Path(soak["plot"]).stat().st_size > 0
