@@ -1,5 +1,5 @@
 """Action catalogs: a named, versioned list of actions with its learning settings
-(engine.learning), constraints (engine.constraints) and feature spec (engine.profiles),
+(engine.learning), constraints (engine.constraints) and feature spec (engine.featurespec),
 validated with field paths."""
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 import msgspec
 
 from engine.actions import Action
-from engine.constraints import NO_CONSTRAINTS, Constraints, parse_constraints
+from engine.constraints import NO_CONSTRAINTS, Constraints
+from engine.constraintspec import parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import flatten
+from engine.featurespec import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
 from engine.learning import DEFAULTS, Learning, learning_json, parse_learning
 from engine.limits import Limits
-from engine.profiles import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
 from engine.validate import ID_RE, as_object, no_unknown
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -1,8 +1,16 @@
 """Business constraints of a catalog: parsed once, applied inside every decision.
 
-Constraints narrow the actions *before* the policy sees them (`apply`), and shape the
-policy's pmf *before* sampling (`adjust`). Nothing here runs after sampling, so the
+Constraints narrow the actions *before* the policy sees them (`apply`, here), and shape the
+policy's pmf *before* sampling (engine.adjust). Nothing runs after sampling, so the
 probability logged with a decision is the exact probability of what was shown.
+
+This module holds the constraints as values and the stage that applies them; the other
+stages have modules of their own:
+
+  engine.constraintspec  the "constraints" JSON below, validated into these values
+  engine.caps            frequency caps: the exposures that count, a slate's earlier slots
+  engine.adjust          pinned, boosts and the exploration floor, on the policy's pmf
+  engine.slates          diversity, slot by slot
 
 The JSON under a catalog's "constraints" key (every part optional)::
 
@@ -50,8 +58,8 @@ frequency_caps  per user, over the exposures the caller passes (decisions actual
                 that key, the total exposures of all catalog actions sharing the value.
                 When the total reaches `limit`, the set (or group) is removed. No user
                 (`user_exposures=None`) means no history; in a slate the earlier slots
-                count as exposures either way (`capped_by_slate`).
-pinned          if eligible, shown with probability 1 (`adjust` returns one-hot). The
+                count as exposures either way (`engine.caps.capped_by_slate`).
+pinned          if eligible, shown with probability 1 (engine.adjust returns one-hot). The
                 decision is logged with p=1 and learned as any other example with p=1; it
                 teaches the model about the pinned action only, and off-policy estimates
                 for policies that would not show it get no information from such events.
@@ -65,50 +73,23 @@ diversity       for slates: at most k chosen actions share a value of a feature/
 order: "schedule", "inventory", "rule:<name>" (rules in order), "cap:<name>" (caps in
 order). "request" is reserved for exclusions the caller makes (candidates/exclude).
 
-May import: the standard library, numpy, zoneinfo and the engine modules below
-engine.catalog (which imports this one).
+May import: the standard library and engine.actions, engine.caps, engine.features and
+the rule modules.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import numpy as np
 
 from engine.actions import Action
-from engine.errors import InvalidInput, LimitExceeded
+from engine.caps import Cap, blocked_by, group_value
 from engine.features import Features
-from engine.limits import Limits
-from engine.rules import Memo, Rule, compile_rule
-from engine.sampling import Pmf, normalise
-from engine.validate import as_number, as_object, no_unknown
+from engine.rulebind import Memo
+from engine.rules import Rule
 
-MAX_RULES = 200
-MAX_CAPS = 100
-MAX_WINDOW_SECONDS = 366 * 24 * 3600.0
-# Frequency caps count per-user exposures that serving processes keep (api.serving.exposures):
-# at most this many per action, for at most this long. A cap beyond them could never bite.
-MAX_CAP_LIMIT = 256
-MAX_CAP_WINDOW_SECONDS = 31 * 24 * 3600.0
-MAX_BOOST = 1e6
 MAX_TABLES = 64  # lists of action objects cached per catalog version
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-KEYS = (
-    "rules",
-    "schedules",
-    "inventory",
-    "frequency_caps",
-    "pinned",
-    "boost",
-    "exploration_floor",
-    "fallback",
-    "diversity",
-)
 Unknown = Literal["in_stock", "out_of_stock"]
 
 
@@ -149,15 +130,6 @@ class Inventory:
         if level is None:
             return self.unknown == "in_stock"
         return level > self.threshold
-
-
-@dataclass(frozen=True, slots=True)
-class Cap:
-    name: str
-    limit: int
-    window_seconds: float
-    actions: frozenset[str] = frozenset()
-    group: str | None = None
 
 
 NOTHING_ELIGIBLE = "no action is eligible"
@@ -203,318 +175,6 @@ class Constraints:
 
 
 NO_CONSTRAINTS = Constraints()
-
-
-# --- parsing ------------------------------------------------------------------------------
-
-
-def parse_constraints(body: object, action_ids: Sequence[str], limits: Limits) -> Constraints:
-    """Validate the "constraints" JSON of a catalog; every error names its field path."""
-    if body is None:
-        return NO_CONSTRAINTS
-    obj = as_object(body, "constraints")
-    no_unknown(obj, KEYS, "constraints.")
-    ids = frozenset(action_ids)
-    floor = as_number(obj.get("exploration_floor", 0.0), limits, "constraints.exploration_floor")
-    if not 0.0 <= floor <= 1.0:
-        raise InvalidInput(
-            f"constraints.exploration_floor must be in [0, 1], got {floor!r}",
-            field="constraints.exploration_floor",
-        )
-    return Constraints(
-        rules=_rules(obj.get("rules", []), limits),
-        schedules=_schedules(obj.get("schedules", {}), ids),
-        inventory=_inventory(obj.get("inventory"), limits),
-        caps=_caps(obj.get("frequency_caps", []), ids, limits),
-        pinned=_pinned(obj.get("pinned"), ids),
-        boost=_boost(obj.get("boost", {}), ids, limits),
-        exploration_floor=floor,
-        fallback=_fallback(obj.get("fallback"), ids, limits),
-        diversity=_diversity(obj.get("diversity"), limits),
-        source=obj,
-    )
-
-
-def _rules(body: object, limits: Limits) -> tuple[RuleSpec, ...]:
-    items = _array(body, "constraints.rules", MAX_RULES)
-    out: list[RuleSpec] = []
-    names: set[str] = set()
-    for i, raw in enumerate(items):
-        where = f"constraints.rules[{i}]"
-        obj = as_object(raw, where)
-        no_unknown(obj, ("name", "when", "exclude", "require"), where + ".")
-        name = _name(obj.get("name"), f"{where}.name", names)
-        when = _when(obj.get("when"), f"{where}.when")
-        if ("exclude" in obj) == ("require" in obj):
-            raise InvalidInput(
-                f"{where} needs exactly one of 'exclude' or 'require'", field=f"{where}.exclude"
-            )
-        key = "exclude" if "exclude" in obj else "require"
-        test = compile_rule(obj[key], f"{where}.{key}")
-        out.append(
-            RuleSpec(
-                name=name,
-                when=when,
-                test=test,
-                exclude=key == "exclude",
-                static=test.uses_action and not test.uses_context,
-            )
-        )
-    return tuple(out)
-
-
-def _when(text: object, where: str) -> Rule | None:
-    if text is None:
-        return None
-    rule = compile_rule(text, where)
-    if rule.uses_action:
-        used = ", ".join(sorted(v for v in rule.variables if v.startswith("action")))
-        raise InvalidInput(
-            f"{where} may read only context.*, but it reads {used}; put conditions on actions "
-            "in 'exclude' or 'require'",
-            field=where,
-        )
-    return rule
-
-
-def _schedules(body: object, ids: frozenset[str]) -> dict[str, Window]:
-    obj = as_object(body, "constraints.schedules")
-    out: dict[str, Window] = {}
-    for action_id, raw in obj.items():
-        where = f"constraints.schedules.{action_id}"
-        _known_id(action_id, ids, where)
-        spec = as_object(raw, where)
-        no_unknown(spec, ("start", "end", "timezone"), where + ".")
-        zone = _zone(spec.get("timezone"), f"{where}.timezone")
-        if "start" not in spec and "end" not in spec:
-            raise InvalidInput(f"{where} needs 'start', 'end' or both", field=where)
-        start = _instant(spec.get("start"), zone, f"{where}.start")
-        end = _instant(spec.get("end"), zone, f"{where}.end")
-        if start is not None and end is not None and end <= start:
-            raise InvalidInput(f"{where}.end must be after {where}.start", field=f"{where}.end")
-        out[action_id] = Window(start, end)
-    return out
-
-
-def _zone(value: object, where: str) -> ZoneInfo | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{where} must be a zone name such as 'Europe/Berlin'", field=where)
-    try:
-        return ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput(
-            f"{where} {value!r} is not a known time zone (IANA names such as 'Europe/Berlin')",
-            field=where,
-        ) from exc
-
-
-def _instant(value: object, zone: ZoneInfo | None, where: str) -> float | None:
-    """Epoch seconds of an ISO-8601 time; naive times need a zone and must exist in it."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{where} must be an ISO-8601 string, got {value!r}", field=where)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{where} {value!r} is not an ISO-8601 time such as '2026-12-01T00:00:00+01:00'",
-            field=where,
-        ) from exc
-    if moment.tzinfo is not None:
-        return moment.timestamp()
-    if zone is None:
-        raise InvalidInput(
-            f"{where} {value!r} has no UTC offset; add one (e.g. '+01:00' or 'Z') or set "
-            "'timezone' (e.g. 'Europe/Berlin')",
-            field=where,
-        )
-    local = moment.replace(tzinfo=zone)
-    if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != moment:
-        raise InvalidInput(
-            f"{where} {value!r} does not exist in {zone.key} (it falls in a daylight-saving gap)",
-            field=where,
-        )
-    return local.timestamp()
-
-
-def _inventory(body: object, limits: Limits) -> Inventory | None:
-    if body is None:
-        return None
-    where = "constraints.inventory"
-    obj = as_object(body, where)
-    no_unknown(obj, ("sku_field", "threshold", "unknown"), where + ".")
-    sku_field = obj.get("sku_field")
-    if not isinstance(sku_field, str) or not sku_field:
-        raise InvalidInput(
-            f"{where}.sku_field must name a metadata key, got {sku_field!r}",
-            field=f"{where}.sku_field",
-        )
-    unknown = obj.get("unknown", "in_stock")
-    if unknown not in ("in_stock", "out_of_stock"):
-        raise InvalidInput(
-            f"{where}.unknown must be one of in_stock, out_of_stock, got {unknown!r}",
-            field=f"{where}.unknown",
-        )
-    threshold = as_number(obj.get("threshold", 0.0), limits, f"{where}.threshold")
-    return Inventory(sku_field, threshold, unknown)
-
-
-def _caps(body: object, ids: frozenset[str], limits: Limits) -> tuple[Cap, ...]:
-    items = _array(body, "constraints.frequency_caps", MAX_CAPS)
-    names: set[str] = set()
-    return tuple(
-        _cap(raw, f"constraints.frequency_caps[{i}]", ids, limits, names)
-        for i, raw in enumerate(items)
-    )
-
-
-def _cap(raw: object, where: str, ids: frozenset[str], limits: Limits, names: set[str]) -> Cap:
-    obj = as_object(raw, where)
-    no_unknown(obj, ("name", "actions", "group", "limit", "window_seconds"), where + ".")
-    name = _name(obj.get("name"), f"{where}.name", names)
-    limit = obj.get("limit")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CAP_LIMIT:
-        raise InvalidInput(
-            f"{where}.limit must be a whole number in [1, {MAX_CAP_LIMIT}] (exposures kept per "
-            f"user and action), got {limit!r}",
-            field=f"{where}.limit",
-        )
-    window = as_number(obj.get("window_seconds"), limits, f"{where}.window_seconds")
-    if not 0.0 < window <= MAX_CAP_WINDOW_SECONDS:
-        raise InvalidInput(
-            f"{where}.window_seconds must be in (0, {MAX_CAP_WINDOW_SECONDS:g}] (31 days of "
-            f"exposures are kept), got {window!r}",
-            field=f"{where}.window_seconds",
-        )
-    if ("actions" in obj) == ("group" in obj):
-        raise InvalidInput(f"{where} needs exactly one of 'actions' or 'group'", field=where)
-    if "group" in obj:
-        group = obj["group"]
-        if not isinstance(group, str) or not group:
-            raise InvalidInput(
-                f"{where}.group must name a metadata key, got {group!r}", field=f"{where}.group"
-            )
-        return Cap(name, limit, window, group=group)
-    members = _id_list(obj["actions"], ids, f"{where}.actions", limits)
-    return Cap(name, limit, window, actions=frozenset(members))
-
-
-def _pinned(value: object, ids: frozenset[str]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(
-            f"constraints.pinned must be an action id or null, got {value!r}",
-            field="constraints.pinned",
-        )
-    return _known_id(value, ids, "constraints.pinned")
-
-
-def _boost(body: object, ids: frozenset[str], limits: Limits) -> dict[str, float]:
-    obj = as_object(body, "constraints.boost")
-    out: dict[str, float] = {}
-    for action_id, raw in obj.items():
-        where = f"constraints.boost.{action_id}"
-        _known_id(action_id, ids, where)
-        factor = as_number(raw, limits, where)
-        if not 0.0 < factor <= MAX_BOOST:
-            raise InvalidInput(
-                f"{where} must be a factor in (0, {MAX_BOOST:g}], got {factor!r}", field=where
-            )
-        out[action_id] = factor
-    return out
-
-
-def _fallback(body: object, ids: frozenset[str], limits: Limits) -> Fallback | None:
-    if body is None:
-        return None
-    where = "constraints.fallback"
-    obj = as_object(body, where)
-    no_unknown(obj, ("action", "empty", "reason"), where + ".")
-    if "action" in obj:
-        if "empty" in obj:
-            raise InvalidInput(f"{where} takes 'action' or 'empty', not both", field=where)
-        action_id = obj["action"]
-        if not isinstance(action_id, str):
-            raise InvalidInput(f"{where}.action must be an action id", field=f"{where}.action")
-        _known_id(action_id, ids, f"{where}.action")
-        return Fallback(action=action_id)
-    if obj.get("empty") is not True:
-        raise InvalidInput(
-            f'{where} must be {{"action": "<id>"}} or {{"empty": true, "reason": "..."}}',
-            field=where,
-        )
-    reason = obj.get("reason", NOTHING_ELIGIBLE)
-    if not isinstance(reason, str) or not 0 < len(reason) <= limits.max_string_chars:
-        raise InvalidInput(
-            f"{where}.reason must be a string of 1-{limits.max_string_chars} characters",
-            field=f"{where}.reason",
-        )
-    return Fallback(reason=reason)
-
-
-def _diversity(body: object, limits: Limits) -> dict[str, int]:
-    if body is None:
-        return {}
-    where = "constraints.diversity"
-    obj = as_object(body, where)
-    no_unknown(obj, ("max_per",), where + ".")
-    per = as_object(obj.get("max_per", {}), f"{where}.max_per")
-    out: dict[str, int] = {}
-    for key, raw in per.items():
-        at = f"{where}.max_per.{key}"
-        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= limits.max_slots:
-            raise InvalidInput(
-                f"{at} must be a whole number in [1, {limits.max_slots}], got {raw!r}", field=at
-            )
-        out[key] = raw
-    return out
-
-
-# --- small validators ---------------------------------------------------------------------
-
-
-def _array(body: object, where: str, limit: int) -> list[object]:
-    if not isinstance(body, list):
-        raise InvalidInput(f"{where} must be an array", field=where)
-    if len(body) > limit:
-        raise LimitExceeded(
-            f"{where} has {len(body)} entries, more than the limit of {limit}", field=where
-        )
-    return body
-
-
-def _name(value: object, where: str, seen: set[str]) -> str:
-    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
-        raise InvalidInput(
-            f"{where} must be 1-64 characters of letters, digits, '_', '.', '-', starting with a "
-            f"letter or digit, got {value!r}",
-            field=where,
-        )
-    if value in seen:
-        raise InvalidInput(f"{where} {value!r} appears twice", field=where)
-    seen.add(value)
-    return value
-
-
-def _known_id(action_id: str, ids: frozenset[str], where: str) -> str:
-    if action_id not in ids:
-        raise InvalidInput(f"{where}: {action_id!r} is not an action of the catalog", field=where)
-    return action_id
-
-
-def _id_list(body: object, ids: frozenset[str], where: str, limits: Limits) -> list[str]:
-    items = _array(body, where, limits.max_actions)
-    if not items:
-        raise InvalidInput(f"{where} must name at least one action", field=where)
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise InvalidInput(f"{where}[{i}] must be an action id", field=f"{where}[{i}]")
-        _known_id(item, ids, f"{where}[{i}]")
-    return [str(item) for item in items]
 
 
 # --- applying -----------------------------------------------------------------------------
@@ -578,7 +238,7 @@ def apply(
     if constraints.caps and user_exposures is not None:
         universe = catalog_actions or actions
         for k, (cap, blocked) in enumerate(
-            _blocked(constraints.caps, universe, now, user_exposures)
+            blocked_by(constraints.caps, universe, now, user_exposures)
         ):
             if cap.group is None:
                 drop(table.members[k] if blocked else (), f"cap:{cap.name}")
@@ -587,30 +247,6 @@ def apply(
                 for value in blocked:
                     drop(groups.get(value, ()), f"cap:{cap.name}")
     return _eligibility(table, alive, reasons)
-
-
-def capped_by_slate(
-    constraints: Constraints,
-    universe: Sequence[Action],
-    now: float,
-    user_exposures: Mapping[str, Sequence[float]] | None,
-    shown: Sequence[Action],
-) -> frozenset[str]:
-    """The action ids the caps remove once `shown` (the earlier slots of one slate) count as
-    exposures at `now`, beside the user's (none without a user: a slate is still one
-    person's page, so its own slots count). `universe` as in `apply`."""
-    if not constraints.caps or not shown:
-        return frozenset()
-    seen: dict[str, Sequence[float]] = dict(user_exposures or {})
-    for action in shown:
-        seen[action.id] = [*seen.get(action.id, ()), now]
-    out: set[str] = set()
-    for cap, blocked in _blocked(constraints.caps, universe, now, seen):
-        if cap.group is None:
-            out.update(str(aid) for aid in blocked)
-        elif blocked:
-            out.update(aid for aid, v in _values(universe, cap.group).items() if v in blocked)
-    return frozenset(out)
 
 
 def _eligibility(table: _Table, alive: list[bool], reasons: dict[int, str]) -> Eligibility:
@@ -705,7 +341,7 @@ def _build_table(constraints: Constraints, source: Sequence[Action]) -> _Table:
         by_value: dict[object, list[int]] = {}
         if cap.group is not None:
             for i, a in enumerate(actions):
-                value = _group_value(a, cap.group)
+                value = group_value(a, cap.group)
                 if value is not None:
                     by_value.setdefault(value, []).append(i)
         groups.append({value: tuple(at) for value, at in by_value.items()})
@@ -724,86 +360,7 @@ def _build_table(constraints: Constraints, source: Sequence[Action]) -> _Table:
 _NO_CONTEXT: Features = {}
 
 
-def _blocked(
-    caps: Sequence[Cap],
-    universe: Sequence[Action],
-    now: float,
-    exposures: Mapping[str, Sequence[float]],
-) -> Iterator[tuple[Cap, frozenset[object]]]:
-    """Per cap: the blocked action ids (set caps) or group values (group caps). Only what
-    this user was shown is counted, never every action."""
-    for cap in caps:
-        since = now - cap.window_seconds
-        if cap.group is None:
-            if len(cap.actions) < len(exposures):
-                shown = [exposures.get(aid, ()) for aid in cap.actions]
-            else:
-                shown = [ts for aid, ts in exposures.items() if aid in cap.actions]
-            total = sum(_recent(ts, since) for ts in shown)
-            yield cap, (frozenset(cap.actions) if total >= cap.limit else frozenset())
-            continue
-        values = _values(universe, cap.group)
-        per_group: dict[object, int] = {}
-        for aid, ts in exposures.items():
-            value = values.get(aid)
-            if value is not None and (n := _recent(ts, since)):
-                per_group[value] = per_group.get(value, 0) + n
-        yield cap, frozenset(v for v, n in per_group.items() if n >= cap.limit)
-
-
-def _recent(timestamps: Sequence[float], since: float) -> int:
-    """How many exposures count: those after `since` (later ones too, see caps)."""
-    n = 0
-    for t in timestamps:
-        if t > since:
-            n += 1
-    return n
-
-
-_VALUES: dict[tuple[int, str], tuple[Sequence[Action], dict[str, object]]] = {}
-
-
-def _values(universe: Sequence[Action], key: str) -> dict[str, object]:
-    """Action id -> its group value under `key` (actions without one are left out),
-    cached per universe object (a catalog's actions tuple) and key."""
-    cached = _VALUES.get((id(universe), key))
-    if cached is not None and cached[0] is universe:
-        return cached[1]
-    if len(_VALUES) > 256:
-        _VALUES.clear()
-    values = {a.id: v for a in universe if (v := _group_value(a, key)) is not None}
-    _VALUES[(id(universe), key)] = (universe, values)
-    return values
-
-
-def _group_value(action: Action, key: str) -> object:
-    value = action.metadata.get(key)
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return value
-    return None
-
-
-# --- shaping the pmf ----------------------------------------------------------------------
-
-
-def adjust(pmf: Pmf | Sequence[float], eligible: Sequence[Action], constraints: Constraints) -> Pmf:
-    """Pinned (one-hot if eligible), then boosts, then the exploration floor: an exact pmf."""
-    weights = np.asarray(pmf, dtype=np.float64)
-    if weights.shape != (len(eligible),):
-        raise InvalidInput(
-            f"the pmf has shape {weights.shape}, expected ({len(eligible)},) for the eligible "
-            "actions",
-            field="pmf",
-        )
-    ids = [a.id for a in eligible]
-    if constraints.pinned is not None and constraints.pinned in ids:
-        one_hot = np.zeros(len(ids), dtype=np.float64)
-        one_hot[ids.index(constraints.pinned)] = 1.0
-        return one_hot
-    if constraints.boost:
-        factors = np.array([constraints.boost.get(i, 1.0) for i in ids], dtype=np.float64)
-        weights = weights * factors
-    return normalise(weights, floor=constraints.exploration_floor)
+# --- when nothing is eligible -------------------------------------------------------------
 
 
 def fallback(constraints: Constraints, catalog_actions: Sequence[Action]) -> Action | None:
@@ -820,17 +377,13 @@ def fallback_reason(constraints: Constraints) -> str:
 
 
 __all__ = [
-    "Cap",
     "Constraints",
     "Eligibility",
     "Fallback",
     "Inventory",
     "RuleSpec",
     "Window",
-    "adjust",
     "apply",
-    "capped_by_slate",
     "fallback",
     "fallback_reason",
-    "parse_constraints",
 ]

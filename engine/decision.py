@@ -19,8 +19,10 @@ from functools import partial
 import numpy as np
 
 from engine.actions import Action
+from engine.adjust import adjust
+from engine.caps import capped_by_slate
 from engine.catalog import Catalog
-from engine.constraints import adjust, apply, capped_by_slate, fallback, fallback_reason
+from engine.constraints import apply, fallback, fallback_reason
 from engine.features import Features, merge
 from engine.policy import Ranker, Scored, scored
 from engine.sampling import Pmf, ranking, rng_for, sample
@@ -85,7 +87,7 @@ def decide(
             None, event_id, context, allowed.actions, pmf, chosen, p, s.policy, failed, s.scores
         )
         return Decision([one], allowed.removed, failures=[s.failure] if s.failure else [])
-    blocked_after = partial(capped_by_slate, constraints, catalog.actions, now, exposures)
+    blocked_after = partial(capped_by_slate, constraints.caps, catalog.actions, now, exposures)
     answers: dict[int, Scored] = {}
     chosen_slots = _slate(
         catalog, allowed.actions, context, event_id, policy, slots, blocked_after, answers

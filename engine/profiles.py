@@ -6,6 +6,7 @@ worker folds every event in with `observe`; serving reads a catalog's declared f
 with `features(spec, user, session_id, now)` and `action_features(spec, stats, now)`, so
 the values a decision uses are computed from the same state by the same code at any
 time, and are logged with the decision (no skew between what is served and learned).
+What a catalog may declare (the spec, its windows and aggregations) is engine.featurespec.
 
 What a profile holds, bounded whatever the traffic:
 - one `Cell` per (event type, dimension, value): counts and value sums over sliding
@@ -19,6 +20,9 @@ A sliding window is a two-bucket counter: buckets of the window's width, and the
 over (now - width, now] is the current bucket plus the previous bucket weighted by the part
 of it still inside the window (exact when events are spread evenly within a bucket; O(1)
 to update and to read).
+
+May import: the standard library, msgspec, engine.behaviour, engine.errors,
+engine.features and engine.featurespec.
 """
 
 from __future__ import annotations
@@ -26,27 +30,21 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import msgspec
 
-from engine.behaviour import TYPES, BehaviourObserved
-from engine.errors import InvalidInput, LimitExceeded
+from engine.behaviour import BehaviourObserved
+from engine.errors import InvalidInput
 from engine.features import Features, Namespace
-from engine.validate import as_object, no_unknown, one_of
+from engine.featurespec import ANY, MAX_LAST_N, NAMESPACES, WINDOWS, Aggregate
 
-WINDOWS: dict[str, float] = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0, "7d": 604800.0}
 _WINDOW_INDEX = {name: i for i, name in enumerate(WINDOWS)}
-DIMENSIONS = ("all", "category", "brand", "product")
 MAX_GROUPS = 32  # values kept per (event type, dimension)
-RECENT = 20  # product events kept for last_n
+RECENT = MAX_LAST_N  # product events kept, for last_n
 MAX_SESSIONS = 8  # recent sessions kept inside a user profile
 MAX_CART = 100
 MAX_SEEN = 256  # client event ids remembered per user: a retry within them counts once
 MAX_PROFILE_BYTES = 900_000  # under Kafka's default 1 MB message and Faust's request size
-MAX_SPEC = 64  # aggregates per catalog
-MAX_LAST_N = RECENT
-ANY = "any"
 
 
 class Cell(msgspec.Struct, array_like=True):
@@ -285,102 +283,6 @@ def _update_cart(p: Profile, event: BehaviourObserved) -> None:
 
 # --- reading features -----------------------------------------------------------------------
 
-AGGREGATIONS = ("count", "sum", "mean", "rate", "recency", "last_n", "scalar")
-ACTION_AGGREGATIONS = ("count", "sum", "mean", "rate", "recency")
-SCALARS = (
-    "depth",  # events so far
-    "age",  # seconds since the first event
-    "cart_value",
-    "cart_items",
-    "lifetime_spend",
-    "purchases",
-    "price_affinity",  # mean price of viewed products
-    "device",
-    "channel",
-)
-KEYS = ("user", "session", "action")
-NAMESPACES = {"user": "user_features", "session": "session_features", "action": "popularity"}
-
-
-@dataclass(frozen=True, slots=True)
-class Aggregate:
-    """One declared feature: `name` in the key's namespace (`user_features` or
-    `session_features`), by dimension value as `name.value` unless `by` is `all`."""
-
-    name: str
-    key: str = "user"
-    aggregation: str = "count"
-    event: str = ANY
-    by: str = "all"
-    window: str | None = None  # a WINDOWS name; None = lifetime
-    n: int = 5  # last_n
-    scalar: str | None = None
-    per: str | None = None  # rate: events of `event` per event of `per`
-
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"name": self.name, "key": self.key}
-        out["aggregation"] = self.aggregation
-        if self.aggregation == "scalar":
-            out["scalar"] = self.scalar
-            return out
-        out.update({"event": self.event, "by": self.by})
-        if self.window is not None:
-            out["window"] = self.window
-        if self.aggregation == "last_n":
-            out["n"] = self.n
-        if self.aggregation == "rate":
-            out["per"] = self.per
-        return out
-
-
-FeatureSpec = tuple[Aggregate, ...]
-
-
-def _agg(
-    name: str,
-    key: str = "user",
-    *,
-    aggregation: str = "count",
-    event: str = ANY,
-    by: str = "all",
-    window: str | None = None,
-    scalar: str | None = None,
-    per: str | None = None,
-) -> Aggregate:
-    return Aggregate(name, key, aggregation, event, by, window, scalar=scalar, per=per)
-
-
-DEFAULT_SPEC: FeatureSpec = (
-    _agg("views_5m", "session", event="product_view", by="category", window="5m"),
-    _agg("views_1h", event="product_view", by="category", window="1h"),
-    _agg("views_24h", event="product_view", by="category", window="24h"),
-    _agg("views_7d", event="product_view", by="category", window="7d"),
-    _agg("brand_views_24h", event="product_view", by="brand", window="24h"),
-    _agg("carts_24h", event="add_to_cart", by="category", window="24h"),
-    _agg("purchases_7d", event="purchase", window="7d"),
-    _agg(
-        "viewed_recently", aggregation="recency", event="product_view", by="category", window="1h"
-    ),
-    _agg("last_products", "session", aggregation="last_n", event="product_view", by="product"),
-    _agg("last_categories", aggregation="last_n", event="product_view", by="category"),
-    _agg("depth", "session", aggregation="scalar", scalar="depth"),
-    _agg("cart_value", "session", aggregation="scalar", scalar="cart_value"),
-    _agg("lifetime_spend", aggregation="scalar", scalar="lifetime_spend"),
-    _agg("price_affinity", aggregation="scalar", scalar="price_affinity"),
-    _agg("device", aggregation="scalar", scalar="device"),
-    _agg("channel", aggregation="scalar", scalar="channel"),
-    _agg("views_1h", "action", event="product_view", window="1h"),
-    _agg("carts_24h", "action", event="add_to_cart", window="24h"),
-    _agg(
-        "conversion_7d",
-        "action",
-        aggregation="rate",
-        event="purchase",
-        per="product_view",
-        window="7d",
-    ),
-)
-
 
 def features(
     spec: Sequence[Aggregate], user: Profile | None, session_id: str | None, now: float
@@ -537,90 +439,3 @@ def _scalar(name: str, p: Profile, now: float) -> float | str | None:
     if name == "device":
         return p.device
     return p.channel
-
-
-# --- the declarative spec -------------------------------------------------------------------
-
-
-def parse_spec(body: object) -> FeatureSpec:
-    """A catalog's `features`: a list of aggregates (`[]` turns the store off for it)."""
-    if not isinstance(body, list):
-        raise InvalidInput("features must be an array of aggregates", field="features")
-    if len(body) > MAX_SPEC:
-        raise LimitExceeded(
-            f"features has {len(body)} aggregates, more than the limit of {MAX_SPEC}",
-            field="features",
-        )
-    out: list[Aggregate] = []
-    for i, raw in enumerate(body):
-        agg = _aggregate(raw, f"features[{i}]")
-        if any(a.name == agg.name and a.key == agg.key for a in out):
-            raise InvalidInput(
-                f"features[{i}].name {agg.name!r} appears twice for key {agg.key!r}",
-                field=f"features[{i}].name",
-            )
-        out.append(agg)
-    return tuple(out)
-
-
-def _aggregate(raw: object, where: str) -> Aggregate:
-    obj = as_object(raw, where)
-    no_unknown(
-        obj,
-        {"name", "key", "aggregation", "event", "by", "window", "n", "scalar", "per"},
-        f"{where}.",
-    )
-    name = obj.get("name")
-    if not isinstance(name, str) or not _name_ok(name):
-        raise InvalidInput(
-            f"{where}.name must be 1-64 letters, digits or _ (a feature name), got {name!r}",
-            field=f"{where}.name",
-        )
-    key = one_of(obj.get("key", "user"), KEYS, f"{where}.key")
-    aggregation = one_of(obj.get("aggregation", "count"), AGGREGATIONS, f"{where}.aggregation")
-    if key == "action" and aggregation not in ACTION_AGGREGATIONS:
-        raise InvalidInput(
-            f"{where}.aggregation must be one of {', '.join(ACTION_AGGREGATIONS)} for key "
-            f"'action', got {aggregation!r}",
-            field=f"{where}.aggregation",
-        )
-    if aggregation == "scalar":
-        extra = set(obj) - {"name", "key", "aggregation", "scalar"}
-        if extra:
-            field = f"{where}.{sorted(extra)[0]}"
-            raise InvalidInput(f"{field} does not apply to a scalar aggregate", field=field)
-        scalar = one_of(obj.get("scalar"), SCALARS, f"{where}.scalar")
-        return Aggregate(name=name, key=key, aggregation=aggregation, scalar=scalar)
-    if "scalar" in obj:
-        raise InvalidInput(
-            f"{where}.scalar applies only to aggregation 'scalar'", field=f"{where}.scalar"
-        )
-    if key == "action" and obj.get("by", "all") != "all":
-        raise InvalidInput(
-            f"{where}.by must be 'all' for key 'action' (one value per action)", field=f"{where}.by"
-        )
-    per = None
-    if aggregation == "rate":
-        per = one_of(obj.get("per"), TYPES, f"{where}.per")
-    elif "per" in obj:
-        raise InvalidInput(f"{where}.per applies only to aggregation 'rate'", field=f"{where}.per")
-    event = one_of(obj.get("event", ANY), (ANY, *TYPES), f"{where}.event")
-    by = one_of(obj.get("by", "all"), DIMENSIONS, f"{where}.by")
-    window_raw = obj.get("window")
-    window = None if window_raw is None else one_of(window_raw, tuple(WINDOWS), f"{where}.window")
-    n_raw = obj.get("n", 5)
-    if isinstance(n_raw, bool) or not isinstance(n_raw, int) or not 1 <= n_raw <= MAX_LAST_N:
-        raise InvalidInput(f"{where}.n must be an integer in [1, {MAX_LAST_N}]", field=f"{where}.n")
-    if aggregation == "last_n" and by == "all":
-        raise InvalidInput(
-            f"{where}.by must be product, category or brand for last_n", field=f"{where}.by"
-        )
-    return Aggregate(name, key, aggregation, event, by, window, n_raw, per=per)
-
-
-def spec_json(spec: Sequence[Aggregate]) -> list[dict[str, object]]:
-    return [a.to_json() for a in spec]
-
-
-def _name_ok(name: str) -> bool:
-    return 1 <= len(name) <= 64 and all(c.isascii() and (c.isalnum() or c == "_") for c in name)

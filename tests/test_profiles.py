@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import profiles, vwformat
+from engine import featurespec, profiles, vwformat
 from engine.behaviour import (
     FUTURE_SLACK_SECONDS,
     MAX_TEXT,
@@ -30,21 +30,8 @@ from engine.behaviour import (
 )
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import Features
-from engine.profiles import (
-    DEFAULT_SPEC,
-    DIMENSIONS,
-    MAX_CART,
-    MAX_GROUPS,
-    MAX_SESSIONS,
-    RECENT,
-    WINDOWS,
-    Aggregate,
-    Profile,
-    features,
-    observe,
-    parse_spec,
-    spec_json,
-)
+from engine.featurespec import DEFAULT_SPEC, DIMENSIONS, WINDOWS, Aggregate, parse_spec, spec_json
+from engine.profiles import MAX_CART, MAX_GROUPS, MAX_SESSIONS, RECENT, Profile, features, observe
 
 T = 1_700_000_000.0  # inside one 1 h, 24 h and 7 d bucket with T - 600; 5 m starts at T - 200
 DAY = 86_400.0
@@ -146,7 +133,7 @@ FULL_SPEC: tuple[Aggregate, ...] = DEFAULT_SPEC + parse_spec(
     + [
         {"name": f"{key}_{scalar}", "key": key, "aggregation": "scalar", "scalar": scalar}
         for key in ("user", "session")
-        for scalar in profiles.SCALARS
+        for scalar in featurespec.SCALARS
     ]
 )
 
@@ -471,7 +458,7 @@ def test_features_round_trip_are_deterministic_finite_and_scoped(
 LIFETIME_SPEC = [
     Aggregate(f"{aggregation}_{event}_{by}", "user", aggregation, event, by, per="product_view")
     for aggregation in ("count", "sum", "mean", "rate", "recency")
-    for event in (profiles.ANY, *TYPES)
+    for event in (featurespec.ANY, *TYPES)
     for by in DIMENSIONS
 ] + [
     Aggregate(scalar, aggregation="scalar", scalar=scalar)
@@ -636,7 +623,7 @@ def test_action_features_are_bounded_finite_and_quantized(data: st.DataObject, n
         [
             {"name": f"a_{aggregation}", "key": "action", "aggregation": aggregation}
             | ({"per": "product_view", "event": "purchase"} if aggregation == "rate" else {})
-            for aggregation in profiles.ACTION_AGGREGATIONS
+            for aggregation in featurespec.ACTION_AGGREGATIONS
         ]
     )
     got = profiles.action_features(spec, stats, now)
@@ -664,17 +651,17 @@ NAMES = st.from_regex(r"[A-Za-z0-9_]{1,64}", fullmatch=True)
 
 @st.composite
 def raw_aggregates(draw: st.DrawFn) -> dict[str, object]:
-    key = draw(st.sampled_from(profiles.KEYS))
+    key = draw(st.sampled_from(featurespec.KEYS))
     out: dict[str, object] = {"name": draw(NAMES), "key": key}
     action = key == "action"
     aggregation = draw(
-        st.sampled_from(profiles.ACTION_AGGREGATIONS if action else profiles.AGGREGATIONS)
+        st.sampled_from(featurespec.ACTION_AGGREGATIONS if action else featurespec.AGGREGATIONS)
     )
     out["aggregation"] = aggregation
     if aggregation == "scalar":
-        out["scalar"] = draw(st.sampled_from(profiles.SCALARS))
+        out["scalar"] = draw(st.sampled_from(featurespec.SCALARS))
         return out
-    out["event"] = draw(st.sampled_from([profiles.ANY, *TYPES]))
+    out["event"] = draw(st.sampled_from([featurespec.ANY, *TYPES]))
     dims = ("all",) if action else DIMENSIONS[1:] if aggregation == "last_n" else DIMENSIONS
     out["by"] = draw(st.sampled_from(dims))
     if aggregation == "rate":
@@ -683,14 +670,14 @@ def raw_aggregates(draw: st.DrawFn) -> dict[str, object]:
     if window is not None:
         out["window"] = window
     if aggregation == "last_n":
-        out["n"] = draw(st.integers(1, profiles.MAX_LAST_N))
+        out["n"] = draw(st.integers(1, featurespec.MAX_LAST_N))
     return out
 
 
 @settings(max_examples=50, deadline=None)
 @given(
     raw=st.lists(
-        raw_aggregates(), max_size=profiles.MAX_SPEC, unique_by=lambda a: (a["name"], a["key"])
+        raw_aggregates(), max_size=featurespec.MAX_SPEC, unique_by=lambda a: (a["name"], a["key"])
     )
 )
 def test_any_valid_spec_round_trips(raw: list[dict[str, object]]) -> None:
@@ -803,8 +790,8 @@ def test_bad_specs_name_the_field(body: object, field: str, fragment: str) -> No
 
 def test_spec_limits_and_keys() -> None:
     with pytest.raises(LimitExceeded):
-        parse_spec([{"name": f"f{i}"} for i in range(profiles.MAX_SPEC + 1)])
-    assert len(parse_spec([{"name": f"f{i}"} for i in range(profiles.MAX_SPEC)])) == 64
+        parse_spec([{"name": f"f{i}"} for i in range(featurespec.MAX_SPEC + 1)])
+    assert len(parse_spec([{"name": f"f{i}"} for i in range(featurespec.MAX_SPEC)])) == 64
     same_name = parse_spec([{"name": "a"}, {"name": "a", "key": "session"}])
     assert [a.key for a in same_name] == ["user", "session"]
     assert parse_spec([{"name": "a", "key": "action", "aggregation": "rate", "per": "search"}])

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import inspect
 import re
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import engine.rulebind
+import engine.rulecompile
+import engine.ruleparser
 import engine.rules
+import engine.ruletree
 from engine.actions import Action
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import Features
@@ -205,8 +210,12 @@ def test_text_round_trips() -> None:
         assert compile_rule(rule.text, "f") == rule
 
 
-def test_no_eval_or_exec_in_the_module() -> None:
-    source = inspect.getsource(engine.rules)
+@pytest.mark.parametrize(
+    "module",
+    [engine.rules, engine.ruleparser, engine.ruletree, engine.rulecompile, engine.rulebind],
+)
+def test_no_eval_or_exec_in_the_module(module: ModuleType) -> None:
+    source = inspect.getsource(module)
     assert not re.search(r"(?<![\w.])(eval|exec|compile|__import__)\s*\(", source)
     assert "import builtins" not in source
 
