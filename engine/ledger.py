@@ -5,9 +5,10 @@ ledger turns that into exactly-once learning. It is bounded: duplicates only arr
 close together in the log (a re-emission after a crash), so the newest `capacity` keys
 are enough. It is saved inside the checkpoint, next to the model it describes.
 
-Saving it must not stall the serving loop. JSON-encoding 200,000 ids in one call holds
-the GIL for 34 ms (measured), every checkpoint, from whichever thread does it; so keys
-are encoded once, in sealed chunks of `CHUNK`, and a checkpoint only joins the chunks.
+Saving it must not stall the serving loop. JSON-encoding a full ledger in one call holds
+the GIL long enough to stall decisions, every checkpoint, from whichever thread does it
+(docs/decisions/model-replica.md); so keys are encoded once, in sealed chunks of `CHUNK`,
+and a checkpoint only joins the chunks.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class Cell(msgspec.Struct, array_like=True):
     total: float = 0.0
     # per window in WINDOWS order, 5 float64 each: bucket index, current and previous
     # count, current and previous sum; packed, so a profile decodes without a float object
-    # per number (a rich profile decoded 10x faster than with nested lists)
+    # per number (much faster than nested lists: docs/decisions/hot-paths.md)
     windows: bytes = b""
 
     def slot(self, index: int) -> tuple[float, float, float, float, float]:

@@ -25,8 +25,8 @@ class Uniform(Protocol):
 
 class Draws:
     """Uniform draws in [0, 1) from blake2b(salt, event id, counter): the same event id
-    gives the same draws, at under a microsecond each (a numpy Generator costs ~15 us to
-    build, once per decision). 53 random bits per draw, as numpy's `random()`."""
+    gives the same draws, far cheaper than building a numpy Generator per decision
+    (docs/decisions/hot-paths.md). 53 random bits per draw, as numpy's `random()`."""
 
     def __init__(self, event_id: str, salt: str = "") -> None:
         self._key = f"{salt}\x00{event_id}\x00".encode()

@@ -4,9 +4,10 @@
 Examples are built by `engine.vwformat` (escaped, so no user byte changes structure);
 action lines are built once per catalog version and cached on the Action, and for
 predictions the *parsed* action examples are cached too: parsing, not predicting,
-dominates a VW call (measured at 50 actions x 20 features: 340 us from text, 176 us
-with cached action examples, identical probabilities). The reward -> cost sign flip
-happens here, once: VW minimises cost, Loopwise maximises reward.
+dominates a VW call, and the cached examples give identical probabilities
+(docs/decisions/hot-paths.md). The reward -> cost sign flip happens here, once: VW
+minimises cost, Loopwise maximises reward. VW's command line is built here too
+(`vw_args`): the adapter owns every VW argument.
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ MAX_PARSED = 20_000  # parsed action examples kept per model (catalog edits add 
 # MTR (cb_explore_adf's default cb_type), a regression on the chosen action alone, scaled
 # by events/actions seen. The other actions' lines are then written without features:
 # their number still counts, their features never did. Same weights, bit for bit
-# (tests/test_vw_policy.py), at 50 x 20 about 17% and at 200 x 1,000 about 40% less
-# learning time (regcbopt at 200 x 1,000: 16.6 -> 4.2 ms). Not cover: it learns every
-# action's cost estimate.
+# (tests/test_vw_policy.py), for less learning time, most on wide catalogs
+# (docs/decisions/hot-paths.md). Not cover: it learns every action's cost estimate.
 CHOSEN_ONLY = frozenset({"epsilon", "squarecb", "softmax", "bag", "rnd", "regcbopt"})
 
 
@@ -51,9 +51,8 @@ class VWPolicy:
         # RegCB's confidence assumes costs in the declared range: rewards are clipped to it
         self._learned_reward = learning.exploration.learned_reward
         # RegCB is a plain regression on the chosen action (its pmf is one-hot, so a
-        # logged probability below 1 comes from a floor or a boost, not from RegCB): it
-        # learns without importance weights. Quality benchmark, 20 seeds, mellowness 0.001:
-        # regret 82 / 163 / 275 / 316 / 229, weighted 85 / 170 / 263 / 320 / 230, and the
+        # logged probability below 1 comes from a floor or a boost, not from RegCB), so it
+        # learns without importance weights: level with VW's weights on regret, and the
         # fewest segments served a wrong banner (docs/decisions/default-policy.md).
         self._unweighted = learning.exploration.algorithm == "regcbopt"
         self._ws = _workspace(self.args, model)
@@ -107,8 +106,8 @@ class VWPolicy:
 
     def _learn_lines(self, lines: list[str]) -> None:
         """`Workspace.learn(lines)` without its Python wrappers: pyvw wraps every parsed line
-        in an `Example` object, which was most of a learn at 50 actions (0.36 -> 0.12 ms;
-        200 x 1,000: 2.6 -> 2.0 ms). The same native parse, learn and finish, in the same
+        in an `Example` object, which was most of a learn at 50 actions
+        (docs/decisions/hot-paths.md). The same native parse, learn and finish, in the same
         order, so the same model, statistics included (tests/test_vw_policy.py). Like
         pyvw, a learn that raises leaves its examples unfinished."""
         examples = self._ws._parse("\n".join(lines))
