@@ -13,9 +13,9 @@ from collections.abc import MutableMapping
 
 import msgspec
 
-from agents import messages
 from engine import profiles
 from engine.behaviour import BehaviourObserved, UserErased
+from streams import messages
 
 log = logging.getLogger(__name__)
 

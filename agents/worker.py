@@ -28,18 +28,7 @@ from typing import Any
 import faust
 import msgspec
 
-from agents import messages
-from agents.broker import (
-    RangeReader,
-    partitions_for,
-    prepare,
-    remember_epoch,
-    remembered_epoch,
-    true_end_offsets,
-)
-from agents.files import write_atomic
 from agents.profiler import Profiler
-from agents.settings import Settings
 from engine import join
 from engine.behaviour import UserErased
 from engine.records import (
@@ -51,6 +40,17 @@ from engine.records import (
     encode,
     encode_stock,
 )
+from streams import messages
+from streams.broker import (
+    RangeReader,
+    partitions_for,
+    prepare,
+    remember_epoch,
+    remembered_epoch,
+    true_end_offsets,
+)
+from streams.files import write_atomic
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class Joiner:
             entry = await self.load(batch, eid, partition)
             self.stage(batch, eid, join.on_reward(entry, message, self.config), partition)
         elif isinstance(message, UserErased):
-            self.counts["erasures"] += 1  # for the serving processes' exposures (api.peers)
+            self.counts["erasures"] += 1  # for the serving processes' exposures (api.serving.peers)
         else:
             self.counts["unexpected"] += 1
 

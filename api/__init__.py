@@ -1,19 +1,19 @@
-"""The HTTP side of Loopwise and its command line.
+"""The API process: the Starlette routes, and (in api.serving) what a serving process holds.
 
 Reading guide:
+  app        the Starlette app factory (routes, lifespan, error mapping)
+  requests   typed request bodies (msgspec Structs), parsed once at the edge
+  bodies     bounded body reading and decoding, JSON and YAML alike
   problems   RFC 9457 problem+json responses for every EngineError
-  bodies     bounded body reading and JSON decoding (oversized bodies refused early)
-  state      the lifespan-held resources: stores, outbox, model replica
-  decide     POST /v1/decide: features -> eligible -> policy -> sampling -> log
-  rewards    POST /v1/rewards
+  decide     POST /v1/decide: parse -> context -> decide -> log -> respond
+  rewards    POST /v1/rewards (any serving process takes any decision's rewards)
   events     POST /v1/events (inventory and behaviour), GET /v1/inventory/{sku}
-  users      GET /v1/users/{id}/features, DELETE /v1/users/{id} (erasure)
+  users      the feature store's user routes, and erasure
   catalogs   PUT/GET/DELETE /v1/catalogs/{name}, GET /v1/catalogs
   ops        /healthz, /readyz, /metrics, /v1/models/{catalog}, /v1/events/{id}
-  app        the Starlette app factory (routes, lifespan, error mapping)
-  cli        `loopwise up | api | worker | broker | simulate`
-  simulate   a simulated storefront that plays against a running server
+  serving/   the serving state: model replica, catalogs, exposures, outbox, table
+             mirrors, the decisions-log follower (peers), replays, pseudonyms
 
-Routes are thin: parse, call engine/policies, emit to the outbox, respond.
-May import engine, policies, agents, starlette.
+Runs as `loopwise api`. May import engine, policies, streams, starlette; never agents or
+sim. Routes import api.serving, never the other way round.
 """

@@ -8,10 +8,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from agents.settings import Settings
 from api import catalogs, decide, events, ops, problems, rewards, users
-from api.state import lifespan_for
+from api.serving.state import lifespan_for
 from engine.errors import EngineError
+from streams.settings import Settings
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import bodies
-from api.state import State, of
+from api.serving.state import State, of
 from engine.catalog import Catalog
 from engine.errors import InvalidInput, UnknownCatalog
 

@@ -15,11 +15,12 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agents.mirror import StockView
-from api import answers, bodies, requests, store
-from api.decided import Decided
+from api import bodies, requests
 from api.requests import DecideRequest, SlotRequest
-from api.state import State, of
+from api.serving import answers, store
+from api.serving.decided import Decided
+from api.serving.mirror import StockView
+from api.serving.state import State, of
 from engine.catalog import Catalog
 from engine.decision import Decision, Slot, decide
 from engine.eligibility import eligible

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import bodies
-from api.state import State, of
+from api.serving.state import State, of
 from engine import behaviour
 from engine.errors import InvalidInput, NotFound, Unavailable
 from engine.features import number

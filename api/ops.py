@@ -9,7 +9,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from api.state import State, of
+from api.serving.state import State, of
 
 
 async def healthz(request: Request) -> Response:

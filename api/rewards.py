@@ -2,7 +2,7 @@
 
 Any serving process takes a reward for a decision any of them made: the decisions
 index holds this process's decisions at once and the others' a few milliseconds later
-(api.peers). A reward for an event id the index does not hold yet waits up to
+(api.serving.peers). A reward for an event id the index does not hold yet waits up to
 `PEER_WAIT_SECONDS` for the decisions log; if the log is followed live and the id is
 still unknown, it is refused (404: an id that was never decided, or decided more than 8
 days ago); if the log cannot be followed now, the reward is accepted as `pending` (the
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import bodies
-from api.state import State, of
+from api.serving.state import State, of
 from engine.errors import InvalidInput, Unavailable, UnknownCatalog, UnknownEvent
 from engine.features import number
 from engine.records import RewardObserved, encode

@@ -19,9 +19,9 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api import store
-from api.state import of
-from engine import profiles
+from api.serving import store
+from api.serving.state import of
+from engine import featurespec, profiles
 from engine.behaviour import UserErased
 from engine.errors import InvalidInput, NotFound, Unavailable
 from engine.records import encode
@@ -36,7 +36,7 @@ async def features(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "marketer")
     user_id = _user_id(request)
-    spec = profiles.DEFAULT_SPEC
+    spec = featurespec.DEFAULT_SPEC
     catalog = request.query_params.get("catalog")
     if catalog is not None:
         spec = st.catalogs.latest(catalog).features

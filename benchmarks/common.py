@@ -126,7 +126,7 @@ def env_with(extra: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass
 class Stack:
-    """`python -m api.cli up` in a temp data dir on free ports; stopped by its PID."""
+    """`python -m loopwise.cli up` in a temp data dir on free ports; stopped by its PID."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -139,7 +139,7 @@ def stack(extra_env: Mapping[str, str] | None = None, timeout: float = 120.0) ->
     with tempfile.TemporaryDirectory(prefix="loopwise-bench-") as tmp:
         data = Path(tmp)
         port, broker_port = free_port(), free_port()
-        command = [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data)]
+        command = [sys.executable, "-m", "loopwise.cli", "up", "--data-dir", str(data)]
         command += ["--port", str(port), "--broker-port", str(broker_port)]
         command += ["--timeout", str(timeout)]
         started = time.monotonic()

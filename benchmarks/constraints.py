@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.mirror import Mirror, StockView
+from api.serving.mirror import Mirror, StockView
 from benchmarks.common import table
 from benchmarks.shapes import THEMES, Shape, catalog_body, context
 from engine.catalog import Catalog, parse_catalog

@@ -25,25 +25,26 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from agents.replica import LEDGER
-from agents.settings import Settings
-from api import store
 from api.decide import decide_route
-from api.decided import Decided
-from api.state import State, open_state
+from api.serving import store
+from api.serving.decided import Decided
+from api.serving.replica import LEDGER
+from api.serving.state import State, open_state
 from benchmarks.common import save_figure, table
 from benchmarks.shapes import SHAPES, Shape, catalog_body, decide_body
 from engine import checkpoint, profiles, vwformat
+from engine.actions import Action
 from engine.behaviour import BehaviourObserved, Product
-from engine.catalog import Action, Exploration, Learning
 from engine.eligibility import eligible
 from engine.features import Features, flatten
+from engine.learning import Exploration, Learning
 from engine.ledger import Ledger
 from engine.limits import Limits
 from engine.records import DecisionLogged, TrainingExample, encode
 from engine.sampling import normalise, ranking, rng_for, sample
 from policies.base import Example
 from policies.vw import CB, VWPolicy
+from streams.settings import Settings
 
 TAUGHT = 300  # examples learned before a shape is measured (see _teach)
 STAGES = (
@@ -145,7 +146,7 @@ def _checkpoint_ledger(keys: int, rounds: int = 5) -> dict[str, object]:
 
 
 def _state(settings: Settings) -> State:
-    """The API's own resources (api.state.open_state), without the broker tasks."""
+    """The API's own resources (api.serving.state.open_state), without the broker tasks."""
     return open_state(settings)
 
 

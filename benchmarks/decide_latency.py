@@ -1,6 +1,6 @@
 """POST /v1/decide latency under open-loop load, beside a bare Starlette echo in the same run.
 
-The real stack (`api.cli up`) and the bare endpoint (`benchmarks.bare`, same uvicorn
+The real stack (`loopwise.cli up`) and the bare endpoint (`benchmarks.bare`, same uvicorn
 settings) are both up; the load generator runs in a separate process over loopback at a
 ladder of fixed arrival rates per target, stopping a ladder once it is well past
 saturation. Capacity = the highest tested rate whose p99 stays under 10 ms. The p99 targets
@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from agents.settings import Settings
 from benchmarks.common import (
     ROOT,
     Stack,
@@ -35,6 +34,7 @@ from benchmarks.common import (
 )
 from benchmarks.load import request_bytes, run_load
 from benchmarks.shapes import MAIN, SHAPES, WIDE, Shape, catalog_body, decide_body
+from streams.settings import Settings
 
 CAPACITY_P99_MS = 10.0
 # The p99 targets are checked again at exactly their rates, in longer runs: a ladder step
@@ -244,7 +244,7 @@ def check_at(shape: Shape, host: str, port: int, rate: float, s: Stack) -> dict[
     return {"rate": rate, "p99_ms": [r["p99_ms"] for r in runs], "runs": runs}
 
 
-ROLES = ((b"tansu", "broker"), (b"api.cli worker", "worker"), (b"api.cli api", "api"))
+ROLES = ((b"tansu", "broker"), (b"loopwise.cli worker", "worker"), (b"loopwise.cli api", "api"))
 
 
 def cpu_seconds(parent: int) -> dict[str, float]:
@@ -331,7 +331,7 @@ def _flamegraph(data_dir: Path, host: str, port: int, out: Path) -> str | None:
 
 
 def _api_pid(port: int) -> int | None:
-    """The `api.cli api` child serving `port` (its environment names the port)."""
+    """The `loopwise.cli api` child serving `port` (its environment names the port)."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -340,7 +340,11 @@ def _api_pid(port: int) -> int | None:
             environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"api.cli" in cmd and b"api" in cmd[-2:] and f"LOOPWISE_PORT={port}".encode() in environ:
+        if (
+            b"loopwise.cli" in cmd
+            and b"api" in cmd[-2:]
+            and f"LOOPWISE_PORT={port}".encode() in environ
+        ):
             return int(proc.name)
     return None
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from engine import simulation
-from engine.catalog import Action
+from engine.actions import Action
 from engine.features import Features, flatten
 from engine.limits import Limits
+from sim import storefront as simulation
 
 LIMITS = Limits()
 Floats = npt.NDArray[np.float64]
@@ -57,7 +57,7 @@ def _noise(rng: np.random.Generator) -> dict[str, object]:
     }
 
 
-# -- segments: the storefront of engine.simulation ----------------------------------
+# -- segments: the storefront of sim.storefront ----------------------------------
 
 
 def segments(env_seed: int = 0) -> Env:
@@ -72,7 +72,7 @@ def segments(env_seed: int = 0) -> Env:
         contexts = [flatten(v.context, LIMITS) for v in visitors]
         return Stream(contexts, matrix[seg], seg, rng.random(steps))
 
-    return Env("segments", "engine.simulation segments: 4 segments x 4 banners", actions, make)
+    return Env("segments", "sim.storefront segments: 4 segments x 4 banners", actions, make)
 
 
 # -- segment preferences: more segments, each liking two of ten banners -------------

@@ -6,7 +6,7 @@ freshness  a product_view accepted by the API (202) -> the first decision whose 
            changelog's timestamps split the wait into its two hops (API -> worker wrote,
            worker wrote -> decision). Reference: Azure Personalizer takes rewards into its
            model every few minutes, and keeps no per-user behaviour features.
-ingestion  behaviour events/s aggregated by ONE worker process (`api.cli worker`: profiles,
+ingestion  behaviour events/s aggregated by ONE worker process (`loopwise.cli worker`: profiles,
            then popularity after the repartition by product; RocksDB tables, changelogs)
            beside a passthrough Faust agent that only counts the same messages, in a worker
            process of its own built by the same `create_app` (same Faust settings, same
@@ -48,9 +48,6 @@ import msgspec
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.broker import EmbeddedBroker, popularity_changelog, prepare, profiles_changelog
-from agents.files import write_atomic
-from agents.settings import Settings, from_env
 from benchmarks.common import (
     ROOT,
     Stack,
@@ -65,11 +62,14 @@ from benchmarks.common import (
 from benchmarks.decide_latency import ladder
 from benchmarks.load import request_bytes
 from benchmarks.shapes import THEMES, Shape, catalog_body, context, decide_body
-from engine import profiles
+from engine import featurespec, profiles
 from engine.behaviour import BehaviourObserved, Product
 from engine.features import flatten, merge
 from engine.limits import Limits
 from engine.records import encode
+from streams.broker import EmbeddedBroker, popularity_changelog, prepare, profiles_changelog
+from streams.files import write_atomic
+from streams.settings import Settings, from_env
 
 NARROW, WIDE = Shape(50, 20), Shape(50, 1000)
 WAIT_SECONDS = 3600.0  # reward window of every catalog here: nothing is learned meanwhile
@@ -125,7 +125,7 @@ def run(quick: bool, out: Path) -> dict[str, object]:
             "reward_wait_seconds": WAIT_SECONDS,
             "sizes": msgspec.to_builtins(size),
             "shapes": {"narrow": NARROW.name, "wide": WIDE.name},
-            "ingestion_subject": "python -m api.cli worker: profiles, then popularity",
+            "ingestion_subject": "python -m loopwise.cli worker: profiles, then popularity",
             "ingestion_baseline": "create_app's worker + a raw counting agent on the topic",
             "load": "benchmarks.load open loop, 32 connections, one rate at a time",
         },
@@ -235,7 +235,9 @@ def measure_ingestion(size: Sizes) -> dict[str, object]:
     events = traffic(size.ingest_events, size.ingest_users)
     rounds: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="loopwise-ingest-") as tmp:
-        broker = EmbeddedBroker(free_port(), Path(tmp) / "broker.log")
+        # Tansu's own storage keeps every record: the changelogs are read back whole to time
+        # each fold, and the bounded store compacts them while the run goes on.
+        broker = EmbeddedBroker(free_port(), Path(tmp) / "broker.log", storage="memory")
         broker.start()
         try:
             bootstrap = f"127.0.0.1:{broker.port}"
@@ -308,14 +310,14 @@ def _loopwise_env(settings: Settings) -> dict[str, str]:
 
 
 def _aggregated(settings: Settings, events: list[BehaviourObserved]) -> dict[str, object]:
-    """`api.cli worker` drains the topic into profiles, and (repartitioned by product) into
+    """`loopwise.cli worker` drains the topic into profiles, and (repartitioned by product) into
     popularity; its stats file says when it is done, its changelogs' timestamps when each
     event was folded in: first profile write -> last write of either table."""
     n, m = len(events), sum(1 for e in events if e.product is not None)
     data = settings.data_dir / "worker"
     stats = data / "worker-stats.json"
     env = _loopwise_env(settings.with_(data_dir=data))
-    with _child(["-m", "api.cli", "worker"], env, data / "worker.log"):
+    with _child(["-m", "loopwise.cli", "worker"], env, data / "worker.log"):
         _wait_for(lambda: _count(stats, "behaviour_events") >= n, n, data)
         _wait_for(lambda: _count(stats, "product_events") >= m, m, data)
     users = asyncio.run(read_records(settings, profiles_changelog(settings), n))
@@ -642,7 +644,7 @@ def join_cpu(histories: list[list[BehaviourObserved]], calls: int) -> dict[str, 
     now = time.time()
     started = time.perf_counter()
     for _ in range(calls):
-        stored = profiles.features(profiles.DEFAULT_SPEC, profiles.decode(raw), session, now)
+        stored = profiles.features(featurespec.DEFAULT_SPEC, profiles.decode(raw), session, now)
         merge(stored, request)
     elapsed = time.perf_counter() - started
     t0 = time.perf_counter()

@@ -128,7 +128,7 @@ class Processes:
     """The children of `up` by role, found again at every sample (a restart changes a pid)."""
 
     ROLES = (
-        ("broker-store", "agents.objectstore"),
+        ("broker-store", "streams.objectstore"),
         ("broker", "tansu"),
         ("worker", "cli worker"),
         ("api", "cli api"),
@@ -244,7 +244,7 @@ def summary(samples: list[dict[str, object]], mix: Mix) -> dict[str, object]:
         "p99_ms_last": p99[-1] if p99 else math.nan,
         "p99_ms_max": max(p99) if p99 else math.nan,
         "errors": sum(int(s["errors"]) for s in samples),  # type: ignore[call-overload]
-        "sent": {k: sum(int(s["sent"][k]) for s in samples) for k in ("decide", "reward", "event")},  # type: ignore[index]
+        "sent": {k: sum(int(s["sent"][k]) for s in samples) for k in ("decide", "reward", "event")},  # type: ignore[index,misc]
     }
 
 

@@ -1,6 +1,6 @@
 """Bounds on what a request may carry. One frozen value, validated once at the edge.
 
-Each field is set from the environment as LOOPWISE_LIMIT_<FIELD> (agents.settings). The
+Each field is set from the environment as LOOPWISE_LIMIT_<FIELD> (streams.settings). The
 `max_body_*` bounds hold for every decoded body, JSON or YAML, whatever the route
 (api.bodies); `max_depth` bounds the nesting of features; the metadata bounds are the
 bytes of an action's `metadata` as compact JSON, per action and summed over a catalog.

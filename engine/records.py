@@ -18,7 +18,7 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     ts: float
     catalog: str
     catalog_version: int
-    user_id: str | None  # the user's keyed pseudonym (api.pseudonyms), never the id sent
+    user_id: str | None  # the user's keyed pseudonym (api.serving.pseudonyms), never the id sent
     context: Features
     eligible: list[str]
     pmf: list[float]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker
 from tests.conftest import Stack, free_port, trace_events
 from tests.test_stack import CATALOG
 

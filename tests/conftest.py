@@ -16,7 +16,7 @@ from typing import Self
 import httpx
 import pytest
 
-from agents.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 class Child:
-    """`python -m api.cli <command>` with LOOPWISE_* settings, logging to a file."""
+    """`python -m loopwise.cli <command>` with LOOPWISE_* settings, logging to a file."""
 
     def __init__(self, command: str, env: dict[str, str], log: Path) -> None:
         self.command, self.env, self.log = command, env, log
@@ -50,7 +50,7 @@ class Child:
     def start(self) -> Child:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", *self.command.split()],
+                [sys.executable, "-m", "loopwise.cli", *self.command.split()],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

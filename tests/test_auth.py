@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from agents.settings import Settings
 from api.app import create_app
-from api.state import parse_keys
+from api.serving.state import parse_keys
 from engine.errors import InvalidInput
+from streams.settings import Settings
 from tests.conftest import free_port
 
 SF1, SF2 = "sf-key-0123456789abcdef", "sf-rotated-0123456789abcdef"

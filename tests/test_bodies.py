@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from agents.settings import Settings, from_env
 from api.app import create_app
 from api.bodies import parse
 from engine.catalog import parse_catalog
 from engine.errors import EngineError, InvalidInput, LimitExceeded, MalformedBody
 from engine.limits import DEFAULT_LIMITS, Limits
+from streams.settings import Settings, from_env
 from tests.conftest import free_port
 
 JSON = "application/json"

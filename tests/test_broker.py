@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource
 
-from agents.broker import RangeReader, ensure_topics, topic_configs, topics, true_end_offsets
-from agents.settings import Settings
+from streams.broker import RangeReader, ensure_topics, topic_configs, topics, true_end_offsets
+from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_range_reader_reads_exactly_the_asked_offsets_in_order(broker: str) -> N
     assert first == [b"0"] and empty == []
 
 
-# -- the embedded broker's bounded log (agents.objectstore) ------------------------------------
+# -- the embedded broker's bounded log (streams.objectstore) ------------------------------------
 
 
 def test_embedded_topics_are_created_with_the_retention_the_store_applies(broker: str) -> None:
@@ -212,7 +212,7 @@ def test_the_store_packs_small_batches_and_keeps_them_readable() -> None:
     same offsets; the batches it replaced stay readable (not listed) for a while."""
     from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-    from agents import objectstore
+    from streams import objectstore
 
     store = objectstore.Store()
     prefix = "clusters/c/topics/t/partitions/0000000000/records/"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from agents.catalogs import CatalogStore
-from agents.kv import KV
-from api.state import load_catalog_file
+from api.serving.catalogs import CatalogStore
+from api.serving.state import load_catalog_file
 from engine.errors import InvalidInput, LimitExceeded
 from engine.limits import Limits
 from policies.registry import model_key
+from streams.kv import KV
 
 BODY: dict[str, object] = {"actions": [{"id": "a"}, {"id": "b"}]}
 EDITED: dict[str, object] = {"actions": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}

@@ -12,9 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.mirror import Mirror, StockView
-from engine.catalog import Action
-from engine.constraints import adjust, apply, fallback, fallback_reason, parse_constraints
+from api.serving.mirror import Mirror, StockView
+from engine.actions import Action
+from engine.adjust import adjust
+from engine.constraints import apply, fallback, fallback_reason
+from engine.constraintspec import parse_constraints
 from engine.errors import InvalidInput
 from engine.features import Features
 from engine.limits import Limits

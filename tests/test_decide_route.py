@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from agents.settings import Settings
 from api.app import create_app
+from streams.settings import Settings
 from tests.conftest import free_port
 
 CATALOG = {"actions": [{"id": f"a{i}", "features": {"x": {"i": i}}} for i in range(6)]}

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.settings import Settings, from_env
-from api import simulate
 from engine.errors import InvalidInput
+from sim import simulate
+from streams.settings import Settings, from_env
 from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ class Up:
             [
                 sys.executable,
                 "-m",
-                "api.cli",
+                "loopwise.cli",
                 "up",
                 "--data-dir",
                 str(self.data),
@@ -131,7 +131,7 @@ def test_the_embedded_broker_yields_the_cpu_to_the_api(up_stack: Up) -> None:
     children = _children(up_stack.process.pid)
     brokers = [pid for pid, comm in children.items() if comm.startswith("tansu")]
     assert len(brokers) == 1, children
-    stores = [pid for pid in children if b"agents.objectstore" in _cmdline(pid)]
+    stores = [pid for pid in children if b"streams.objectstore" in _cmdline(pid)]
     assert len(stores) == 1, children
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     assert Settings().broker_nice == 10

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.exposures import HORIZON_SECONDS, PER_ACTION, Exposures
-from agents.kv import KV
+from api.serving.exposures import HORIZON_SECONDS, PER_ACTION, Exposures
+from streams.kv import KV
 
 
 def test_exposures_are_per_catalog_bounded_and_erasable(tmp_path: Path) -> None:

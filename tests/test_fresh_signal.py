@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from api import simulate
+from sim import simulate
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

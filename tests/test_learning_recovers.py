@@ -1,6 +1,6 @@
 """Learners recover from an unlucky start.
 
-The storefront of engine.simulation (4 segments, each with its own best banner), played
+The storefront of sim.storefront (4 segments, each with its own best banner), played
 offline with the e2e test's settings: learning 500 decisions behind, a 0.1 exploration
 floor. With squarecb and VW's own adaptive SGD, seed 4 of 0-15 ended its 8,000 decisions
 with one segment's best banner at 1% (in the e2e test over HTTP: "yogi" at 9%), because
@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 
 from benchmarks.envs import LIMITS, segments
-from engine import simulation
-from engine.catalog import Exploration, Learning
 from engine.features import flatten
+from engine.learning import Exploration, Learning
 from engine.sampling import normalise, rng_for, sample
 from policies.base import Example
 from policies.vw import VWPolicy
+from sim import storefront as simulation
 
 STEPS, DELAY, FLOOR, TAIL = 8_000, 500, 0.1, 1_000
 

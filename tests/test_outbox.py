@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker
 from tests.conftest import Child, free_port, loopwise_env, wait_until
 
 pytestmark = pytest.mark.integration

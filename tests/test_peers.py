@@ -1,5 +1,5 @@
 """Two API processes on one broker: whatever one decided, the other takes rewards for,
-replays, counts against caps and erases (api.peers). Real Tansu, worker, APIs over HTTP."""
+replays, counts against caps and erases (api.serving.peers). Real Tansu, worker, APIs over HTTP."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
-from agents.settings import Settings
 from api.app import create_app
+from streams.settings import Settings
 from tests.conftest import Child, Stack, free_port, loopwise_env, read_topic, ready, wait_until
 
 pytestmark = pytest.mark.integration

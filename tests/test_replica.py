@@ -8,15 +8,15 @@ import msgspec
 import numpy as np
 import pytest
 
-from agents.catalogs import CatalogStore
-from agents.kv import KV
-from agents.replica import LEDGER, ModelReplica
-from agents.settings import Settings
+from api.serving.catalogs import CatalogStore
+from api.serving.replica import LEDGER, ModelReplica
 from engine import checkpoint
-from engine.catalog import with_features
+from engine.actions import with_features
 from engine.features import Features
 from engine.ledger import Ledger
 from engine.records import TrainingExample, decode, encode
+from streams.kv import KV
+from streams.settings import Settings
 
 CATALOG = {
     "actions": [{"id": a, "features": {"banner": {"colour": a}}} for a in ("red", "blue", "gray")],

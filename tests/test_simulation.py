@@ -14,7 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.simulate import (
+from engine.behaviour import parse as parse_behaviour
+from engine.catalog import parse_catalog
+from engine.constraints import apply
+from engine.errors import InvalidInput
+from engine.limits import Limits
+from sim.simulate import (
     FRESH,
     NO_SESSION,
     STALE,
@@ -31,12 +36,7 @@ from api.simulate import (
     plot,
     summary,
 )
-from engine.behaviour import parse as parse_behaviour
-from engine.catalog import parse_catalog
-from engine.constraints import apply
-from engine.errors import InvalidInput
-from engine.limits import Limits
-from engine.simulation import (
+from sim.storefront import (
     CAP_NAME,
     DEVICES,
     ENVIRONMENT_NAMES,

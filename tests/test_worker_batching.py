@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.settings import Settings
 from agents.worker import CLEAN_STOP, POSITION, Joiner, drop_join_after_unclean_stop, position_key
 from engine import join
 from engine.records import (
@@ -28,6 +27,7 @@ from engine.records import (
     decode,
     encode,
 )
+from streams.settings import Settings
 from tests import test_join
 
 SETTINGS = Settings(partitions=1, orphan_seconds=100.0, retention_seconds=5.0)

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from agents.settings import Settings
 from api.app import create_app
+from streams.settings import Settings
 from tests.conftest import free_port
 
 ACTIONS = [{"id": "a0", "features": {"x": {"i": 0}}}, {"id": "a1", "features": {"x": {"i": 1}}}]

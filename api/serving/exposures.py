@@ -3,7 +3,7 @@
 Counted by the serving process at decision time, from the decisions it actually shows,
 so a cap holds exactly for the next request: one local RocksDB read per decision, one
 write per decision with a user id. The decisions other serving processes log arrive
-through the decisions log (api.peers) a few milliseconds later, so with several API
+through the decisions log (api.serving.peers) a few milliseconds later, so with several API
 processes a cap is exact for a user routed to one of them (sticky) and otherwise exact
 up to that lag. An erasure leaves a tombstone: exposures from before it that arrive
 late from the log are not counted again.
@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 import msgspec
 
-from agents.kv import KV
-from engine.constraints import MAX_CAP_LIMIT, MAX_CAP_WINDOW_SECONDS
+from engine.caps import MAX_CAP_LIMIT, MAX_CAP_WINDOW_SECONDS
+from streams.kv import KV
 
 HORIZON_SECONDS = MAX_CAP_WINDOW_SECONDS  # the longest window a cap may have
 PER_ACTION = MAX_CAP_LIMIT  # the largest limit a cap may have

@@ -1,7 +1,7 @@
 """A decision's answer, built from the records it was logged as.
 
 The decide route answers with it, and another serving process rebuilds the same answer
-from the decisions log when the same request is repeated there (api.peers), so a replay
+from the decisions log when the same request is repeated there (api.serving.peers), so a replay
 reads alike whichever process receives it.
 """
 

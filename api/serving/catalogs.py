@@ -2,7 +2,7 @@
 
 Every accepted body is kept under its version, so a training example can be learned
 with the actions of the catalog version its decision used, after later edits or a delete.
-With the body goes the catalog's defaults epoch (engine.catalog.DEFAULTS): set when the
+With the body goes the catalog's defaults epoch (engine.learning.DEFAULTS): set when the
 catalog is created and inherited by its later versions, so what a catalog learns with
 never changes under it when Loopwise's defaults do. Versions stored before the epoch
 existed read as the legacy epoch.
@@ -15,10 +15,11 @@ import logging
 from functools import lru_cache
 from typing import Any, cast
 
-from agents.kv import KV
-from engine.catalog import DEFAULTS, LEGACY_DEFAULTS, Catalog, check_name, parse_catalog
+from engine.catalog import Catalog, check_name, parse_catalog
 from engine.errors import Conflict, LimitExceeded, UnknownCatalog
+from engine.learning import DEFAULTS, LEGACY_DEFAULTS
 from engine.limits import UNBOUNDED, Limits
+from streams.kv import KV
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 
-from agents.follow import LogFollower
+from api.serving.follow import LogFollower
 
 log = logging.getLogger(__name__)
 _SERIALS = itertools.count()

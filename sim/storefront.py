@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.catalog import DEFAULT_INTERACTIONS
-from engine.constraints import MAX_CAP_LIMIT
+from engine.caps import MAX_CAP_LIMIT
 from engine.errors import InvalidInput
+from engine.learning import DEFAULT_INTERACTIONS
 
 DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet")
 DEVICE_WEIGHTS: tuple[float, ...] = (0.6, 0.32, 0.08)

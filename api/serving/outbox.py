@@ -18,7 +18,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from agents.kv import KV
+from streams.kv import KV
 
 log = logging.getLogger(__name__)
 PREFIX = b"o:"

@@ -1,7 +1,7 @@
 """The decisions index: which event ids this process can take rewards for, and until when.
 
 Filled by the decide route for the decisions this process makes and by the peers
-follower (api.peers) for those every other serving process logs, so a reward may land on
+follower (api.serving.peers) for those every other serving process logs, so a reward may land on
 any process. Entries live as long as rewards are taken (RocksDB's TTL drops them).
 """
 
@@ -11,9 +11,9 @@ from typing import NamedTuple
 
 import msgspec
 
-from agents.kv import KV
+from streams.kv import KV
 
-TTL_SECONDS = 8 * 24 * 3600  # longer than any reward window (engine.catalog bounds it)
+TTL_SECONDS = 8 * 24 * 3600  # longer than any reward window (engine.learning bounds it)
 
 _decoder = msgspec.msgpack.Decoder(tuple[str, float, float])
 _encoder = msgspec.msgpack.Encoder()

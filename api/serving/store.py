@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from api.state import State
+from api.serving.state import State
 from engine import profiles
-from engine.catalog import Action, Catalog, with_features
+from engine.actions import Action, with_features
+from engine.catalog import Catalog
 from engine.features import Features, merge
 
 MAX_CACHED = 50_000  # (catalog version, action) popularity entries; cleared when full

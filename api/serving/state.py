@@ -17,20 +17,21 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from agents.broker import popularity_changelog, prepare, profiles_changelog, stock_changelog
-from agents.catalogs import CatalogStore
-from agents.exposures import Exposures
-from agents.files import write_atomic
-from agents.kv import KV
-from agents.mirror import Mirror
-from agents.outbox import Outbox
-from agents.replica import ModelReplica
-from agents.settings import Settings
-from api import bodies, decided, pseudonyms
-from api.peers import Peers
-from api.replays import Replays
+from api import bodies
+from api.serving import decided, pseudonyms
+from api.serving.catalogs import CatalogStore
+from api.serving.exposures import Exposures
+from api.serving.mirror import Mirror
+from api.serving.outbox import Outbox
+from api.serving.peers import Peers
+from api.serving.replays import Replays
+from api.serving.replica import ModelReplica
 from engine.errors import Forbidden, InvalidInput, Unauthorized
 from engine.records import decode_stock
+from streams.broker import popularity_changelog, prepare, profiles_changelog, stock_changelog
+from streams.files import write_atomic
+from streams.kv import KV
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 ROLES = ("storefront", "marketer", "admin")

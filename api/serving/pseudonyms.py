@@ -15,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-from agents.files import write_atomic
+from streams.files import write_atomic
 
 
 class Pseudonyms:

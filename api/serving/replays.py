@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from agents.kv import KV
+from streams.kv import KV
 
 _FINGERPRINT = b"f:"  # event id -> (fingerprint, decided ts, window end)
 _ANSWER = b"a:"  # event id -> the answer's JSON

@@ -2,7 +2,7 @@
 
 A reward, a repeated request or an erasure may reach any API process, not only the one
 that made the decision. Each process therefore follows the decisions topic (every
-partition, no consumer group, as agents.follow does) and applies what other processes
+partition, no consumer group, as api.serving.follow does) and applies what other processes
 logged to its own stores: the decisions index (so it takes rewards for them), the
 replays (so a repeated event id is replayed or refused alike everywhere) and the
 exposures (so frequency caps count what was shown elsewhere). Erasures travel on the
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import msgspec
 
-from agents.exposures import Exposures
-from agents.follow import LogFollower
-from api.answers import answer
-from api.decided import Decided, DecisionIndex
-from api.replays import Replays
+from api.serving.answers import answer
+from api.serving.decided import Decided, DecisionIndex
+from api.serving.exposures import Exposures
+from api.serving.follow import LogFollower
+from api.serving.replays import Replays
 from engine.behaviour import UserErased
 from engine.errors import InvalidInput
 from engine.records import DecisionLogged, decode

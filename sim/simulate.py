@@ -1,4 +1,4 @@
-"""Play a simulated storefront (`engine.simulation`) against a running Loopwise server.
+"""Play a simulated storefront (`sim.storefront`) against a running Loopwise server.
 
 `run` sets up a catalog, sends `decisions` visitors through `POST /v1/decide` from
 `concurrency` workers, draws clicks from the environment's known click model, posts a
@@ -46,7 +46,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from engine.errors import InvalidInput, Unavailable
-from engine.simulation import (
+from sim.storefront import (
     CAP_WINDOW_SECONDS,
     ENVIRONMENT_NAMES,
     MAX_CAP,

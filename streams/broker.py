@@ -4,7 +4,7 @@ Tansu 0.6 stores each produced batch as an object and never deletes one: it stor
 `retention.ms`, `retention.bytes` and `cleanup.policy` and ignores them, and DeleteRecords
 panics (`todo!()` in its storage). On its own `memory://` storage it grows without bound
 (and slows: every fetch lists its partition's batches). So by default (`LOOPWISE_BROKER_STORAGE
-=bounded`) the embedded broker stores its log in `agents.objectstore`, a child process that
+=bounded`) the embedded broker stores its log in `streams.objectstore`, a child process that
 serves it S3 from memory and applies the topics' configs: stream topics keep a record
 `broker_retention_seconds` after every consumer group has read it (at most
 `broker_retention_mb` per partition), changelogs are compacted. `memory` is Tansu's own.
@@ -36,9 +36,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from agents.children import die_with_parent
-from agents.settings import Settings
 from engine.errors import Unavailable
+from streams.children import die_with_parent
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,14 @@ def tansu_binary() -> str:
 class EmbeddedBroker:
     """A Tansu child process on 127.0.0.1:<port>, `nice` steps below the priority of its
     parent (decisions never wait on it; see Settings.broker_nice). Its `storage` is
-    "bounded" (a second child, `agents.objectstore`, holds the log and applies retention
+    "bounded" (a second child, `streams.objectstore`, holds the log and applies retention
     and compaction; its counts go to broker-store.json beside the log) or "memory"
     (Tansu's own, which keeps everything). None: LOOPWISE_BROKER_STORAGE."""
 
     def __init__(
         self, port: int, log_path: Path, nice: int = 0, storage: str | None = None
     ) -> None:
-        from agents.settings import from_env
+        from streams.settings import from_env
 
         self.port = port
         self.log_path = log_path
@@ -147,7 +147,7 @@ class EmbeddedBroker:
         """Start the object store on a free port; the broker's environment to use it."""
         port = free_port()
         log = self.log_path.with_name("broker-store.log")
-        command = [sys.executable, "-m", "agents.objectstore", "--port", str(port)]
+        command = [sys.executable, "-m", "streams.objectstore", "--port", str(port)]
         command += ["--stats", str(self.log_path.with_name("broker-store.json"))]
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))

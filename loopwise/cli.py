@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from agents.children import die_with_parent
-from agents.settings import Settings, from_env
 from engine.errors import EngineError
+from streams.children import die_with_parent
+from streams.settings import Settings, from_env
 
 log = logging.getLogger("loopwise")
 
@@ -176,7 +176,7 @@ def worker_command(args: argparse.Namespace) -> int:
 
 
 def broker_command(args: argparse.Namespace) -> int:
-    from agents.broker import EmbeddedBroker
+    from streams.broker import EmbeddedBroker
 
     settings = settings_from(args)
     log = settings.data_dir / "logs" / "broker.log"
@@ -192,7 +192,7 @@ def broker_command(args: argparse.Namespace) -> int:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
-    from api import simulate
+    from sim import simulate
 
     config = simulate.SimConfig(
         base_url=args.url,
@@ -244,7 +244,7 @@ class Stack:
     """The embedded broker, the worker and the API as supervised child processes."""
 
     def __init__(self, settings: Settings) -> None:
-        from agents.broker import EmbeddedBroker
+        from streams.broker import EmbeddedBroker
 
         self.settings = settings
         self.logs = settings.data_dir / "logs"
@@ -270,7 +270,7 @@ class Stack:
     def spawn(self, name: str) -> None:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", name],
+            [sys.executable, "-m", "loopwise.cli", name],
             env=child_env(self.settings),
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -17,18 +17,19 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from agents import messages
-from agents.catalogs import CatalogStore
-from agents.files import write_atomic
-from agents.follow import LogFollower
-from agents.settings import Settings
+from api.serving.catalogs import CatalogStore
+from api.serving.follow import LogFollower
 from engine import checkpoint
-from engine.catalog import Catalog, with_features
+from engine.actions import with_features
+from engine.catalog import Catalog
 from engine.errors import CorruptCheckpoint, EngineError
 from engine.ledger import Ledger
 from engine.records import TrainingExample
 from policies.base import Example, Policy
 from policies.registry import build, continues, model_key
+from streams import messages
+from streams.files import write_atomic
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 LEDGER = "__ledger__"  # the checkpoint blob of the ledger (no catalog name starts with "_")

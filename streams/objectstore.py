@@ -646,7 +646,7 @@ def _write_stats(path: str, stats: dict[str, object]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m agents.objectstore", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m streams.objectstore", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--clean-seconds", type=float, default=1.0)
     parser.add_argument("--stats", help="write the store's counts here after each pass")
