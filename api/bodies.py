@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import msgspec
 import yaml
@@ -34,6 +34,7 @@ from starlette.requests import Request
 from engine.errors import InvalidInput, LimitExceeded, MalformedBody, PayloadTooLarge
 from engine.limits import Limits
 
+T = TypeVar("T")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 _decoder = msgspec.json.Decoder()
 _JSON_TYPES = (dict, list, str, int, float, bool, type(None))
@@ -409,7 +410,14 @@ class BodyLoader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConstruct
 def batch(body: dict[str, object], name: str, limit: int) -> list[object]:
     """body[name] as a non-empty list of at most `limit` items."""
     items = body[name]
-    if not isinstance(items, list) or not items:
+    if not isinstance(items, list):
+        raise InvalidInput(f"{name} must be a non-empty array", field=name)
+    return bounded(items, name, limit)
+
+
+def bounded(items: list[T], name: str, limit: int) -> list[T]:
+    """`items`, refused when empty or longer than `limit`; errors name `name`."""
+    if not items:
         raise InvalidInput(f"{name} must be a non-empty array", field=name)
     if len(items) > limit:
         raise LimitExceeded(

@@ -44,6 +44,17 @@ class DecideRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return hashlib.blake2b(_fingerprint.encode(same), digest_size=16).digest()
 
 
+class RewardRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    event_id: str
+    value: float  # an integer is taken as a number; a boolean is not
+    reward_id: str | None = None
+    slot: str | int | None = None  # a multi-slot decision: each slot is its own event
+
+
+class RewardBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    rewards: list[RewardRequest]
+
+
 def convert(body: object, kind: type[T], where: str = "") -> T:
     """`body` as a `kind`; a wrong type or an unknown field is a 422 that names the field."""
     try:

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api import bodies
+from api import bodies, requests
+from api.requests import RewardBatch, RewardRequest
 from api.serving.state import State, of
-from engine.errors import InvalidInput, Unavailable, UnknownCatalog, UnknownEvent
+from engine.errors import Unavailable, UnknownCatalog, UnknownEvent
 from engine.features import number
 from engine.records import RewardObserved, encode
-from engine.validate import ID_RE
+from engine.validate import optional_id, required_id
 
-KNOWN = {"event_id", "value", "reward_id", "slot"}
 PEER_WAIT_SECONDS = 1.0
 
 
@@ -32,20 +33,22 @@ async def rewards(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "storefront")
     body = await bodies.json_object(request, st.settings.limits)
-    if "rewards" not in body:
-        parsed = [_parse(body, st, "")]
+    one = "rewards" not in body
+    if one:
+        parsed = [_parse(requests.convert(body, RewardRequest), st, "")]
     else:
-        items = bodies.batch(body, "rewards", st.settings.limits.max_batch)
-        parsed = [_parse(item, st, f"rewards[{i}].") for i, item in enumerate(items)]
-    unseen = await st.peers.wait_for((event_id for event_id, _, _ in parsed), PEER_WAIT_SECONDS)
+        batch = requests.convert(body, RewardBatch)
+        items = bodies.bounded(batch.rewards, "rewards", st.settings.limits.max_batch)
+        parsed = [_parse(r, st, f"rewards[{i}].") for i, r in enumerate(items)]
+    unseen = await st.peers.wait_for((r.event_id for r in parsed), PEER_WAIT_SECONDS)
     pending = bool(unseen) and not st.peers.live
     results = [accept(st, reward, pending) for reward in parsed]
-    if "rewards" not in body and results[0]["status"] == "unknown_event":
+    if one and results[0]["status"] == "unknown_event":
         raise UnknownEvent(str(results[0]["detail"]), field="event_id")
-    return JSONResponse(results[0] if "rewards" not in body else {"results": results}, 202)
+    return JSONResponse(results[0] if one else {"results": results}, 202)
 
 
-def accept(st: State, reward: tuple[str, float, str], pending: bool) -> dict[str, object]:
+def accept(st: State, reward: Reward, pending: bool) -> dict[str, object]:
     """Send one parsed reward on; `pending`: accept it even if its decision is not known
     here (yet), because the decisions log is not followed live."""
     event_id, value, reward_id = reward
@@ -107,36 +110,17 @@ def _outside_range(st: State, catalog: str, value: float) -> str:
     )
 
 
-def _parse(item: object, st: State, where: str) -> tuple[str, float, str]:
-    if not isinstance(item, dict):
-        raise InvalidInput(
-            f"{where or 'body'} must be an object", field=where.rstrip(".") or "body"
-        )
-    for key in item:
-        if key not in KNOWN:
-            raise InvalidInput(
-                f"{where}{key} is not a known field; expected one of {', '.join(sorted(KNOWN))}",
-                field=f"{where}{key}",
-            )
-    event_id = item.get("event_id")
-    if not isinstance(event_id, str) or not ID_RE.fullmatch(event_id):
-        raise InvalidInput(
-            f"{where}event_id must be a string of 1-128 printable characters",
-            field=f"{where}event_id",
-        )
-    value = item.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"{where}value must be a number", field=f"{where}value")
-    reward_id = item.get("reward_id", None)
-    if reward_id is not None and (not isinstance(reward_id, str) or not ID_RE.fullmatch(reward_id)):
-        raise InvalidInput(
-            f"{where}reward_id must be a string of 1-128 printable characters",
-            field=f"{where}reward_id",
-        )
-    number(value, st.settings.limits, f"{where}value")
-    slot = item.get("slot")
-    if slot is not None:  # a multi-slot decision: each slot is its own event
-        if not isinstance(slot, str | int) or isinstance(slot, bool):
-            raise InvalidInput(f"{where}slot must be a slot id", field=f"{where}slot")
-        event_id = f"{event_id}/{slot}"
-    return event_id, float(value), reward_id or uuid.uuid4().hex
+class Reward(NamedTuple):
+    event_id: str  # the slot's event id for a slot of a multi-slot decision
+    value: float
+    reward_id: str
+
+
+def _parse(r: RewardRequest, st: State, where: str) -> Reward:
+    """The checks a type cannot make: id syntax, the number's bounds."""
+    event_id = required_id(r.event_id, f"{where}event_id")
+    reward_id = optional_id(r.reward_id, f"{where}reward_id") or uuid.uuid4().hex
+    value = number(r.value, st.settings.limits, f"{where}value")
+    if r.slot is not None:
+        event_id = f"{event_id}/{optional_id(str(r.slot), f'{where}slot')}"
+    return Reward(event_id, value, reward_id)

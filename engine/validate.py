@@ -21,6 +21,14 @@ def optional_id(value: object, where: str) -> str | None:
     return value
 
 
+def required_id(value: object, where: str) -> str:
+    """An id that must be there."""
+    found = optional_id(value, where)
+    if found is None:
+        raise InvalidInput(f"{where} is required", field=where)
+    return found
+
+
 def one_of(value: object, options: Sequence[str], where: str) -> str:
     if not isinstance(value, str) or value not in options:
         raise InvalidInput(
