@@ -231,7 +231,7 @@ def test_ctrl_c_stops_everything_even_when_it_came_in_ignored(tmp_path: Path) ->
     up.start(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert up.process is not None
     parts = children(up.process.pid)
-    assert len(parts) == 3, f"expected broker, worker and API, got {parts}"
+    assert len(parts) == 4, f"expected broker, its object store, worker and API, got {parts}"
     try:
         up.stop()  # SIGINT, at most 30 s
     finally:
@@ -247,7 +247,7 @@ def test_killing_up_takes_its_broker_worker_and_api_with_it(tmp_path: Path) -> N
     up.start()
     assert up.process is not None
     parts = children(up.process.pid)
-    assert len(parts) == 3, f"expected broker, worker and API, got {parts}"
+    assert len(parts) == 4, f"expected broker, its object store, worker and API, got {parts}"
     up.process.kill()
     up.process.wait()
     left = wait_gone(parts, 20.0)
