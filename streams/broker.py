@@ -6,8 +6,8 @@ panics (`todo!()` in its storage). On its own `memory://` storage it grows witho
 (and slows: every fetch lists its partition's batches). So by default (`LOOPWISE_BROKER_STORAGE
 =bounded`) the embedded broker stores its log in `streams.objectstore`, a child process that
 serves it S3 from memory and applies the topics' configs: stream topics keep a record
-`broker_retention_seconds` after every consumer group has read it (at most
-`broker_retention_mb` per partition), changelogs are compacted. `memory` is Tansu's own.
+`broker_retention_seconds` after it was written (at most `broker_retention_mb` per
+partition), changelogs are compacted. `memory` is Tansu's own.
 
 The embedded broker keeps topics in memory only: after it restarts, every topic is new and
 empty.
@@ -64,7 +64,7 @@ def topics(settings: Settings) -> dict[str, int]:
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """The configs each topic is created with. Changelogs are compacted everywhere; on the
     embedded broker every other topic keeps a record `broker_retention_seconds` after it
-    was read (at most `broker_retention_mb` per partition), and so do a changelog's
+    was written (at most `broker_retention_mb` per partition), and so do a changelog's
     tombstones. On another broker its own retention defaults apply."""
     configs = {name: _configs(name) for name in topics(settings)}
     if not settings.embedded:

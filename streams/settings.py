@@ -29,7 +29,7 @@ class Settings:
     fetch_wait_ms: int = 50  # a broker that holds fetches (Tansu) answers no later
     broker_nice: int = 10  # the embedded broker runs this much nicer than the API (0-19)
     broker_storage: str = "bounded"  # the embedded broker's log: bounded (retention), memory
-    broker_retention_seconds: float = 600.0  # embedded: a record stays this long after it is read
+    broker_retention_seconds: float = 600.0  # embedded: a stream topic keeps 10 minutes
     broker_retention_mb: float = 64.0  # embedded: at most this much per partition of a topic
     consistency_check: str = "on"  # Faust's table recovery check: on, off
     orphan_seconds: float = 3600.0
