@@ -126,12 +126,15 @@ class Store:
         self.rewritten_batches = 0
         self.requests: dict[str, int] = {}  # by call, for the stats
         self.listed = 0  # keys answered in listings
+        self.clock = 0.0  # the last write's time: every write is strictly later (see _listed)
 
     # -- objects ---------------------------------------------------------------------
 
     def put(self, key: str, data: bytes, modified: float | None = None) -> Blob:
         self.version += 1
-        blob = Blob(data, f'"{self.version:x}"', time.time() if modified is None else modified)
+        if modified is None:
+            modified = self.clock = max(time.time(), self.clock + 1e-6)
+        blob = Blob(data, f'"{self.version:x}"', modified)
         blob.listed = _listed(key, blob)
         old = self.objects.get(key)
         self.objects[key] = blob
@@ -395,7 +398,10 @@ def _pack_records(run: list[Batch], drop: set[int]) -> list[tuple[int, bytes]]:
 
 
 def _listed(key: str, blob: Blob) -> bytes:
-    modified = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(blob.modified))
+    # Microseconds: Tansu answers ListOffsets(latest) from the newest LastModified of a
+    # partition's batches, so batches written within one second must not tie.
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(blob.modified))
+    modified = f"{whole}.{int(blob.modified * 1e6) % 1_000_000:06d}Z"
     return (
         f"<Contents><Key>{_xml(key)}</Key><Size>{len(blob.data)}</Size>"
         f"<LastModified>{modified}</LastModified><ETag>{_xml(blob.etag)}</ETag></Contents>"

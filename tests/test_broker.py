@@ -73,6 +73,37 @@ def test_true_end_offsets_reads_past_a_lagging_end_to_the_last_record(broker: st
     assert asyncio.run(true_end_offsets(broker, {})) == {}
 
 
+def test_the_end_offset_follows_one_record_batches_written_within_a_second(broker: str) -> None:
+    """Tansu answers ListOffsets(latest) from the newest LastModified of a partition's
+    batches: with the object store's times in whole seconds they tied, the end stayed at
+    the first batch's, and a consumer that seeks to the end read everything again."""
+    topic = "end-one-by-one"
+
+    async def run() -> tuple[int, list[bytes]]:
+        await ensure_topics(broker, {topic: 1})
+        producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=0)
+        await producer.start()
+        for i in range(30):
+            await producer.send_and_wait(topic, b"%d" % i, partition=0)
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
+        await consumer.start()
+        tp = TopicPartition(topic, 0)
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        await producer.send_and_wait(topic, b"new", partition=0)
+        seen: list[bytes] = []
+        for _ in range(10):
+            batches = await consumer.getmany(timeout_ms=200)
+            seen += [r.value or b"" for records in batches.values() for r in records]
+        await consumer.stop()
+        await producer.stop()
+        return end, seen
+
+    end, seen = asyncio.run(run())
+    assert end == 30 and seen == [b"new"]
+
+
 def test_range_reader_reads_exactly_the_asked_offsets_in_order(broker: str) -> None:
     topic = "ranges"
 
