@@ -31,6 +31,7 @@ Reading guide, roughly in the order a decision uses them:
   featurespec     what a catalog declares about stored features: aggregates, defaults
   profiles        the feature store's state: events folded in, declared features read
 
-May import: the standard library, numpy, msgspec, yaml. Never faust, starlette or
-vowpalwabbit; never the environment, the clock or the network (callers pass `now`).
+May import: the standard library (but os and subprocess), numpy, msgspec. Never faust,
+aiokafka, starlette, vowpalwabbit, rocksdict or yaml; never the environment, the clock or
+the network (callers pass `now`). The import-linter contracts in pyproject.toml hold it.
 """
