@@ -25,8 +25,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tqdm import tqdm
 
-from benchmarks.common import free_port, proc_stat, quantiles_ms, save_figure, table
-from streams.broker import EmbeddedBroker, ensure_topics
+from benchmarks.common import proc_stat, quantiles_ms, save_figure, table
+from streams.broker import EmbeddedBroker, ensure_topics, free_port
 
 TOPIC, PARTITIONS, RATE, CONSUMERS = "growth", 4, 250.0, 3
 PAYLOAD = b"x" * 600  # about a training example of the 50 x 20 shape

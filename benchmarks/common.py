@@ -7,7 +7,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+from streams.broker import free_port
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -109,12 +110,6 @@ def proc_stat(pid: int) -> tuple[int, float]:
     it is gone or there is no /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env_with(extra: Mapping[str, str]) -> dict[str, str]:

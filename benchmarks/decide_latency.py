@@ -25,7 +25,6 @@ from benchmarks.common import (
     ROOT,
     Stack,
     env_with,
-    free_port,
     proc_stat,
     quantiles_ms,
     save_figure,
@@ -34,6 +33,7 @@ from benchmarks.common import (
 )
 from benchmarks.load import request_bytes, run_load
 from benchmarks.shapes import MAIN, SHAPES, WIDE, Shape, catalog_body, decide_body
+from streams.broker import free_port
 from streams.settings import Settings
 
 CAPACITY_P99_MS = 10.0

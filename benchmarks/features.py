@@ -52,7 +52,6 @@ from benchmarks.common import (
     ROOT,
     Stack,
     env_with,
-    free_port,
     quantiles_ms,
     save_figure,
     stack,
@@ -67,7 +66,13 @@ from engine.behaviour import BehaviourObserved, Product
 from engine.features import flatten, merge
 from engine.limits import Limits
 from engine.records import encode
-from streams.broker import EmbeddedBroker, popularity_changelog, prepare, profiles_changelog
+from streams.broker import (
+    EmbeddedBroker,
+    free_port,
+    popularity_changelog,
+    prepare,
+    profiles_changelog,
+)
 from streams.files import write_atomic
 from streams.settings import Settings, from_env
 

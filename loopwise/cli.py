@@ -7,19 +7,18 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
-
 from engine.errors import EngineError
-from streams.children import die_with_parent
+from loopwise.supervisor import Stack
+from streams.children import exit_after_parent
 from streams.settings import Settings, from_env
 
 log = logging.getLogger("loopwise")
+GRACE_SECONDS = 10.0  # how long a part may take to stop once `up` is gone
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,22 +129,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return settings.with_(**changes) if changes else settings
 
 
-def child_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "LOOPWISE_DATA_DIR": str(settings.data_dir.resolve()),
-            "LOOPWISE_HOST": settings.host,
-            "LOOPWISE_PORT": str(settings.port),
-            "LOOPWISE_BROKER": settings.broker,
-            "LOOPWISE_BROKER_PORT": str(settings.broker_port),
-            "LOOPWISE_CATALOGS": ",".join(str(p.resolve()) for p in settings.catalogs),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
 # -- commands -------------------------------------------------------------------------
 
 
@@ -155,6 +138,7 @@ def api_command(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings = settings_from(args)
+    exit_after_parent(GRACE_SECONDS)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -171,6 +155,7 @@ def api_command(args: argparse.Namespace) -> int:
 def worker_command(args: argparse.Namespace) -> int:
     from agents.worker import run
 
+    exit_after_parent(GRACE_SECONDS)
     run(settings_from(args))
     return 0
 
@@ -225,120 +210,34 @@ def up_command(args: argparse.Namespace) -> int:
     stack = Stack(settings)
     started = time.monotonic()
     stack.start()
+    # Both stop us, even where SIGINT came in ignored (a background job of a script
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt for it).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
-        url = f"http://{settings.host}:{settings.port}"
-        stack.wait_ready(url, args.timeout)
+        stack.wait_ready(args.timeout, _progress)
         print(f"\r{'':<60}\r", end="", file=sys.stderr, flush=True)  # clear the progress line
         print(
-            f"Loopwise is up: {url}  (ready in {time.monotonic() - started:.1f} s; "
+            f"Loopwise is up: {stack.url}  (ready in {time.monotonic() - started:.1f} s; "
             f"data in {settings.data_dir.resolve()}; logs in {stack.logs}; Ctrl-C stops)",
             flush=True,
         )
-        stack.supervise()
+        stack.supervise(_restarting)
     finally:
         stack.stop()
     return 0
 
 
-class Stack:
-    """The embedded broker, the worker and the API as supervised child processes."""
-
-    def __init__(self, settings: Settings) -> None:
-        from streams.broker import EmbeddedBroker
-
-        self.settings = settings
-        self.logs = settings.data_dir / "logs"
-        self.broker = (
-            EmbeddedBroker(settings.broker_port, self.logs / "broker.log", settings.broker_nice)
-            if settings.embedded
-            else None
-        )
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.stopping = False
-
-    def start(self) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        if self.broker is not None:
-            self.broker.start()
-        for name in ("worker", "api"):
-            self.spawn(name)
-        # Both stop us, even where SIGINT came in ignored (a background job of a script
-        # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt for it).
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-
-    def spawn(self, name: str) -> None:
-        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", "loopwise.cli", name],
-            env=child_env(self.settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,  # safe: `up` starts no threads
-            process_group=0,  # a terminal's Ctrl-C reaches `up` alone; it stops us in order
-        )
-        out.close()
-
-    def wait_ready(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last = "starting"
-        while time.monotonic() < deadline:
-            for name, child in self.children.items():
-                if child.poll() is not None:
-                    raise StackFailed(
-                        f"the {name} exited with {child.returncode}; "
-                        f"see {self.logs / (name + '.log')}"
-                    )
-            try:
-                r = httpx.get(f"{url}/readyz", timeout=1.0)
-                if r.status_code == 200:
-                    return
-                waiting = [k for k, ok in r.json().get("checks", {}).items() if not ok]
-                last = "waiting for " + ", ".join(waiting)
-            except httpx.HTTPError:
-                last = "waiting for the API to listen"
-            print(f"\r{last:<60}", end="", file=sys.stderr, flush=True)
-            time.sleep(0.25)
-        raise StackFailed(f"not ready within {timeout:g} s ({last}); see {self.logs}")
-
-    def supervise(self) -> None:
-        restarts: dict[str, float] = {}
-        while not self.stopping:
-            time.sleep(0.5)
-            for name, child in list(self.children.items()):
-                if child.poll() is not None and not self.stopping:
-                    log.warning("%s exited with %s; restarting", name, child.returncode)
-                    if time.monotonic() - restarts.get(name, 0.0) < 5.0:
-                        time.sleep(2.0)
-                    restarts[name] = time.monotonic()
-                    self.spawn(name)
-            if self.broker and self.broker.process and self.broker.process.poll() is not None:
-                raise StackFailed(f"the broker exited; see {self.logs / 'broker.log'}")
-
-    def stop(self) -> None:
-        """Stop the API and the worker together (each drains and checkpoints), then the
-        broker; a child that takes longer than 15 s is killed."""
-        self.stopping = True
-        running = [c for c in self.children.values() if c.poll() is None]
-        for child in running:
-            child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15.0
-        for child in running:
-            try:
-                child.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        if self.broker is not None:
-            self.broker.stop()
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+def _progress(line: str) -> None:
+    print(f"\r{line:<60}", end="", file=sys.stderr, flush=True)
 
 
-class StackFailed(EngineError):
-    """A part of the stack did not start or died."""
+def _restarting(name: str, code: int | None) -> None:
+    log.warning("%s exited with %s; restarting", name, code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self
 
 import httpx
 import pytest
 
-from streams.broker import EmbeddedBroker
+from loopwise.supervisor import Stack as Supervised
+from loopwise.supervisor import StackFailed
+from streams.broker import EmbeddedBroker, free_port
+from streams.settings import from_env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -38,43 +31,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         b.stop()
-
-
-class Child:
-    """`python -m loopwise.cli <command>` with LOOPWISE_* settings, logging to a file."""
-
-    def __init__(self, command: str, env: dict[str, str], log: Path) -> None:
-        self.command, self.env, self.log = command, env, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Child:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "loopwise.cli", *self.command.split()],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=ROOT,
-            )
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def tail(self, n: int = 40) -> str:
-        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
-        return "\n".join(lines[-n:])
 
 
 def loopwise_env(data_dir: Path, port: int, broker: str, **extra: str) -> dict[str, str]:
@@ -110,22 +66,20 @@ def ready(url: str) -> bool:
     return httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200
 
 
-class Stack:
-    """A worker and an API as child processes against a broker, spoken to over HTTP."""
+class Stack(Supervised):
+    """A worker and an API (loopwise.supervisor) against the session's broker, spoken to
+    over HTTP."""
 
     def __init__(self, broker: str, data_dir: Path, **env_extra: str) -> None:
-        self.broker = broker
+        self.broker = broker  # its address
         self.data = data_dir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         env = loopwise_env(data_dir, self.port, broker, **env_extra)
-        self.worker = Child("worker", env, data_dir / "worker.log")
-        self.api = Child("api", env, data_dir / "api.log")
+        super().__init__(from_env(env), env, cwd=ROOT, supervised=False)
         self.http = httpx.Client(base_url=self.url, timeout=10.0)
 
     def start(self) -> Self:
-        self.worker.start()
-        self.api.start()
+        super().start()
         try:
             self.wait_ready()
         except BaseException:  # a stack that does not come up is not left running
@@ -133,10 +87,12 @@ class Stack:
             raise
         return self
 
-    def wait_ready(self) -> None:
+    def wait_ready(
+        self, timeout: float = 60.0, progress: Callable[[str], None] | None = None
+    ) -> None:
         try:
-            wait_until(lambda: ready(self.url), 60, "the API to be ready")
-        except AssertionError as exc:
+            super().wait_ready(timeout, progress)
+        except StackFailed as exc:
             raise AssertionError(
                 f"{exc}\nAPI log:\n{self.api.tail()}\nworker log:\n{self.worker.tail()}"
             ) from None
@@ -153,10 +109,9 @@ class Stack:
 
         wait_until(consuming, timeout, "the worker to be assigned its partitions")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
         self.http.close()
-        self.api.stop()
-        self.worker.stop()
+        super().stop(timeout)
 
     def learned(self, catalog: str) -> int:
         return int(self.http.get(f"/v1/models/{catalog}").json()["learned"])

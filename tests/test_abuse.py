@@ -22,7 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Child, free_port, loopwise_env, wait_until
+from loopwise.supervisor import Child
+from streams.broker import free_port
+from tests.conftest import loopwise_env, wait_until
 
 ANSWER_SECONDS = 2.0
 PROBE_SECONDS = 0.5  # the bound on /healthz; widen PROBE_INTERVAL, never this

@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from api.serving.state import parse_keys
 from engine.errors import InvalidInput
+from streams.broker import free_port
 from streams.settings import Settings
-from tests.conftest import free_port
 
 SF1, SF2 = "sf-key-0123456789abcdef", "sf-rotated-0123456789abcdef"
 MK, AD = "mk-key-0123456789abcdef", "ad-key-0123456789abcdef"

@@ -17,8 +17,8 @@ from api.bodies import parse
 from engine.catalog import parse_catalog
 from engine.errors import EngineError, InvalidInput, LimitExceeded, MalformedBody
 from engine.limits import DEFAULT_LIMITS, Limits
+from streams.broker import free_port
 from streams.settings import Settings, from_env
-from tests.conftest import free_port
 
 JSON = "application/json"
 YAML = "application/yaml"

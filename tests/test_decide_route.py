@@ -9,8 +9,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from streams.broker import free_port
 from streams.settings import Settings
-from tests.conftest import free_port
 
 CATALOG = {"actions": [{"id": f"a{i}", "features": {"x": {"i": i}}} for i in range(6)]}
 

@@ -18,8 +18,9 @@ import pytest
 
 from engine.errors import InvalidInput
 from sim import simulate
+from streams.broker import free_port
 from streams.settings import Settings, from_env
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -251,9 +252,10 @@ def test_killing_up_takes_its_broker_worker_and_api_with_it(tmp_path: Path) -> N
     up.process.kill()
     up.process.wait()
     left = wait_gone(parts, 20.0)
+    names = {pid: _cmdline(pid).replace(b"\0", b" ").decode()[:120] for pid in left}
     for pid in left:  # clean up before failing
         os.kill(pid, signal.SIGKILL)
-    assert left == [], "children outlived a killed `loopwise up`"
+    assert left == [], f"children outlived a killed `loopwise up`: {names}"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams.broker import EmbeddedBroker
-from tests.conftest import Child, free_port, loopwise_env, wait_until
+from loopwise.supervisor import Child
+from streams.broker import EmbeddedBroker, free_port
+from tests.conftest import loopwise_env, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from loopwise.supervisor import Child
+from streams.broker import free_port
 from streams.settings import Settings
-from tests.conftest import Child, Stack, free_port, loopwise_env, read_topic, ready, wait_until
+from tests.conftest import Stack, loopwise_env, read_topic, ready, wait_until
 
 pytestmark = pytest.mark.integration
 

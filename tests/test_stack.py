@@ -235,7 +235,7 @@ def test_crashes_of_worker_and_api_lose_and_double_count_nothing(stack: Stack) -
         wait_until(lambda: stack.learned(catalog) >= len(decided), 60, "all to be learned")
     except AssertionError as exc:
         model = stack.http.get(f"/v1/models/{catalog}").json()
-        joined = (stack.api.log.parent / "worker-stats.json").read_text()
+        joined = (stack.data / "worker-stats.json").read_text()
         lost = [e for e in decided if not stack.http.get(f"/v1/events/{e}").json()["learned"]]
         raise AssertionError(
             f"{exc}: {len(decided)} decided, model {model}, join {joined}\n"
@@ -338,7 +338,7 @@ def test_poisoned_messages_are_skipped_and_counted_not_fatal(stack: Stack) -> No
     assert replica.get("poisoned", 0) >= len(poison), replica
 
     def worker_poisoned() -> int:
-        stats = json.loads((stack.api.log.parent / "worker-stats.json").read_text())
+        stats = json.loads((stack.data / "worker-stats.json").read_text())
         return int(stats["counts"].get("poisoned", 0))
 
     wait_until(

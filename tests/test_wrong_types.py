@@ -10,8 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from streams.broker import free_port
 from streams.settings import Settings
-from tests.conftest import free_port
 
 ACTIONS = [{"id": "a0", "features": {"x": {"i": 0}}}, {"id": "a1", "features": {"x": {"i": 1}}}]
 REWARD = {"event_id": "e-1", "value": 1.0}
