@@ -72,6 +72,11 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
     @property
+    def exited(self) -> bool:
+        """Started, and no longer running."""
+        return self.process is not None and self.process.poll() is not None
+
+    @property
     def returncode(self) -> int | None:
         return self.process.poll() if self.process is not None else None
 
@@ -172,13 +177,13 @@ class Stack:
         return self
 
     def wait_ready(self, timeout: float, progress: Callable[[str], None] | None = None) -> None:
-        """Until /readyz answers 200; raises StackFailed if a part exits or time runs out.
-        `progress` hears what is still awaited."""
+        """Until /readyz answers 200; raises StackFailed if a started part exits or time
+        runs out. `progress` hears what is still awaited."""
         deadline = time.monotonic() + timeout
         last = "starting"
         while time.monotonic() < deadline:
             for name, child in self.children.items():
-                if not child.running:
+                if child.exited:
                     raise StackFailed(
                         f"the {name} exited with {child.returncode}; see {child.log}"
                         f"\n{child.tail(20)}"
