@@ -251,7 +251,9 @@ class ModelReplica(LogFollower):
                 int(info["generation"]),
             )
         self.offsets = {int(p): int(o) for p, o in offsets.items()}
-        self.ledger = Ledger(self.settings.ledger_capacity, (str(k) for k in ledger))
+        self.ledger = Ledger(
+            self.settings.ledger_capacity, (k if isinstance(k, int) else str(k) for k in ledger)
+        )
         self.counts = (
             Counter({str(k): int(v) for k, v in dict(counts).items()})
             if isinstance(counts, dict)
