@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.worker import CLEAN_STOP, POSITION, Joiner, drop_join_after_unclean_stop, position_key
+from agents.joiner import POSITION, Joiner, position_key
+from agents.recovery import CLEAN_STOP, drop_join_after_unclean_stop
 from engine import join
 from engine.records import (
     DecisionLogged,
