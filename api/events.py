@@ -11,28 +11,31 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api import bodies
-from api.serving.state import State, of
+from api import bodies, requests
+from api.requests import BehaviourRequest, Event, EventBatch, InventoryRequest
+from api.serving.state import of
 from engine import behaviour
-from engine.errors import InvalidInput, NotFound, Unavailable
+from engine.errors import NotFound, Unavailable
 from engine.features import number
+from engine.limits import Limits
 from engine.records import InventoryUpdate, encode
-from engine.validate import ID_RE
+from engine.validate import required_id
 
-TYPES = ("inventory", *behaviour.TYPES)
-FIELDS = {"inventory": {"type", "sku", "level", "ts"}}
 Accepted = InventoryUpdate | behaviour.BehaviourObserved
 
 
 async def events(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "storefront")
-    body = await bodies.json_object(request, st.settings.limits)
+    limits = st.settings.limits
+    body = await bodies.json_object(request, limits)
+    now = time.time()
     if "events" in body:
-        items = bodies.batch(body, "events", st.settings.limits.max_batch)
-        parsed = [parse(st, item, f"events[{i}].") for i, item in enumerate(items)]
+        batch = requests.convert(body, EventBatch)
+        items = bodies.bounded(batch.events, "events", limits.max_batch)
+        parsed = [checked(e, limits, f"events[{i}].", now) for i, e in enumerate(items)]
     else:
-        parsed = [parse(st, body, "")]
+        parsed = [checked(requests.convert(body, Event), limits, "", now)]
     for event in parsed:  # all validated before any is accepted
         if isinstance(event, InventoryUpdate):
             topic, key = st.settings.topic("events"), event.sku.encode()
@@ -60,37 +63,40 @@ class UnknownSku(NotFound):
     """No inventory event has named this SKU."""
 
 
-def parse(st: State, item: object, where: str) -> Accepted:
-    if not isinstance(item, dict):
-        raise InvalidInput(
-            f"{where or 'body'} must be an object", field=where.rstrip(".") or "body"
+def checked(event: Event, limits: Limits, where: str, now: float) -> Accepted:
+    """The checks a type cannot make: ids, number bounds, what an event's type needs;
+    `where` is the path prefix, dot included."""
+    if isinstance(event, InventoryRequest):
+        return InventoryUpdate(
+            sku=required_id(event.sku, f"{where}sku"),
+            level=number(event.level, limits, f"{where}level"),
+            ts=now if event.ts is None else number(event.ts, limits, f"{where}ts"),
         )
-    kind = item.get("type")
-    if kind not in TYPES:
-        raise InvalidInput(
-            f"{where}type must be one of {', '.join(TYPES)}, got {kind!r}", field=f"{where}type"
-        )
-    if kind != "inventory":
-        return behaviour.parse(item, st.settings.limits, where, time.time())
-    for key in item:
-        if key not in FIELDS[str(kind)]:
-            raise InvalidInput(
-                f"{where}{key} is not a field of a {kind} event; expected one of "
-                f"{', '.join(sorted(FIELDS[str(kind)]))}",
-                field=f"{where}{key}",
-            )
-    sku = item.get("sku")
-    if not isinstance(sku, str) or not ID_RE.fullmatch(sku):
-        raise InvalidInput(
-            f"{where}sku must be a string of 1-128 printable characters", field=f"{where}sku"
-        )
-    level = _number(item.get("level"), st, f"{where}level")
-    ts = item.get("ts")
-    stamp = time.time() if ts is None else _number(ts, st, f"{where}ts")
-    return InventoryUpdate(sku=sku, level=level, ts=stamp)
+    return observed(event, limits, where, now)
 
 
-def _number(value: object, st: State, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"{where} must be a number", field=where)
-    return number(value, st.settings.limits, where)
+def observed(
+    r: BehaviourRequest, limits: Limits, where: str, now: float
+) -> behaviour.BehaviourObserved:
+    p = r.product
+    product = None
+    if p is not None:
+        product = behaviour.product(
+            p.id, limits, f"{where}product", category=p.category, brand=p.brand, price=p.price
+        )
+    return behaviour.observed(
+        r.kind,
+        r.user_id,
+        limits=limits,
+        where=where,
+        now=now,
+        session_id=r.session_id,
+        ts=r.ts,
+        product=product,
+        query=r.query,
+        quantity=r.quantity,
+        revenue=r.revenue,
+        device=r.device,
+        channel=r.channel,
+        event_id=r.event_id,
+    )

@@ -1,24 +1,40 @@
 """Typed request bodies: each route's JSON is converted once, at the edge, into a Struct.
 
 msgspec checks every field's type and refuses unknown fields; its error path (`$.slots[1].id`)
-becomes the problem+json `field` (`slots[1].id`). What a type cannot say (id syntax, number
-bounds, the shape of a context) is checked by the engine's validators afterwards.
+becomes the problem+json `field` (`slots[1].id`), and its reason is said in the words of
+engine.validate ("must be a number", "is required", "is not a known field", "must be one
+of ..."). What a type cannot say (id syntax, number bounds, the shape of a context, which
+fields an event's type needs) is checked by the engine's validators afterwards.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import msgspec
+import msgspec.inspect
 
 from engine.errors import InvalidInput
 
 T = TypeVar("T")
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
+_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
+_EXPECTED = re.compile(r"Expected `(?P<expected>[^`]*)`(?:, got `(?P<got>[^`]*)`)?")
+_INVALID_VALUE = re.compile(r"Invalid value (?P<value>.*)")
 _fingerprint = msgspec.json.Encoder(order="sorted")
+_KINDS = {  # msgspec's type names, as engine.validate says them
+    "str": "a string",
+    "float": "a number",
+    "int": "an integer",
+    "bool": "a boolean",
+    "object": "an object",
+    "array": "an array",
+    "null": "null",
+}
 
 
 class SlotRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -55,27 +71,149 @@ class RewardBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rewards: list[RewardRequest]
 
 
-def convert(body: object, kind: type[T], where: str = "") -> T:
-    """`body` as a `kind`; a wrong type or an unknown field is a 422 that names the field."""
+class ProductRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    id: str
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = None
+
+
+class InventoryRequest(
+    msgspec.Struct, tag_field="type", tag="inventory", forbid_unknown_fields=True, frozen=True
+):
+    sku: str
+    level: float
+    ts: float | None = None  # default: now
+
+
+class BehaviourRequest(
+    msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, kw_only=True
+):
+    """The fields of every behaviour event; which ones its type needs, and their bounds,
+    are engine.behaviour's rules. None: not given (a given 0 revenue is still checked)."""
+
+    user_id: str
+    session_id: str | None = None
+    ts: float | None = None
+    product: ProductRequest | None = None
+    query: str | None = None
+    quantity: float | None = None
+    revenue: float | None = None
+    device: str | None = None
+    channel: str | None = None
+    event_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The event's `type` (its tag)."""
+        return str(self.__struct_config__.tag)
+
+
+# One class per behaviour type (msgspec tags a class with one value); the same fields.
+class PageView(BehaviourRequest, tag="page_view", frozen=True): ...
+
+
+class ProductView(BehaviourRequest, tag="product_view", frozen=True): ...
+
+
+class Search(BehaviourRequest, tag="search", frozen=True): ...
+
+
+class AddToCart(BehaviourRequest, tag="add_to_cart", frozen=True): ...
+
+
+class RemoveFromCart(BehaviourRequest, tag="remove_from_cart", frozen=True): ...
+
+
+class Purchase(BehaviourRequest, tag="purchase", frozen=True): ...
+
+
+BehaviourEvent = PageView | ProductView | Search | AddToCart | RemoveFromCart | Purchase
+Event = InventoryRequest | BehaviourEvent
+
+
+class EventBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    events: list[Event]
+
+
+@overload
+def convert(body: object, kind: type[T], where: str = "") -> T: ...
+@overload
+def convert(body: object, kind: Any, where: str = "") -> Any: ...
+def convert(body: object, kind: Any, where: str = "") -> Any:
+    """`body` as a `kind` (a Struct, or a union of tagged Structs); a wrong type or an
+    unknown field is a 422 that names the field."""
     try:
         return msgspec.convert(body, kind)
     except msgspec.ValidationError as exc:
-        raise _invalid(str(exc), where) from exc
+        raise _invalid(str(exc), where, _tags(kind)) from exc
 
 
-def _invalid(message: str, where: str) -> InvalidInput:
+def _invalid(message: str, where: str, tags: dict[str, tuple[str, ...]]) -> InvalidInput:
     match = _PATH.search(message)
     path = match.group("path") if match else ""
     reason = message[: match.start()] if match else message
-    unknown = _UNKNOWN.match(reason)
+    unknown, missing = _UNKNOWN.match(reason), _MISSING.match(reason)
     if unknown:
-        path = f"{path}.{unknown.group('name')}" if path else unknown.group("name")
+        path = _join(path, unknown.group("name") or '""')  # an empty key: its quotes
         reason = "is not a known field"
-    elif reason.startswith("Object missing required field"):
-        name = reason.split("`")[1]
-        path = f"{path}.{name}" if path else name
+    elif missing:
+        path = _join(path, missing.group("name"))
         reason = "is required"
-    else:
+    name = path.rsplit(".", 1)[-1]
+    if name in tags and not unknown:  # a tag: which Struct the object is
+        reason = _one_of(tags[name], reason)
+    elif expected := _EXPECTED.match(reason):
+        reason = _must_be(expected.group("expected"), expected.group("got"))
+    elif reason == "Number out of range":  # an integer beyond any float
+        reason = "is out of range"
+    elif not (unknown or missing):
         reason = reason[0].lower() + reason[1:]
     field = where + path if path else where.rstrip(".") or "body"
     return InvalidInput(f"{field} {reason}".replace("`", ""), field=field)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _must_be(expected: str, got: str | None) -> str:
+    """ "must be a number, got a string", from msgspec's `float | null` and `str`."""
+    kinds = [_KINDS.get(k, k) for k in expected.split(" | ") if k != "null"]
+    said = f"must be {' or '.join(kinds)}"
+    return f"{said}, got {_KINDS.get(got, got)}" if got else said
+
+
+def _one_of(options: tuple[str, ...], reason: str) -> str:
+    said = f"must be one of {', '.join(options)}"
+    if reason == "is required":
+        return said
+    value = _INVALID_VALUE.match(reason)
+    if value:
+        return f"{said}, got {value.group('value')}"
+    expected = _EXPECTED.match(reason)
+    got = expected.group("got") if expected else None
+    return f"{said}, got {_KINDS.get(got, got)}" if got else said
+
+
+@functools.cache
+def _tags(kind: Any) -> dict[str, tuple[str, ...]]:
+    """The values of each tag field of the Structs in `kind`, in the order of its unions
+    (every request has at most one tagged union)."""
+    found: dict[str, list[str]] = {}
+    stack = [msgspec.inspect.type_info(kind)]
+    seen: set[int] = set()
+    while stack:
+        t = stack.pop(0)
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if isinstance(t, msgspec.inspect.StructType):
+            if t.tag_field is not None and t.tag is not None:
+                found.setdefault(t.tag_field, []).append(str(t.tag))
+            stack += [f.type for f in t.fields]
+        elif isinstance(t, msgspec.inspect.UnionType):
+            stack += t.types
+        elif isinstance(t, msgspec.inspect.ListType | msgspec.inspect.DictType):
+            stack.append(t.item_type if isinstance(t, msgspec.inspect.ListType) else t.value_type)
+    return {name: tuple(values) for name, values in found.items()}

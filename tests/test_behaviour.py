@@ -1,4 +1,6 @@
-"""engine.behaviour.parse: every rule refuses with the field it names; good events get defaults.
+"""Behaviour events at the edge: api.requests types the JSON (BehaviourEvent), then
+api.events.observed and engine.behaviour check the values. Every rule refuses with the field
+it names; good events get defaults.
 
 Invalid inputs are a table of (event, field, message fragment), run with and without a
 batch prefix (`events[3].`). A Hypothesis property feeds arbitrary JSON-like values: each
@@ -15,6 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api import events, requests
+from api.requests import BehaviourEvent, BehaviourRequest
 from engine import behaviour
 from engine.behaviour import (
     FUTURE_SLACK_SECONDS,
@@ -51,7 +55,12 @@ def product(**fields: Any) -> dict[str, Any]:
 
 
 def parse(item: object, where: str = "") -> BehaviourObserved:
-    return behaviour.parse(item, DEFAULT_LIMITS, where, NOW)
+    return events.observed(
+        requests.convert(item, BehaviourEvent, where), DEFAULT_LIMITS, where, NOW
+    )
+
+
+FIELDS = frozenset({"type", *BehaviourRequest.__struct_fields__})
 
 
 # --- invalid input: (event, field without prefix, message fragment) ------------------------
@@ -275,7 +284,7 @@ JSONISH = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
     max_leaves=12,
 )
-FIELD_NAMES = [*sorted(behaviour.FIELDS), "id", "price", "extra"]
+FIELD_NAMES = [*sorted(FIELDS), "id", "price", "extra"]
 
 
 TEXT = st.text(min_size=1, max_size=MAX_TEXT)
@@ -323,7 +332,7 @@ PRODUCT_PATHS = ("id", "category", "brand", "price", "extra")
 MUTATED = st.builds(
     mutate,
     VALID,
-    st.sampled_from([*sorted(behaviour.FIELDS), "extra", *(f"product.{f}" for f in PRODUCT_PATHS)]),
+    st.sampled_from([*sorted(FIELDS), "extra", *(f"product.{f}" for f in PRODUCT_PATHS)]),
     JSONISH,
 )
 
