@@ -470,7 +470,7 @@ def passthrough_worker(topic: str, expected: int, stats: Path) -> None:
     prefix) plus one agent that reads `topic` raw and only counts."""
     import faust
 
-    from agents.worker import create_app
+    from agents.app import create_app
 
     settings = from_env()
     asyncio.run(prepare(settings))
