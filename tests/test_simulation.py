@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.behaviour import parse as parse_behaviour
+from api import events, requests
+from api.requests import BehaviourEvent
 from engine.catalog import parse_catalog
 from engine.constraints import apply
 from engine.errors import InvalidInput
@@ -666,7 +667,8 @@ def test_a_visits_behaviour_is_views_of_its_intent_the_server_accepts() -> None:
     for v in _visits(3, 200):
         assert v.session_id is not None and v.session_id.startswith(v.user_id)
         for raw in v.behaviour:
-            event = parse_behaviour(json.loads(json.dumps(raw)), Limits(), "", 1e9)
+            typed = requests.convert(json.loads(json.dumps(raw)), BehaviourEvent)
+            event = events.observed(typed, Limits(), "", 1e9)
             assert event.kind == "product_view"
             assert (event.user_id, event.session_id) == (v.user_id, v.session_id)
             assert event.product is not None and event.product.category == v.segment
