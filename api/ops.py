@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from api.serving.state import State, of
+from streams.kv import Memory
 
 
 async def healthz(request: Request) -> Response:
@@ -73,6 +74,9 @@ async def metrics(request: Request) -> Response:
     gauge(lines, "loopwise_outbox_refused_total", st.outbox.refused)
     gauge(lines, "loopwise_broker_connected", int(st.outbox.connected))
     gauge(lines, "loopwise_ledger_size", len(st.replica.ledger))
+    rocksdb = Memory.shared().usage()
+    gauge(lines, "loopwise_rocksdb_cache_bytes", rocksdb["cache"])
+    gauge(lines, "loopwise_rocksdb_memtable_bytes", rocksdb["memtables"])
     gauge(lines, "loopwise_stock_skus", len(st.stock.data))
     gauge(lines, "loopwise_feature_store_users", len(st.profiles.data))
     gauge(lines, "loopwise_feature_store_products", len(st.popularity.data))
