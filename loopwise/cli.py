@@ -178,8 +178,11 @@ def broker_command(args: argparse.Namespace) -> int:
 
 def simulate_command(args: argparse.Namespace) -> int:
     from sim import simulate
+    from sim.config import SimConfig
+    from sim.plots import plot
+    from sim.report import constraint_setup, summary
 
-    config = simulate.SimConfig(
+    config = SimConfig(
         base_url=args.url,
         catalog=args.catalog,
         env=args.env,
@@ -198,9 +201,9 @@ def simulate_command(args: argparse.Namespace) -> int:
     result = asyncio.run(simulate.run(config, progress=True))
     title = f"Loopwise on the '{args.env}' storefront"
     if config.constrained:
-        title += " under " + simulate.constraint_setup(result)
-    path = simulate.plot(result, args.out, title)
-    print(simulate.summary(result))
+        title += " under " + constraint_setup(result)
+    path = plot(result, args.out, title)
+    print(summary(result))
     print(f"plot: {path}")
     return 0
 

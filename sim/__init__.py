@@ -2,7 +2,16 @@
 
 Reading guide:
   storefront   simulated visitors: segments, click and purchase probabilities, drift
-  simulate     plays the storefront against a server over HTTP; learning-curve plots
+  simulate     `run`: plays the storefront against a server over HTTP, visitor by visitor
+  config       `SimConfig`, what one run is, validated
+  server       the Loopwise API as the simulator calls it, one function per route
+  answers      reading a decide answer: chosen, ranking, removed, what the features saw
+  tally        what each decision did, shared by the concurrent workers
+  shop         the shop's own stock ledger and the inventory events it posts
+  probes       what the learned model shows each segment once the run is over
+  results      `SimResult`, made from the tally, and its windows
+  plots        the learning-curve PNG
+  report       the summary in words
 
 Needs the `sim` extra (matplotlib, tqdm): `pip install 'loopwise[sim]'`. Imports engine
 for the shared vocabulary; never api, agents or streams.

@@ -18,6 +18,8 @@ import pytest
 
 from engine.errors import InvalidInput
 from sim import simulate
+from sim.config import SimConfig
+from sim.plots import plot
 from streams.broker import free_port
 from streams.settings import Settings, from_env
 from tests.conftest import ROOT
@@ -152,7 +154,7 @@ def test_simulated_storefront_learns_each_segments_best_banner(up: str, tmp_path
             # segment stuck without it, 0 of 14 with it). Three concurrent shoppers keep the
             # pace within what the join learns under a loaded CI machine (it acknowledges each
             # example before moving on); eight outran it and learning lagged by thousands.
-            simulate.SimConfig(
+            SimConfig(
                 base_url=up,
                 catalog="sim",
                 decisions=8_000,
@@ -165,13 +167,11 @@ def test_simulated_storefront_learns_each_segments_best_banner(up: str, tmp_path
     )
     uniform = asyncio.run(
         simulate.run(
-            simulate.SimConfig(
-                base_url=up, catalog="sim-uniform", decisions=400, seed=2, uniform=True
-            ),
+            SimConfig(base_url=up, catalog="sim-uniform", decisions=400, seed=2, uniform=True),
             progress=False,
         )
     )
-    picture = simulate.plot(result, tmp_path / "sim.png", "e2e")
+    picture = plot(result, tmp_path / "sim.png", "e2e")
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.learned >= result.decisions, "every decision was learned"
     for segment, p in result.best_action_probability.items():

@@ -21,6 +21,9 @@ from collections.abc import Iterator
 import pytest
 
 from sim import simulate
+from sim.config import SimConfig
+from sim.report import summary
+from sim.results import SimResult
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -61,9 +64,9 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
     s.stop()
 
 
-def play(stack: Stack, feature_store: bool) -> simulate.SimResult:
+def play(stack: Stack, feature_store: bool) -> SimResult:
     decisions, late = (ON_DECISIONS, ON_LATE) if feature_store else (OFF_DECISIONS, OFF_LATE)
-    config = simulate.SimConfig(
+    config = SimConfig(
         base_url=stack.url,
         catalog=f"intent-{'on' if feature_store else 'off'}",
         env="intent",
@@ -77,7 +80,7 @@ def play(stack: Stack, feature_store: bool) -> simulate.SimResult:
     return asyncio.run(simulate.run(config, progress=False))
 
 
-def late_ctr(result: simulate.SimResult) -> float:
+def late_ctr(result: SimResult) -> float:
     return result.expected_ctr_by_window[-1][1]
 
 
@@ -88,7 +91,7 @@ def test_fresh_session_features_find_the_intent_and_no_features_stay_uniform(
     off = play(stack, feature_store=False)
     on = play(stack, feature_store=True)
     took = time.monotonic() - started
-    report = f"in {took:.0f} s\n--- on\n{simulate.summary(on)}\n--- off\n{simulate.summary(off)}"
+    report = f"in {took:.0f} s\n--- on\n{summary(on)}\n--- off\n{summary(off)}"
     print(report)
     assert (on.decisions, off.decisions) == (ON_DECISIONS, OFF_DECISIONS), report
     # the simulator stops waiting 3 s after learning last grew: once, at a load average of

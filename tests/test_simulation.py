@@ -20,23 +20,15 @@ from engine.catalog import parse_catalog
 from engine.constraints import apply
 from engine.errors import InvalidInput
 from engine.limits import Limits
-from sim.simulate import (
-    FRESH,
-    NO_SESSION,
-    STALE,
-    SimConfig,
-    SimResult,
-    _chosen,
-    _put_catalog,
-    _removals_by_window,
-    _removed,
-    _seen,
-    _Shop,
-    _shoppers,
-    _windows,
-    plot,
-    summary,
-)
+from sim import answers
+from sim.answers import FRESH, NO_SESSION, STALE
+from sim.config import SimConfig
+from sim.plots import plot
+from sim.report import summary
+from sim.results import SimResult, _removals_by_window, _windows
+from sim.server import put_catalog
+from sim.shop import Shop
+from sim.simulate import _shoppers
 from sim.storefront import (
     CAP_NAME,
     DEVICES,
@@ -457,7 +449,7 @@ def test_constraint_options_and_the_user_pool() -> None:
 
 
 def test_the_shop_ledger_sells_out_restocks_and_stamps_in_order() -> None:
-    shop = _Shop({"a": "sim:a", "b": "sim:b"}, initial=2, restock_after=None)
+    shop = Shop({"a": "sim:a", "b": "sim:b"}, initial=2, restock_after=None)
     first, second = shop.buy("a"), shop.buy("a")
     assert first is not None and second is not None
     assert (first[0], second[0]) == (1, 0) and second[1] > first[1]
@@ -478,16 +470,16 @@ def test_nothing_eligible_and_removed_counts_are_read_from_a_response() -> None:
         "reason": "no action is eligible",
         "removed": {"inventory": 1, "cap:x": 3},
     }
-    assert _chosen(empty, env) is None
-    assert _removed(empty) == {"inventory": 1, "cap:x": 3}
+    assert answers.chosen(empty, env) is None
+    assert answers.removed(empty) == {"inventory": 1, "cap:x": 3}
     shown = {
         "event_id": "e2",
         "chosen": {"id": env.action_ids[0], "probability": 1.0},
         "ranking": [{"id": env.action_ids[0], "probability": 1.0}],
         "removed": {},
     }
-    assert _chosen(shown, env) == ("e2", env.action_ids[0])
-    assert _removed(shown) == {} and _removed({}) == {}
+    assert answers.chosen(shown, env) == ("e2", env.action_ids[0])
+    assert answers.removed(shown) == {} and answers.removed({}) == {}
 
 
 def test_windows_count_ctr_per_banner_shown_and_sum_removals() -> None:
@@ -757,7 +749,7 @@ def test_the_catalog_without_the_store_declares_no_features() -> None:
     async def put(feature_store: bool) -> None:
         transport = httpx.MockTransport(handler)
         async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
-            await _put_catalog(client, "c", intent_env(), feature_store=feature_store)
+            await put_catalog(client, "c", intent_env(), feature_store=feature_store)
 
     asyncio.run(put(True))
     asyncio.run(put(False))
@@ -775,13 +767,13 @@ def test_a_decisions_features_tell_whether_it_saw_the_visits_own_views() -> None
     visit = Visitor("yoga", "u", {}, "u-s0001", (), session_events=3)
     context: dict[str, object] = {"context": {"page": "home"}}
     session = {"views_5m.yoga": 3.0, "depth": 3.0}
-    assert _seen(_answer({**context, "session_features": session}), visit) == (FRESH, True)
+    assert answers.seen(_answer({**context, "session_features": session}), visit) == (FRESH, True)
     older = {**session, "depth": 2.0}
-    assert _seen(_answer({**context, "session_features": older}), visit) == (STALE, True)
+    assert answers.seen(_answer({**context, "session_features": older}), visit) == (STALE, True)
     user_only = {**context, "user_features": {"views_1h.running": 4.0}}
-    assert _seen(_answer(user_only), visit) == (NO_SESSION, True)
-    assert _seen(_answer(context), visit) == (NO_SESSION, False)
-    assert _seen(_answer(None), visit) == (NO_SESSION, False)
+    assert answers.seen(_answer(user_only), visit) == (NO_SESSION, True)
+    assert answers.seen(_answer(context), visit) == (NO_SESSION, False)
+    assert answers.seen(_answer(None), visit) == (NO_SESSION, False)
 
 
 def _behaviour_result(feature_store: bool) -> SimResult:
