@@ -17,7 +17,7 @@ import numpy.typing as npt
 from engine.actions import Action
 from engine.features import Features, flatten
 from engine.limits import Limits
-from sim import storefront as simulation
+from sim import environments as simulation
 
 LIMITS = Limits()
 Floats = npt.NDArray[np.float64]

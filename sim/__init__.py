@@ -1,7 +1,10 @@
 """The storefront simulator and `loopwise simulate` (an HTTP client of a running server).
 
 Reading guide:
-  storefront   simulated visitors: segments, click and purchase probabilities, drift
+  storefront   the ground truth: actions, segments, visitors, the click model, its catalog
+  environments the named storefronts (segments, segments50, intent) and their registry
+  shoppers     returning users in sessions with an intent, for the intent storefront
+  checks       the argument checks the storefronts share
   simulate     `run`: plays the storefront against a server over HTTP, visitor by visitor
   config       `SimConfig`, what one run is, validated
   server       the Loopwise API as the simulator calls it, one function per route

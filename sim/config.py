@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 
 from engine.errors import InvalidInput
-from sim.storefront import ENVIRONMENT_NAMES, MAX_CAP, environment
+from sim.environments import ENVIRONMENT_NAMES, environment
+from sim.storefront import MAX_CAP
 
 DEFAULT_CAP_USERS = 200  # the user pool when a cap is set without `users`
 MAX_STOCK = 1_000_000_000

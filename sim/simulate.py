@@ -40,11 +40,13 @@ from tqdm import tqdm
 
 from sim import answers, server
 from sim.config import SimConfig
+from sim.environments import environment
 from sim.probes import probe, probe_in_stock, probe_intents
 from sim.results import SimResult, base_result, behaviour_result, constrained_result
 from sim.server import POLL_INTERVAL_S
 from sim.shop import Shop, stock_up, wait_stock
-from sim.storefront import Environment, Shoppers, environment, shopper_ids
+from sim.shoppers import Shoppers, shopper_ids
+from sim.storefront import Environment
 from sim.tally import NOT_SHOWN, Outcome, Tally
 
 LEARN_CAP_S = 120.0  # the longest the learned count may keep catching up

@@ -15,15 +15,14 @@ draws from a bounded pool of user ids, split across the segments by their weight
 A storefront with `browsing` (the `intent` one) hides the segment from the context: each
 returning user browses in sessions, each session has one intent (a product category, a new
 one each session), and what tells a learner the intent is the behaviour that precedes a
-decision, product views of that category, posted to the feature store. `Shoppers` plays
-those users: deterministic too, its only state the sessions, its randomness the caller's
-generator.
+decision, product views of that category, posted to the feature store (`sim.shoppers`
+plays those users). The named storefronts are in `sim.environments`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,24 +30,12 @@ import numpy as np
 from engine.caps import MAX_CAP_LIMIT
 from engine.errors import InvalidInput
 from engine.learning import DEFAULT_INTERACTIONS
+from sim.checks import check_int, check_range, check_unique
 
 DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet")
 DEVICE_WEIGHTS: tuple[float, ...] = (0.6, 0.32, 0.08)
 PAGES: tuple[str, ...] = ("home", "category", "search", "product")
 PAGE_WEIGHTS: tuple[float, ...] = (0.4, 0.25, 0.2, 0.15)
-THEMES: tuple[str, ...] = (
-    "running",
-    "yoga",
-    "outdoor",
-    "sale",
-    "cycling",
-    "tennis",
-    "swimming",
-    "fitness",
-    "kids",
-    "winter",
-)
-INTENTS: tuple[str, ...] = ("running", "yoga", "outdoor", "cycling", "tennis", "swimming")
 BRANDS: tuple[str, ...] = ("acme", "northwind", "summit", "peak")
 USERS_PER_SEGMENT = 100_000
 MAX_VISITS = 100  # per session
@@ -134,10 +121,10 @@ class Browsing:
     products: int = 12
 
     def __post_init__(self) -> None:
-        _check_int("users", self.users, 1, USERS_PER_SEGMENT)
-        _check_range("visits", self.visits, MAX_VISITS)
-        _check_range("views", self.views, MAX_VIEWS)
-        _check_int("products", self.products, 1, MAX_PRODUCTS)
+        check_int("users", self.users, 1, USERS_PER_SEGMENT)
+        check_range("visits", self.visits, MAX_VISITS)
+        check_range("views", self.views, MAX_VIEWS)
+        check_int("products", self.products, 1, MAX_PRODUCTS)
 
 
 @dataclass(frozen=True)
@@ -158,8 +145,8 @@ class Environment:
     browsing: Browsing | None = None  # the segment is an intent shown only by behaviour
 
     def __post_init__(self) -> None:
-        _check_unique("action id", [a.id for a in self.actions])
-        _check_unique("segment name", [s.name for s in self.segments])
+        check_unique("action id", [a.id for a in self.actions])
+        check_unique("segment name", [s.name for s in self.segments])
         _check_weights(self.segments)
         _check_matrix(self.ctr, len(self.segments), len(self.actions))
         if not (math.isfinite(self.reward_wait_seconds) and self.reward_wait_seconds > 0):
@@ -282,7 +269,7 @@ class Environment:
         browsing, the same for every segment: only behaviour tells them apart)."""
         self._segment_index(segment)
         if self.browsing is not None:
-            return _anonymous_context(DEVICES[0], PAGES[0])
+            return anonymous_context(DEVICES[0], PAGES[0])
         return _context(segment, DEVICES[0], PAGES[0])
 
     def views(
@@ -297,7 +284,7 @@ class Environment:
         """`n` product views of the intent's category: behaviour events for POST /v1/events."""
         browsing = self._browsing()
         self._segment_index(intent)
-        _check_int("n", n, 1, MAX_VIEWS)
+        check_int("n", n, 1, MAX_VIEWS)
         out = []
         for _ in range(n):
             k = int(rng.integers(browsing.products))
@@ -359,168 +346,6 @@ class Environment:
         return ids.index(action_id)
 
 
-def segments_env(n_actions: int = 4, seed: int = 0) -> Environment:
-    """4 segments, each preferring its own banner (ctr 0.25-0.30) over the rest (0.03-0.08)."""
-    _check_seed(seed)
-    if not 4 <= n_actions <= len(THEMES):
-        raise InvalidInput(
-            f"n_actions must be between 4 and {len(THEMES)} (one favourite per segment), "
-            f"got {n_actions!r}",
-            field="n_actions",
-        )
-    rng = np.random.default_rng(seed)
-    segments = (
-        Segment("runner", 0.35),
-        Segment("yogi", 0.25),
-        Segment("hiker", 0.25),
-        Segment("bargain-hunter", 0.15),
-    )
-    actions = tuple(_hero(theme) for theme in THEMES[:n_actions])
-    ctr = rng.uniform(0.03, 0.08, size=(len(segments), n_actions))
-    for i in range(len(segments)):
-        ctr[i, i] = rng.uniform(0.25, 0.30)
-    return Environment("segments", actions, segments, _freeze(ctr))
-
-
-def segments50_env(seed: int = 0) -> Environment:
-    """50 offers, 5 segments; one offer per segment clicks at ~0.05, the rest at ~0.01."""
-    _check_seed(seed)
-    rng = np.random.default_rng(seed)
-    names = ("runner", "yogi", "hiker", "cyclist", "bargain-hunter")
-    segments = tuple(Segment(n, w) for n, w in zip(names, (0.3, 0.25, 0.2, 0.15, 0.1), strict=True))
-    discounts = rng.choice([0.0, 0.1, 0.2, 0.3], size=50)
-    actions = tuple(
-        Action(f"offer-{j:02d}", THEMES[j % len(THEMES)], float(discounts[j])) for j in range(50)
-    )
-    ctr = rng.uniform(0.005, 0.015, size=(len(segments), len(actions)))
-    best = rng.choice(len(actions), size=len(segments), replace=False)
-    for i, j in enumerate(best):
-        ctr[i, j] = rng.uniform(0.045, 0.055)
-    return Environment("segments50", actions, segments, _freeze(ctr))
-
-
-def intent_env(n_intents: int = 3, seed: int = 0, browsing: Browsing | None = None) -> Environment:
-    """Sessions with an intent: the banner of the session's category clicks at ~0.3
-    (0.28-0.32), the others at ~0.05 (0.04-0.06); the context (device, page) says nothing
-    of the intent, the session's product views do. Intents are equally likely.
-
-    Its catalog explores epsilon-greedy (0.1). Offline (VW on the catalog's default
-    features, learning 60 decisions behind, 3 intents), the last 600 of 1,200 decisions
-    clicked at 0.229-0.284 (16 seeds; without stored features 0.124-0.143, uniform 0.133);
-    squarecb, then the catalog default, learned too but left one intent's banner at 1% in 1 of
-    12 seeds, and 4 intents took about twice the decisions."""
-    _check_seed(seed)
-    if isinstance(n_intents, bool) or not isinstance(n_intents, int):
-        raise InvalidInput(f"n_intents must be an integer, got {n_intents!r}", field="n_intents")
-    if not 2 <= n_intents <= len(INTENTS):
-        raise InvalidInput(
-            f"n_intents must be between 2 and {len(INTENTS)}, got {n_intents!r}",
-            field="n_intents",
-        )
-    rng = np.random.default_rng(seed)
-    intents = INTENTS[:n_intents]
-    segments = tuple(Segment(i, 1.0 / n_intents) for i in intents)
-    actions = tuple(_hero(theme) for theme in intents)
-    ctr = rng.uniform(0.04, 0.06, size=(n_intents, n_intents))
-    for i in range(n_intents):
-        ctr[i, i] = rng.uniform(0.28, 0.32)
-    return Environment(
-        "intent",
-        actions,
-        segments,
-        _freeze(ctr),
-        exploration="epsilon",
-        exploration_parameters=(("epsilon", 0.1),),
-        browsing=browsing or Browsing(),
-    )
-
-
-@dataclass
-class _Shopper:
-    user_id: str
-    device: str
-    sessions: int = 0
-    intent: str | None = None
-    visits_left: int = 0
-    events: int = 0  # in the current session
-
-
-class Shoppers:
-    """The returning users of a storefront with browsing, each in a session with an intent.
-
-    `visit(rng)` picks one of `user_ids` at random; a user whose session has had its visits
-    starts a new one (id `<user>-s<n>`) with a new intent, never the previous one. Give each
-    concurrent worker its own `Shoppers` over its own users: a user's visits (views, then
-    decision) then happen one after the other, as a real visitor's do."""
-
-    def __init__(self, env: Environment, user_ids: Sequence[str], rng: np.random.Generator) -> None:
-        if env.browsing is None:
-            raise InvalidInput(f"environment {env.name!r} has no sessions to play", field="env")
-        self.env, self.browsing = env, env.browsing
-        if not user_ids:
-            raise InvalidInput("Shoppers needs at least one user id, got none", field="users")
-        _check_unique("user id", list(user_ids))
-        self._users = [
-            _Shopper(u, DEVICES[int(rng.choice(len(DEVICES), p=DEVICE_WEIGHTS))]) for u in user_ids
-        ]
-
-    def visit(self, rng: np.random.Generator) -> Visitor:
-        user = self._users[int(rng.integers(len(self._users)))]
-        if user.visits_left == 0:
-            self._new_session(user, rng)
-        intent = str(user.intent)
-        user.visits_left -= 1
-        low, high = self.browsing.views
-        session = _session_id(user)
-        views = self.env.views(
-            rng, intent, user.user_id, session, int(rng.integers(low, high + 1)), user.device
-        )
-        user.events += len(views)
-        page = PAGES[int(rng.choice(len(PAGES), p=PAGE_WEIGHTS))]
-        context = _anonymous_context(user.device, page)
-        return Visitor(intent, user.user_id, context, session, views, user.events)
-
-    def _new_session(self, user: _Shopper, rng: np.random.Generator) -> None:
-        weights = self.env.weights()
-        if user.intent is not None:  # a new session, a new intent
-            weights[self.env.segment_names.index(user.intent)] = 0.0
-            weights /= weights.sum()
-        user.intent = self.env.segment_names[int(rng.choice(len(weights), p=weights))]
-        low, high = self.browsing.visits
-        user.visits_left = int(rng.integers(low, high + 1))
-        user.sessions += 1
-        user.events = 0
-
-
-def shopper_ids(count: int, prefix: str = "") -> tuple[str, ...]:
-    """`count` user ids for Shoppers: `<prefix>u0000000`, ..."""
-    _check_int("users", count, 1, USERS_PER_SEGMENT)
-    return tuple(f"{prefix}u{i:07d}" for i in range(count))
-
-
-def _session_id(user: _Shopper) -> str:
-    return f"{user.user_id}-s{user.sessions:04d}"
-
-
-_REGISTRY: dict[str, Callable[[int], Environment]] = {
-    "segments": lambda seed: segments_env(seed=seed),
-    "segments50": segments50_env,
-    "intent": lambda seed: intent_env(seed=seed),
-}
-ENVIRONMENT_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-
-
-def environment(name: str, seed: int = 0) -> Environment:
-    """The named storefront; raises InvalidInput naming the known ones."""
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        raise InvalidInput(
-            f"unknown environment {name!r}; expected one of {', '.join(ENVIRONMENT_NAMES)}",
-            field="env",
-        )
-    return factory(seed)
-
-
 def _constraints_body(inventory: bool, cap: int | None) -> dict[str, object]:
     out: dict[str, object] = {}
     if inventory:
@@ -544,55 +369,12 @@ def _check_cap(cap: int | None) -> None:
         raise InvalidInput(f"cap must be an integer in [1, {MAX_CAP}], got {cap!r}", field="cap")
 
 
-def _hero(theme: str) -> Action:
-    return Action(f"hero-{theme}", theme, 0.4 if theme == "sale" else 0.1)
-
-
 def _context(segment: str, device: str, page: str) -> dict[str, object]:
     return {"user": {"segment": segment, "device": device}, "page": page}
 
 
-def _anonymous_context(device: str, page: str) -> dict[str, object]:
+def anonymous_context(device: str, page: str) -> dict[str, object]:
     return {"user": {"device": device}, "page": page}
-
-
-def _freeze(
-    ctr: np.ndarray[tuple[int, int], np.dtype[np.float64]],
-) -> tuple[tuple[float, ...], ...]:
-    return tuple(tuple(float(p) for p in row) for row in ctr)
-
-
-def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InvalidInput(f"seed must be an integer >= 0, got {seed!r}", field="seed")
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(
-            f"{name} must be an integer in [{low}, {high}], got {value!r}", field=name
-        )
-
-
-def _check_range(name: str, value: object, high: int) -> None:
-    pair = value if isinstance(value, tuple) and len(value) == 2 else None
-    low_high = [v for v in pair or () if isinstance(v, int) and not isinstance(v, bool)]
-    if len(low_high) != 2 or not 1 <= low_high[0] <= low_high[1] <= high:
-        raise InvalidInput(
-            f"{name} must be a (low, high) pair of integers with 1 <= low <= high <= {high}, "
-            f"got {value!r}",
-            field=name,
-        )
-
-
-def _check_unique(what: str, values: Sequence[str]) -> None:
-    if not values:
-        raise InvalidInput(f"an environment needs at least one {what}, got none", field=what)
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise InvalidInput(f"{what} {value!r} appears more than once", field=what)
-        seen.add(value)
 
 
 def _check_weights(segments: Sequence[Segment]) -> None:

@@ -31,7 +31,7 @@ from engine.learning import Exploration, Learning
 from engine.sampling import normalise, rng_for, sample
 from policies.base import Example
 from policies.vw import VWPolicy
-from sim import storefront as simulation
+from sim import environments as simulation
 
 STEPS, DELAY, FLOOR, TAIL = 8_000, 500, 0.1, 1_000
 

@@ -23,16 +23,23 @@ from engine.limits import Limits
 from sim import answers
 from sim.answers import FRESH, NO_SESSION, STALE
 from sim.config import SimConfig
+from sim.environments import (
+    ENVIRONMENT_NAMES,
+    environment,
+    intent_env,
+    segments50_env,
+    segments_env,
+)
 from sim.plots import plot
 from sim.report import summary
 from sim.results import SimResult, _removals_by_window, _windows
 from sim.server import put_catalog
 from sim.shop import Shop
+from sim.shoppers import Shoppers, shopper_ids
 from sim.simulate import _shoppers
 from sim.storefront import (
     CAP_NAME,
     DEVICES,
-    ENVIRONMENT_NAMES,
     MAX_CAP,
     PAGES,
     SKU_FIELD,
@@ -40,13 +47,7 @@ from sim.storefront import (
     Browsing,
     Environment,
     Segment,
-    Shoppers,
     Visitor,
-    environment,
-    intent_env,
-    segments50_env,
-    segments_env,
-    shopper_ids,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
