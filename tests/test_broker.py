@@ -243,9 +243,9 @@ def test_the_store_packs_small_batches_and_keeps_them_readable() -> None:
     same offsets; the batches it replaced stay readable (not listed) for a while."""
     from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-    from streams import objectstore
+    from streams.objectstore.store import RETIRED_SECONDS, Store
 
-    store = objectstore.Store()
+    store = Store()
     prefix = "clusters/c/topics/t/partitions/0000000000/records/"
     for i in range(50):
         builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 20)
@@ -259,5 +259,5 @@ def test_the_store_packs_small_batches_and_keeps_them_readable() -> None:
     records = [(r.offset, r.timestamp, r.key, r.value) for r in packed]
     assert records == [(i, 1_000 + i, b"k%d" % i, b"v%d" % i) for i in range(49)]
     assert store.get(f"{prefix}{7:020d}.batch") is not None  # retired, still readable
-    store.clean(now=1_000.0 + objectstore.RETIRED_SECONDS + 1)
+    store.clean(now=1_000.0 + RETIRED_SECONDS + 1)
     assert store.get(f"{prefix}{7:020d}.batch") is None
