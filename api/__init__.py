@@ -4,6 +4,8 @@ Reading guide:
   app        the Starlette app factory (routes, lifespan, error mapping)
   requests   typed request bodies (msgspec Structs), parsed once at the edge
   bodies     bounded body reading and decoding, JSON and YAML alike
+  bounds     the bounds every decoded body keeps (depth, values, numbers, types)
+  yamlbody   YAML bodies, composed so that they cannot grow (no aliases)
   problems   RFC 9457 problem+json responses for every EngineError
   decide     POST /v1/decide: parse -> context -> decide -> log -> respond
   rewards    POST /v1/rewards (any serving process takes any decision's rewards)
