@@ -1,7 +1,9 @@
-"""POST /v1/decide in process: typed fields, and event_id as an idempotency key."""
+"""POST /v1/decide in process: typed fields, problem+json for bad input, candidates, and
+event_id as an idempotency key."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +13,13 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from streams.broker import free_port
 from streams.settings import Settings
+from tests.routes import app_client, problem
 
 CATALOG = {"actions": [{"id": f"a{i}", "features": {"x": {"i": i}}} for i in range(6)]}
+COLOURS = {
+    "actions": [{"id": c, "features": {"banner": {"colour": c}}} for c in ("red", "blue", "green")],
+    "learning": {"exploration": {"algorithm": "squarecb"}, "reward_wait_seconds": 1.0},
+}
 
 
 @pytest.fixture
@@ -75,3 +82,93 @@ def test_a_generated_event_id_cannot_be_reused(client: TestClient) -> None:
     first = client.post("/v1/decide", json={"catalog": "shop"}).json()
     reuse = client.post("/v1/decide", json={"catalog": "shop", "event_id": first["event_id"]})
     assert reuse.status_code == 409 and reuse.json()["field"] == "event_id"
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with app_client(tmp_path_factory.mktemp("colours")) as c:
+        assert c.put("/v1/catalogs/colours", json=COLOURS).status_code == 201
+        yield c
+
+
+def decide(client: TestClient, **body: object) -> dict[str, object]:
+    r = client.post("/v1/decide", json={"catalog": "colours", **body})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+# Moved from test_stack.py (none needs the broker): (body, status, field)
+BAD_INPUT = [
+    (b"{not json", 400, "body"),
+    (b"[1,2]", 422, "body"),
+    (b'{"catalog": "nope"}', 404, "catalog"),
+    (b'{"catalog": 5}', 422, "catalog"),
+    (b'{"catalog": "colours", "context": {"x": NaN}}', 400, "body"),
+    (b'{"catalog": "colours", "context": {"x": 1e400}}', 400, "body"),
+    (b'{"catalog": "colours", "context": {"x": 1e300}}', 422, "context.x"),
+    (b'{"catalog": "colours", "candidates": ["pink"]}', 422, "candidates[0]"),
+    (b'{"catalog": "colours", "colour": 1}', 422, "colour"),
+    (b'{"catalog": "colours", "event_id": "a/hero"}', 422, "event_id"),
+    (b'{"catalog": "colours", "user_id": "bad\\u0000id"}', 422, "user_id"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), BAD_INPUT)
+def test_bad_input_gets_problem_json_naming_the_field(
+    colours: TestClient, body: bytes, status: int, field: str
+) -> None:
+    r = colours.post("/v1/decide", content=body, headers={"content-type": "application/json"})
+    problem(r, status, field)
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "title", "fragment"),
+    [
+        (b"{not json", "malformed-body", "Malformed body", "JSON"),
+        (b'{"catalog": "nope"}', "unknown-catalog", "Unknown catalog", "'nope'"),
+        (b'{"catalog": 5}', "invalid-input", "Invalid input", "catalog must be a string"),
+        (
+            b'{"catalog": "colours", "context": {"x": 1e300}}',
+            "limit-exceeded",
+            "Limit exceeded",
+            "max_abs_number",
+        ),
+        (
+            b'{"catalog": "colours", "candidates": ["pink"]}',
+            "invalid-input",
+            "Invalid input",
+            "pink",
+        ),
+    ],
+    ids=["malformed", "unknown catalog", "wrong type", "beyond the limit", "unknown candidate"],
+)
+def test_a_problem_says_its_type_and_title(
+    colours: TestClient, body: bytes, kind: str, title: str, fragment: str
+) -> None:
+    r = colours.post("/v1/decide", content=body, headers={"content-type": "application/json"})
+    found = problem(r, r.status_code, r.json().get("field"), kind=kind, title=title)
+    assert fragment in found["detail"], found["detail"]
+
+
+def test_oversized_body_is_refused_before_it_is_read(colours: TestClient) -> None:
+    """Moved from test_stack.py."""
+    r = colours.post(
+        "/v1/decide", content=b"x" * 2_000_000, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and r.json()["field"] == "body"
+    assert "1048576" in r.json()["detail"]
+
+
+def test_same_event_id_gives_the_same_answer(colours: TestClient) -> None:
+    """Moved from test_stack.py."""
+    event_id = f"client-{uuid.uuid4().hex}"
+    a = decide(colours, context={"x": 1}, event_id=event_id)
+    b = decide(colours, context={"x": 1}, event_id=event_id)
+    assert a["chosen"] == b["chosen"] and a["ranking"] == b["ranking"] and a["event_id"] == event_id
+
+
+def test_candidates_restrict_the_ranking(colours: TestClient) -> None:
+    """Moved from test_stack.py."""
+    d = decide(colours, candidates=["red", "green"], exclude=["green"])
+    assert [r["id"] for r in d["ranking"]] == ["red"]  # type: ignore[union-attr]
+    assert d["chosen"] == {"id": "red", "probability": 1.0}
