@@ -208,7 +208,24 @@ def model(url: str) -> dict[str, float]:
         "learned": float(m.get("learned", math.nan)),
         "freshness_p50_s": float(fresh.get("0.5", math.nan)),
         "freshness_p99_s": float(fresh.get("0.99", math.nan)),
+        **api_memory(url),
     }
+
+
+def api_memory(url: str) -> dict[str, float]:
+    """What the API's /metrics says it holds: its RocksDB stores' shared cache (memtables
+    included) in MB and the ledger's ids, so RSS growth can be told apart from them."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=5.0).text
+    except httpx.HTTPError:
+        return {}
+    values = dict(row.split(" ", 1) for row in text.splitlines() if row.count(" ") == 1)
+    out: dict[str, float] = {}
+    if "loopwise_rocksdb_cache_bytes" in values:
+        out["api_rocksdb_mb"] = round(float(values["loopwise_rocksdb_cache_bytes"]) / 2**20, 1)
+    if "loopwise_ledger_size" in values:
+        out["api_ledger_ids"] = float(values["loopwise_ledger_size"])
+    return out
 
 
 def line(row: Sample) -> str:
@@ -220,6 +237,8 @@ def line(row: Sample) -> str:
     m = row["model"]
     if isinstance(m, dict) and m:
         parts.append(f"learned {m['learned']:.0f}, fresh p50 {m['freshness_p50_s']:.2f} s")
+        if "api_rocksdb_mb" in m:
+            parts.append(f"api rocksdb {m['api_rocksdb_mb']:.0f} MB")
     if row["errors"]:
         parts.append(f"errors {row['errors']}")
     return " | ".join(parts)
