@@ -2,7 +2,7 @@
 
 Behaviour events are keyed by user id, so all of a user's events (and its erasure) reach
 one partition in order, and the profile table's changelog is written from that partition.
-The transitions are `engine.profiles.observe`; this class only reads and writes the table.
+The transitions are `engine.profilefold.observe`; this class only reads and writes the table.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import MutableMapping
 
 import msgspec
 
-from engine import profiles
+from engine import profilefold, profiles
 from engine.behaviour import BehaviourObserved, UserErased
 from streams import messages
 
@@ -38,10 +38,10 @@ class Profiler:
         if isinstance(message, BehaviourObserved):
             key = profiles.key(message.user_id)
             profile = self.load(key)
-            if profiles.duplicate(profile, message):  # a client retry: counted once already
+            if profilefold.duplicate(profile, message):  # a client retry: counted once already
                 self.counts["duplicate_behaviour_events"] += 1
                 return None
-            self.table[key] = profiles.encode_bounded(profiles.observe(profile, message))
+            self.table[key] = profiles.encode_bounded(profilefold.observe(profile, message))
             self.counts["behaviour_events"] += 1
             return message.product.id.encode() if message.product else None
         if isinstance(message, UserErased):
@@ -60,7 +60,7 @@ class Profiler:
         if isinstance(message, BehaviourObserved) and message.product is not None:
             key = message.product.id.encode()
             stats = self.load(key, self.popularity)
-            self.popularity[key] = profiles.encode(profiles.observe_product(stats, message))
+            self.popularity[key] = profiles.encode(profilefold.observe_product(stats, message))
             self.counts["product_events"] += 1
         elif message is not None:
             self.counts["unexpected"] += 1

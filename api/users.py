@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from api.serving import store
 from api.serving.state import of
-from engine import featurespec, profiles
+from engine import featurespec, profileread, profiles
 from engine.behaviour import UserErased
 from engine.errors import InvalidInput, NotFound, Unavailable
 from engine.records import encode
@@ -54,7 +54,7 @@ async def features(request: Request) -> Response:
             "events": profile.events,
             "last_event_ts": profile.last_ts,
             "sessions": list(profile.sessions),
-            "features": profiles.features(spec, profile, session_id, now),
+            "features": profileread.features(spec, profile, session_id, now),
         }
     )
 

@@ -32,7 +32,7 @@ from api.serving.replica import LEDGER
 from api.serving.state import State, open_state
 from benchmarks.common import save_figure, table
 from benchmarks.shapes import SHAPES, Shape, catalog_body, decide_body
-from engine import checkpoint, profiles, vwformat
+from engine import checkpoint, profilefold, profiles, vwformat
 from engine.actions import Action
 from engine.behaviour import BehaviourObserved, Product
 from engine.eligibility import eligible
@@ -405,9 +405,9 @@ def _feature_store(state: State, users: list[str], actions: Sequence[Action], no
                 product=product,
                 device="mobile",
             )
-            profile = profiles.observe(profile, event)
+            profile = profilefold.observe(profile, event)
             stats = popular.get(product.id)
-            popular[product.id] = profiles.observe_product(stats, event)
+            popular[product.id] = profilefold.observe_product(stats, event)
         assert profile is not None
         state.profiles.data[profiles.key(user)] = profiles.encode(profile)
     for product_id, stats in popular.items():

@@ -61,7 +61,7 @@ from benchmarks.common import (
 from benchmarks.decide_latency import ladder
 from benchmarks.load import request_bytes
 from benchmarks.shapes import THEMES, Shape, catalog_body, context, decide_body
-from engine import featurespec, profiles
+from engine import featurespec, profilefold, profileread, profiles
 from engine.behaviour import BehaviourObserved, Product
 from engine.features import flatten, merge
 from engine.limits import Limits
@@ -641,7 +641,7 @@ def join_cpu(histories: list[list[BehaviourObserved]], calls: int) -> dict[str, 
     limits = Limits()
     user = None
     for event in histories[0]:
-        user = profiles.observe(user, event)
+        user = profilefold.observe(user, event)
     assert user is not None
     raw = profiles.encode(user)
     session = histories[0][-1].session_id
@@ -649,7 +649,7 @@ def join_cpu(histories: list[list[BehaviourObserved]], calls: int) -> dict[str, 
     now = time.time()
     started = time.perf_counter()
     for _ in range(calls):
-        stored = profiles.features(featurespec.DEFAULT_SPEC, profiles.decode(raw), session, now)
+        stored = profileread.features(featurespec.DEFAULT_SPEC, profiles.decode(raw), session, now)
         merge(stored, request)
     elapsed = time.perf_counter() - started
     t0 = time.perf_counter()

@@ -29,7 +29,9 @@ Reading guide, roughly in the order a decision uses them:
   checkpoint      checkpoint encoding with sha256 verification
   behaviour       storefront behaviour events (views, carts, purchases), validated
   featurespec     what a catalog declares about stored features: aggregates, defaults
-  profiles        the feature store's state: events folded in, declared features read
+  profiles        the feature store's state: a profile, its cells, its encoding
+  profilefold     behaviour events folded into profiles (the worker's transitions)
+  profileread     a catalog's declared features read from profiles (serving)
 
 May import: the standard library (but os and subprocess), numpy, msgspec. Never faust,
 aiokafka, starlette, vowpalwabbit, rocksdict or yaml; never the environment, the clock or

@@ -5,7 +5,7 @@ the action's product), which events, by which dimension, over which window, aggr
 how. `parse_spec` validates it (every error names its field), `DEFAULT_SPEC` is what a
 catalog that declares nothing reads, and the vocabulary (windows, dimensions,
 aggregations, scalars) is defined here, so a spec is checked without the store.
-engine.profiles computes the declared features from a profile.
+engine.profileread computes the declared features from a profile.
 
 May import: the standard library, engine.behaviour, engine.errors and engine.validate.
 """

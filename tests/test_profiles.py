@@ -1,4 +1,5 @@
-"""engine.profiles: the invariants of the feature store's state and of the features read from it.
+"""engine.profiles, profilefold and profileread: the invariants of the feature store's state
+and of the features read from it.
 
 Properties (Hypothesis) over random event sequences, in any order and with late and
 slightly future events: the two-bucket window bounds, the size bounds whatever the input,
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import featurespec, profiles, vwformat
+from engine import featurespec, profilefold, profileread, profiles, vwformat
 from engine.behaviour import (
     FUTURE_SLACK_SECONDS,
     MAX_TEXT,
@@ -31,7 +32,9 @@ from engine.behaviour import (
 from engine.errors import InvalidInput, LimitExceeded
 from engine.features import Features
 from engine.featurespec import DEFAULT_SPEC, DIMENSIONS, WINDOWS, Aggregate, parse_spec, spec_json
-from engine.profiles import MAX_CART, MAX_GROUPS, MAX_SESSIONS, RECENT, Profile, features, observe
+from engine.profilefold import observe
+from engine.profileread import features
+from engine.profiles import MAX_CART, MAX_GROUPS, MAX_SESSIONS, RECENT, Profile
 
 T = 1_700_000_000.0  # inside one 1 h, 24 h and 7 d bucket with T - 600; 5 m starts at T - 200
 DAY = 86_400.0
@@ -591,11 +594,11 @@ def test_worked_example_of_action_popularity() -> None:
         ev("add_to_cart", T - 5, "r1", price=10.0),
         ev("purchase", T, "r1", price=10.0, revenue=10.0),
     ]:
-        stats = profiles.observe_product(stats, event)
+        stats = profilefold.observe_product(stats, event)
     assert stats is not None and set(groups(stats).elements()) == {
         "product_view|all", "add_to_cart|all", "purchase|all"
     }  # fmt: skip
-    got = profiles.action_features(DEFAULT_SPEC, {"r1": stats, "r2": None}, T)
+    got = profileread.action_features(DEFAULT_SPEC, {"r1": stats, "r2": None}, T)
     assert got == {
         "r1": {
             "popularity": {
@@ -606,7 +609,7 @@ def test_worked_example_of_action_popularity() -> None:
         }
     }
     with pytest.raises(InvalidInput) as raised:
-        profiles.observe_product(stats, ev("page_view", T))
+        profilefold.observe_product(stats, ev("page_view", T))
     assert raised.value.field == "product"
 
 
@@ -618,7 +621,7 @@ def test_action_features_are_bounded_finite_and_quantized(data: st.DataObject, n
     for event in seq:
         if event.product is not None:
             pid = event.product.id
-            stats[pid] = profiles.observe_product(stats.get(pid), event)
+            stats[pid] = profilefold.observe_product(stats.get(pid), event)
     spec = FULL_SPEC + parse_spec(
         [
             {"name": f"a_{aggregation}", "key": "action", "aggregation": aggregation}
@@ -626,7 +629,7 @@ def test_action_features_are_bounded_finite_and_quantized(data: st.DataObject, n
             for aggregation in featurespec.ACTION_AGGREGATIONS
         ]
     )
-    got = profiles.action_features(spec, stats, now)
+    got = profileread.action_features(spec, stats, now)
     assert set(got) <= set(stats) - {"absent"}
     for pid, namespaces in got.items():
         assert list(namespaces) == ["popularity"]
@@ -802,10 +805,10 @@ def test_a_retried_event_counts_once_and_the_ids_kept_are_bounded() -> None:
     first = ev("product_view", T, "p1", "running", "acme", 10.0)
     first = msgspec.structs.replace(first, event_id="e-1")
     user = observe(None, first)
-    assert profiles.duplicate(user, first)
-    assert not profiles.duplicate(user, msgspec.structs.replace(first, event_id="e-2"))
-    assert not profiles.duplicate(user, msgspec.structs.replace(first, event_id=None))
+    assert profilefold.duplicate(user, first)
+    assert not profilefold.duplicate(user, msgspec.structs.replace(first, event_id="e-2"))
+    assert not profilefold.duplicate(user, msgspec.structs.replace(first, event_id=None))
     for i in range(profiles.MAX_SEEN + 10):
         user = observe(user, msgspec.structs.replace(first, event_id=f"x{i}"))
     assert len(user.seen) == profiles.MAX_SEEN and user.seen[-1] == f"x{profiles.MAX_SEEN + 9}"
-    assert not profiles.duplicate(user, first), "the oldest ids are forgotten"
+    assert not profilefold.duplicate(user, first), "the oldest ids are forgotten"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from api.serving.state import State
-from engine import profiles
+from engine import profileread, profiles
 from engine.actions import Action, with_features
 from engine.catalog import Catalog
 from engine.features import Features, merge
@@ -43,7 +43,7 @@ def user_features(
     if user_id is None or not catalog.features:
         return {}
     user = profile_of(st, profiles.key(user_id))
-    return profiles.features(catalog.features, user, session_id, now)
+    return profileread.features(catalog.features, user, session_id, now)
 
 
 def with_context(stored: Features, request: Features) -> Features:
@@ -105,7 +105,7 @@ def _joined(
     stats stay the same object: every request shows the same popular products, and what a
     decision used is logged with it."""
     stats = _decoded(st, raw)
-    values = profiles.action_features(catalog.features, {action.id: stats}, now).get(action.id)
+    values = profileread.action_features(catalog.features, {action.id: stats}, now).get(action.id)
     return values, with_features(action, values)
 
 
