@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.kv import Memory
+
 
 def bound_fetch_wait(wait_ms: int) -> None:
     """Faust hard-codes fetch_max_wait_ms=1500, and Tansu holds every fetch that long when
@@ -40,3 +42,17 @@ def bounded_rocksdb(options: dict[str, int] = ROCKSDB) -> None:
 
     for name, value in options.items():
         setattr(RocksDBOptions, name, value)
+    if getattr(RocksDBOptions, "loopwise_shared", False):
+        return
+    build = RocksDBOptions.as_options
+
+    def as_options(self: Any) -> Any:
+        """Faust's options with the process's one cache and write-buffer manager, which
+        bound all the stores' memory together (each store would otherwise keep a cache)."""
+        db_options = build(self)
+        if self.use_rocksdict:
+            Memory.shared().bound(db_options, bloom_bits=self.bloom_filter_size)
+        return db_options
+
+    RocksDBOptions.as_options = as_options  # type: ignore[method-assign]  # see as_options
+    setattr(RocksDBOptions, "loopwise_shared", True)  # noqa: B010  # once per process

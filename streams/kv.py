@@ -44,9 +44,11 @@ class Memory:
             cls._shared = cls()
         return cls._shared
 
-    def bound(self, options: Options) -> None:
+    def bound(self, options: Options, bloom_bits: int | None = None) -> None:
         """Make a store opened with `options` draw on this budget."""
         table = BlockBasedOptions()
+        if bloom_bits:
+            table.set_bloom_filter(bloom_bits, True)
         table.set_block_cache(self.cache)
         table.set_cache_index_and_filter_blocks(True)
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)
