@@ -1,4 +1,5 @@
-"""What every benchmark shares: the machine description, statistics, tables and the stack."""
+"""What every benchmark shares: the machine description, statistics, tables, the stack and
+a py-spy flame graph of a running process."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,3 +192,17 @@ def save_figure(fig: Figure, path: Path, title: str) -> str:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return str(path)
+
+
+def flamegraph(url: str, pid: int, out: Path, seconds: float) -> str | None:
+    """py-spy against a running API process, if py-spy is installed; the SVG path."""
+    spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
+    if not Path(spy).exists():
+        return None
+    path = out / "decide_flamegraph.svg"
+    done = subprocess.run(
+        [spy, "record", "-o", str(path), "-d", str(int(seconds)), "-p", str(pid), "-r", "200"],
+        capture_output=True,
+        timeout=seconds + 60,
+    )
+    return str(path) if done.returncode == 0 and path.exists() else None

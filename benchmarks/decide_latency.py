@@ -312,7 +312,7 @@ def bare_server() -> Iterator[int]:
 
 def _flamegraph(data_dir: Path, host: str, port: int, out: Path) -> str | None:
     """py-spy on the API child (found by its port in /proc) while 50x20 runs at a mid rate."""
-    from benchmarks.cost import flamegraph
+    from benchmarks.common import flamegraph
 
     pid = _api_pid(port)
     if pid is None:
