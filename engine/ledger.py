@@ -55,13 +55,10 @@ class Ledger:
         """Record `key` (an id or its digest); False when it was already there (the caller
         must not learn)."""
         h = key if isinstance(key, int) else digest(key)
-        table, mask = self._table, self._mask
-        i = h & mask
-        while table[i]:
-            if table[i] == h:
-                return False
-            i = (i + 1) & mask
-        table[i] = h
+        i = self._slot(h)
+        if self._table[i]:
+            return False
+        self._table[i] = h
         if self._size == self.capacity:
             self._remove(self._ring[self._head])
         else:
@@ -70,12 +67,18 @@ class Ledger:
         self._head = (self._head + 1) % self.capacity
         return True
 
-    def _remove(self, h: int) -> None:
-        """Delete `h` from the table by shifting its cluster back (no tombstones)."""
+    def _slot(self, h: int) -> int:
+        """Where `h` is in the table, or the empty slot where it would go."""
         table, mask = self._table, self._mask
         i = h & mask
-        while table[i] != h:
+        while table[i] and table[i] != h:
             i = (i + 1) & mask
+        return i
+
+    def _remove(self, h: int) -> None:
+        """Delete `h` (held) from the table by shifting its cluster back (no tombstones)."""
+        table, mask = self._table, self._mask
+        i = self._slot(h)
         j = i
         while True:
             j = (j + 1) & mask
@@ -119,14 +122,7 @@ class Ledger:
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str | int):
             return False
-        h = key if isinstance(key, int) else digest(key)
-        table, mask = self._table, self._mask
-        i = h & mask
-        while table[i]:
-            if table[i] == h:
-                return True
-            i = (i + 1) & mask
-        return False
+        return bool(self._table[self._slot(key if isinstance(key, int) else digest(key))])
 
     def __len__(self) -> int:
         return self._size
