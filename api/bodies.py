@@ -15,7 +15,6 @@ cannot see them, so the standard library's scanner counts an object's keys a sec
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import NoReturn, TypeVar
 
 import msgspec
@@ -151,14 +150,6 @@ def _find_twice(value: object, path: str) -> str:
     return ""
 
 
-def batch(body: dict[str, object], name: str, limit: int) -> list[object]:
-    """body[name] as a non-empty list of at most `limit` items."""
-    items = body[name]
-    if not isinstance(items, list):
-        raise InvalidInput(f"{name} must be a non-empty array", field=name)
-    return bounded(items, name, limit)
-
-
 def bounded(items: list[T], name: str, limit: int) -> list[T]:
     """`items`, refused when empty or longer than `limit`; errors name `name`."""
     if not items:
@@ -168,35 +159,3 @@ def bounded(items: list[T], name: str, limit: int) -> list[T]:
             f"{name} has {len(items)} entries, more than the limit of {limit}", field=name
         )
     return items
-
-
-def field(
-    body: Mapping[str, object],
-    name: str,
-    kind: type,
-    *,
-    required: bool = True,
-    default: object = None,
-) -> object:
-    """body[name], checked to be of `kind`; errors name the field."""
-    if name not in body or body[name] is None:
-        if required:
-            raise InvalidInput(f"{name} is required", field=name)
-        return default
-    value = body[name]
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise InvalidInput(f"{name} must be of type {_kind_name(kind)}", field=name)
-    return value
-
-
-def _kind_name(kind: type) -> str:
-    return {
-        str: "string",
-        float: "number",
-        dict: "object",
-        list: "array",
-        bool: "boolean",
-        int: "integer",
-    }.get(kind, kind.__name__)
