@@ -63,20 +63,24 @@ async def decide_route(request: Request) -> Response:
     person = st.pseudonyms.of(user_id) if user_id else None
     seen = st.exposures.of(catalog.name, person) if person else None
     stock = StockView(st.stock)
+    policy, safe = st.failovers.ranker(catalog, st.replica)
     decision = decide(
         catalog,
         offered,
         features,
         event_id,
         now,
-        st.replica.policy(catalog).policy,
+        policy,
         exposures=seen,
         stock=stock,
         slots=slots,
+        safe=safe,
     )
     for failure in decision.failures:  # answered by the safe policy instead
-        log.error("catalog %s: %s", catalog.name, failure)
-        st.metrics.counts["policy_failures"] += 1
+        if failure.cause == "error":  # the others are states, counted, not news per decision
+            log.error("catalog %s: %s", catalog.name, failure.detail)
+            st.metrics.counts["policy_failures"] += 1
+    st.failovers.count(catalog.name, decision)
     shown = Shown(catalog, decision, person, now, fingerprint, req.event_id is not None)
     records = _records(st, shown, stock, action_features)
     logged = _log(st, records)
@@ -176,6 +180,7 @@ def _records(
                 aggregation=catalog.learning.aggregation,
                 slot=s.slot.id if s.slot else None,
                 fallback=s.fallback,
+                fallback_reason=s.fallback_reason,
                 removed=removed,
                 stock=levels,
                 action_features={

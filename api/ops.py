@@ -87,6 +87,13 @@ async def metrics(request: Request) -> Response:
     for name, value in sorted(st.peers.counts.items()):  # the other processes' decisions
         gauge(lines, f"loopwise_peers_{name}_total", value)
     gauge(lines, "loopwise_peers_live", int(st.peers.live))
+    for (catalog, cause), n in sorted(st.failovers.counts.items()):
+        lines.append(f'loopwise_failovers_total{{catalog="{catalog}",cause="{cause}"}} {n}')
+    for catalog, breaker in sorted(st.failovers.breakers.items()):
+        lines.append(
+            f'loopwise_breaker_open{{catalog="{catalog}"}} {int(breaker.state in ("open", "forced"))}'
+        )
+        lines.append(f'loopwise_breaker_trips_total{{catalog="{catalog}"}} {breaker.trips}')
     for q, v in _quantiles(list(st.metrics.decide_seconds)).items():
         lines.append(f'loopwise_decide_seconds{{quantile="{q}"}} {v:.6f}')
     for q, v in _quantiles(list(st.replica.latencies)).items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import msgspec
 import msgspec.inspect
@@ -40,6 +40,11 @@ _KINDS = {  # msgspec's type names, as engine.validate says them
 class SlotRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     id: str
     features: dict[str, Any] | None = None
+
+
+class FailoverRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    mode: Literal["safe", "auto"]  # safe: hold the catalog on its safe policy; auto: the breaker
+    reason: str = "no reason given"
 
 
 class DecideRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -14,6 +14,7 @@ from engine.actions import Action
 from engine.constraints import NO_CONSTRAINTS, Constraints
 from engine.constraintspec import parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
+from engine.failover import DEFAULT_FAILOVER, Failover, parse_failover
 from engine.features import flatten
 from engine.featurespec import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
 from engine.learning import DEFAULTS, Learning, learning_json, parse_learning
@@ -33,6 +34,7 @@ class Catalog:
     updated_at: float
     constraints: Constraints = NO_CONSTRAINTS
     features: FeatureSpec = DEFAULT_SPEC  # read from the feature store per decision
+    failover: Failover = DEFAULT_FAILOVER  # the safe policy and when it answers
     index: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -54,6 +56,7 @@ class Catalog:
             "learning": learning_json(self.learning),
             "constraints": self.constraints.to_json(),
             "features": spec_json(self.features),
+            "failover": self.failover.to_json(),
         }
 
 
@@ -80,7 +83,16 @@ def parse_catalog(
     `defaults` is the catalog's defaults epoch: what its learning falls back to."""
     check_name(name)
     obj = as_object(body, "body")
-    known = {"name", "actions", "learning", "constraints", "features", "version", "updated_at"}
+    known = {
+        "name",
+        "actions",
+        "learning",
+        "constraints",
+        "features",
+        "failover",
+        "version",
+        "updated_at",
+    }
     no_unknown(obj, known, "")
     _echoed(obj)
     if "name" in obj and obj["name"] != name:
@@ -99,6 +111,7 @@ def parse_catalog(
         updated_at=now,
         constraints=constraints,
         features=parse_spec(obj["features"]) if "features" in obj else DEFAULT_SPEC,
+        failover=parse_failover(obj.get("failover"), [a.id for a in actions], limits),
     )
 
 

@@ -24,7 +24,7 @@ from engine.caps import capped_by_slate
 from engine.catalog import Catalog
 from engine.constraints import apply, fallback, fallback_reason
 from engine.features import Features, merge
-from engine.policy import Ranker, Scored, scored
+from engine.policy import UNIFORM, Ranker, Scored, scored
 from engine.sampling import Pmf, ranking, rng_for, sample
 from engine.slates import BlockedAfter, sample_slate
 
@@ -45,8 +45,9 @@ class SlotDecision:
     chosen: int
     probability: float
     policy: str
-    fallback: bool  # shown by a fallback: nothing was eligible, or the policy failed
+    fallback: bool  # shown by a fallback: nothing was eligible, or the model did not answer
     scores: Pmf | None = None  # the policy's, ordering actions of equal probability
+    fallback_reason: str | None = None  # why, when `fallback`
 
     def ranking(self) -> list[int]:
         return ranking(self.pmf, self.scores)
@@ -57,7 +58,17 @@ class Decision:
     slots: list[SlotDecision]
     removed: dict[str, list[str]]
     reason: str | None = None  # why nothing is shown, when nothing is
-    failures: list[str] = field(default_factory=list)  # why the policy did not answer
+    failures: list[Failure] = field(default_factory=list)  # why the model did not answer
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    cause: str  # error, breaker_open, forced, not_loaded (engine.policy.Scored.cause)
+    detail: str
+
+    @classmethod
+    def of(cls, s: Scored) -> Failure | None:
+        return cls(s.cause or "error", s.failure) if s.failure is not None else None
 
 
 def decide(
@@ -71,7 +82,9 @@ def decide(
     exposures: Mapping[str, Sequence[float]] | None = None,
     stock: Mapping[str, float] | None = None,
     slots: Sequence[Slot] | None = None,
+    safe: Ranker = UNIFORM,
 ) -> Decision:
+    """`policy` decides; `safe` when it cannot (engine.policy.scored)."""
     constraints = catalog.constraints
     allowed = apply(
         constraints, offered, context, now, exposures, stock or {}, catalog_actions=catalog.actions
@@ -79,20 +92,30 @@ def decide(
     if not allowed.actions:
         return _nothing_eligible(catalog, context, event_id, allowed.removed)
     if slots is None:
-        s = scored(policy, context, allowed.actions)
+        s = scored(policy, context, allowed.actions, safe)
         pmf = adjust(s.pmf, allowed.actions, constraints)
         chosen, p = sample(pmf, rng_for(event_id))
-        failed = s.failure is not None
+        failure = Failure.of(s)
         one = SlotDecision(
-            None, event_id, context, allowed.actions, pmf, chosen, p, s.policy, failed, s.scores
+            None,
+            event_id,
+            context,
+            allowed.actions,
+            pmf,
+            chosen,
+            p,
+            s.policy,
+            failure is not None,
+            s.scores,
+            s.failure,
         )
-        return Decision([one], allowed.removed, failures=[s.failure] if s.failure else [])
+        return Decision([one], allowed.removed, failures=[failure] if failure else [])
     blocked_after = partial(capped_by_slate, constraints.caps, catalog.actions, now, exposures)
     answers: dict[int, Scored] = {}
     chosen_slots = _slate(
-        catalog, allowed.actions, context, event_id, policy, slots, blocked_after, answers
+        catalog, allowed.actions, context, event_id, (policy, safe), slots, blocked_after, answers
     )
-    failures = [a.failure for a in answers.values() if a.failure]
+    failures = [f for f in map(Failure.of, answers.values()) if f is not None]
     return Decision(chosen_slots, allowed.removed, failures=failures)
 
 
@@ -105,7 +128,7 @@ def _slate(
     actions: list[Action],
     context: Features,
     event_id: str,
-    policy: Ranker,
+    policies: tuple[Ranker, Ranker],  # the policy, and the safe policy
     slots: Sequence[Slot],
     blocked_after: BlockedAfter,
     answers: dict[int, Scored],
@@ -117,7 +140,7 @@ def _slate(
     ]
 
     def pmf_for(k: int, candidates: Sequence[Action]) -> Pmf:
-        answers[k] = scored(policy, contexts[k], candidates)
+        answers[k] = scored(policies[0], contexts[k], candidates, policies[1])
         return adjust(answers[k].pmf, candidates, catalog.constraints)
 
     choices = sample_slate(
@@ -143,6 +166,7 @@ def _slate(
                 answers[c.slot].policy,
                 answers[c.slot].failure is not None,
                 answers[c.slot].scores,
+                answers[c.slot].failure,
             )
         )
     return out
@@ -154,5 +178,8 @@ def _nothing_eligible(
     action = fallback(catalog.constraints, catalog.actions)
     if action is None:
         return Decision([], removed, fallback_reason(catalog.constraints))
-    one = SlotDecision(None, event_id, context, [action], np.ones(1), 0, 1.0, "fallback", True)
+    why = "nothing is eligible: the catalog's fallback action"
+    one = SlotDecision(
+        None, event_id, context, [action], np.ones(1), 0, 1.0, "fallback", True, None, why
+    )
     return Decision([one], removed)

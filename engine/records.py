@@ -30,7 +30,8 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     default_reward: float
     aggregation: str
     slot: str | None = None  # multi-slot: this slot's id; probability is conditional
-    fallback: bool = False  # shown by the fallback (nothing eligible, or the policy failed)
+    fallback: bool = False  # shown by the fallback (nothing eligible, or the model did not answer)
+    fallback_reason: str | None = None  # why, when `fallback`
     removed: dict[str, int] = {}  # actions removed by each constraint, before the policy
     stock: dict[str, float] = {}  # live stock of the shown SKUs, as decided with
     # features joined to actions at decision time (the feature store's per-action

@@ -256,6 +256,8 @@ def test_a_failing_policy_is_answered_by_the_safe_policy_and_reported(
     for s in d.slots:
         assert s.policy == "uniform" and s.fallback
         assert np.allclose(s.pmf, 1.0 / len(s.actions)) and s.probability == s.pmf[s.chosen]
-    assert d.failures == ["policy broken failed: the model file is corrupt"] * len(d.slots)
+    reason = "policy broken failed: the model file is corrupt"
+    assert [(f.cause, f.detail) for f in d.failures] == [("error", reason)] * len(d.slots)
+    assert all(s.fallback_reason == reason for s in d.slots)
     healthy = decide(c, c.actions, {}, "e", NOW, fixed_policy, slots=slots)
     assert not healthy.failures and not any(s.fallback for s in healthy.slots)

@@ -32,8 +32,11 @@ def answer(event_id: str, records: Sequence[DecisionLogged], logged: bool) -> di
 
 
 def _slot(r: DecisionLogged) -> dict[str, object]:
-    return {
+    out: dict[str, object] = {
         "ranking": [{"id": r.eligible[i], "probability": r.pmf[i]} for i in r.ranking],
         "chosen": {"id": r.eligible[r.chosen], "probability": r.probability},
         "fallback": r.fallback,
     }
+    if r.fallback:
+        out["fallback_reason"] = r.fallback_reason
+    return out

@@ -81,6 +81,18 @@ class ModelReplica(LogFollower):
         self.models[catalog.name] = Model(key, policy, generation)
         return self.models[catalog.name]
 
+    def unavailable(self, name: str) -> str | None:
+        """Why the model of catalog `name` cannot serve yet, or None when it can: after a
+        refused checkpoint the replica relearns from the start of the training log, and
+        until it has caught up its model is a partial one."""
+        if self.caught_up or self.loaded_from != "empty" or not self.counts["corrupt_checkpoints"]:
+            return None
+        learned = self.models[name].policy.learned if name in self.models else 0
+        return (
+            "model not loaded: the checkpoint was refused and the training log is "
+            f"replaying ({learned} examples learned so far)"
+        )
+
     def model_version(self, name: str) -> str:
         model = self.models.get(name)
         if model is not None:

@@ -21,6 +21,7 @@ from api import bodies
 from api.serving import decided, pseudonyms
 from api.serving.catalogs import CatalogStore
 from api.serving.exposures import Exposures
+from api.serving.failovers import Failovers
 from api.serving.mirror import Mirror
 from api.serving.outbox import Outbox
 from api.serving.peers import Peers
@@ -60,6 +61,7 @@ class State:
     origin: str  # this serving process's id in the decisions log, kept across restarts
     peers: Peers  # applies what other serving processes decided to the stores above
     metrics: Metrics = field(default_factory=Metrics)
+    failovers: Failovers = field(default_factory=Failovers)  # per catalog: breaker, safe policy
     epoch: str | None = None
     started: float = field(default_factory=time.time)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
