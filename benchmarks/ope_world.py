@@ -73,13 +73,14 @@ def make_world(
     return World(features=x, mu=mu, logging=logging, candidates=candidates)
 
 
-def draw(world: World, n: int, rng: np.random.Generator) -> Log:
-    """n decisions by the logging policy, with their rewards."""
+def draw(world: World, n: int, rng: np.random.Generator, policy: Floats | None = None) -> Log:
+    """n decisions by the logging policy (or by `policy`, [m, k]), with their rewards."""
+    pmf = world.logging if policy is None else policy
     context = rng.integers(world.features.shape[0], size=n)
-    cumulative = np.cumsum(world.logging[context], axis=1)
+    cumulative = np.cumsum(pmf[context], axis=1)
     u = rng.random(n)[:, None] * cumulative[:, -1:]
     chosen = np.minimum((cumulative <= u).sum(axis=1), world.actions - 1)
-    p_log = world.logging[context, chosen]
+    p_log = pmf[context, chosen]
     reward = (rng.random(n) < world.mu[context, chosen]).astype(np.float64)
     return Log(context=context, chosen=chosen.astype(np.int64), p_log=p_log, reward=reward)
 
