@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from api import catalogs, decide, events, failover, ops, problems, rewards, users
+from api import catalogs, decide, events, experiments, failover, ops, problems, rewards, users
 from api.serving.state import lifespan_for
 from engine.errors import EngineError
 from streams.settings import Settings
@@ -29,6 +29,14 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/catalogs/{name}", catalogs.delete_catalog, methods=["DELETE"]),
         Route("/v1/catalogs/{name}/failover", failover.get_failover, methods=["GET"]),
         Route("/v1/catalogs/{name}/failover", failover.put_failover, methods=["PUT"]),
+        Route("/v1/catalogs/{name}/experiment", experiments.get_experiment, methods=["GET"]),
+        Route("/v1/catalogs/{name}/experiment", experiments.put_experiment, methods=["PUT"]),
+        Route("/v1/catalogs/{name}/experiment", experiments.delete_experiment, methods=["DELETE"]),
+        Route(
+            "/v1/catalogs/{name}/experiment/arms/{arm}", experiments.patch_arm, methods=["PATCH"]
+        ),
+        Route("/v1/catalogs/{name}/experiment/results", experiments.get_results),
+        Route("/v1/catalogs/{name}/experiment/results.svg", experiments.get_results),
         Route("/v1/models/{catalog}", ops.model),
         Route("/v1/events/{event_id:path}", ops.event),
         Route("/v1/features", users.features),

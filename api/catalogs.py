@@ -2,7 +2,7 @@
 
 A catalog may hold thousands of actions: decoding, validating, storing and rendering one
 takes a while (about a second at 10,000 actions), so it runs in a worker thread and the
-event loop goes on answering decisions. Writes to the store go one at a time (`_writes`),
+event loop goes on answering decisions. Writes to the store go one at a time (`writes`),
 as they did when they ran on the loop: a version number is read and the next one written.
 """
 
@@ -20,21 +20,21 @@ from api.serving.state import State, of
 from engine.catalog import Catalog
 from engine.errors import InvalidInput, UnknownCatalog
 
-_writes = threading.Lock()
+writes = threading.Lock()
 
 
 async def put_catalog(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "marketer")
     name = request.path_params["name"]
-    expected = _if_match(request)
+    expected = if_match(request)
     raw = await bodies.read(request, st.settings.limits.max_body_bytes)
     return await run_in_threadpool(_put, st, name, raw, bodies.content_type(request), expected)
 
 
 def _put(st: State, name: str, raw: bytes, content_type: str, expected: int | None) -> Response:
     body = bodies.parse(raw, content_type, st.settings.limits)
-    with _writes:
+    with writes:
         catalog, created = st.catalogs.put(name, body, time.time(), expected)
     return _render(catalog, 201 if created else 200)
 
@@ -59,7 +59,7 @@ async def delete_catalog(request: Request) -> Response:
 
 
 def _delete(st: State, name: str) -> None:
-    with _writes:  # not between a version's read and its write
+    with writes:  # not between a version's read and its write
         st.catalogs.delete(name)
 
 
@@ -84,7 +84,7 @@ async def list_catalogs(request: Request) -> Response:
     return JSONResponse({"catalogs": items})
 
 
-def _if_match(request: Request) -> int | None:
+def if_match(request: Request) -> int | None:
     raw = request.headers.get("if-match")
     if raw is None:
         return None

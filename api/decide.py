@@ -25,6 +25,7 @@ from engine.catalog import Catalog
 from engine.decision import Decision, Slot, decide
 from engine.eligibility import eligible
 from engine.errors import Conflict, InvalidInput, LimitExceeded
+from engine.experiment import Assignment, arm_model, assign
 from engine.features import Features, flatten
 from engine.records import DecisionLogged, encode
 from engine.validate import ID_RE, optional_id
@@ -63,7 +64,9 @@ async def decide_route(request: Request) -> Response:
     person = st.pseudonyms.of(user_id) if user_id else None
     seen = st.exposures.of(catalog.name, person) if person else None
     stock = StockView(st.stock)
-    policy, safe = st.failovers.ranker(catalog, st.replica)
+    assignment = _assignment(st, catalog, person or event_id)
+    arm = assignment.arm if assignment else None
+    policy, safe = st.failovers.ranker(catalog, st.replica, arm)
     decision = decide(
         catalog,
         offered,
@@ -81,7 +84,7 @@ async def decide_route(request: Request) -> Response:
             log.error("catalog %s: %s", catalog.name, failure.detail)
             st.metrics.counts["policy_failures"] += 1
     st.failovers.count(catalog.name, decision)
-    shown = Shown(catalog, decision, person, now, fingerprint, req.event_id is not None)
+    shown = Shown(catalog, decision, person, now, fingerprint, req.event_id is not None, assignment)
     records = _records(st, shown, stock, action_features)
     logged = _log(st, records)
     if person and decision.slots:
@@ -111,6 +114,15 @@ class Shown:
     now: float
     fingerprint: bytes
     client_id: bool  # the event id came with the request
+    assignment: Assignment | None  # the experiment arm, when the catalog runs one
+
+
+def _assignment(st: State, catalog: Catalog, unit: str) -> Assignment | None:
+    """The arm of this user (or event) in the catalog's experiment, if it runs one."""
+    experiment = catalog.experiment
+    if experiment is None:
+        return None
+    return assign(experiment, unit, st.replica.results.stopped(catalog.name, experiment))
 
 
 def _event_id(given: str | None) -> str:
@@ -156,7 +168,11 @@ def _records(
     catalog, decision, now = shown.catalog, shown.decision, shown.now
     removed = {reason: len(ids) for reason, ids in decision.removed.items()}
     inventory = catalog.constraints.inventory
-    model_version = st.replica.model_version(catalog.name)
+    assignment = shown.assignment
+    model = catalog.name
+    if assignment is not None and assignment.arm.kind in ("learning", "frozen"):
+        model = arm_model(catalog.name, assignment.arm.name)
+    model_version = st.replica.model_version(model)
     records: list[DecisionLogged] = []
     for position, s in enumerate(decision.slots):
         sku = inventory.sku(s.actions[s.chosen]) if inventory else None
@@ -193,6 +209,9 @@ def _records(
                 client_event_id=shown.client_id,
                 origin=st.origin,
                 pseudonyms=st.pseudonyms.key_id,
+                experiment=catalog.experiment.name if assignment and catalog.experiment else None,
+                arm=assignment.arm.name if assignment else None,
+                arm_probability=assignment.probability if assignment else 1.0,
             )
         )
     return records

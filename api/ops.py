@@ -89,11 +89,11 @@ async def metrics(request: Request) -> Response:
     gauge(lines, "loopwise_peers_live", int(st.peers.live))
     for (catalog, cause), n in sorted(st.failovers.counts.items()):
         lines.append(f'loopwise_failovers_total{{catalog="{catalog}",cause="{cause}"}} {n}')
-    for catalog, breaker in sorted(st.failovers.breakers.items()):
-        lines.append(
-            f'loopwise_breaker_open{{catalog="{catalog}"}} {int(breaker.state in ("open", "forced"))}'
-        )
-        lines.append(f'loopwise_breaker_trips_total{{catalog="{catalog}"}} {breaker.trips}')
+    for model, breaker in sorted(st.failovers.breakers.items()):
+        catalog, _, arm = model.partition("~")  # an arm's own model: <catalog>~<arm>
+        labels = f'catalog="{catalog}"' + (f',arm="{arm}"' if arm else "")
+        lines.append(f"loopwise_breaker_open{{{labels}}} {int(breaker.is_open)}")
+        lines.append(f"loopwise_breaker_trips_total{{{labels}}} {breaker.trips}")
     for q, v in _quantiles(list(st.metrics.decide_seconds)).items():
         lines.append(f'loopwise_decide_seconds{{quantile="{q}"}} {v:.6f}')
     for q, v in _quantiles(list(st.replica.latencies)).items():

@@ -47,6 +47,12 @@ class FailoverRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reason: str = "no reason given"
 
 
+class ArmChange(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    share: float | None = None
+    paused: bool | None = None
+    keep_running: bool | None = None
+
+
 class DecideRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     catalog: str
     context: dict[str, Any] | None = None

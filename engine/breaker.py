@@ -44,6 +44,10 @@ class Breaker:
     reason: str | None = None  # the bad answer, or the operator's reason, that opened it
     trips: int = 0  # times it opened by itself
 
+    @property
+    def is_open(self) -> bool:
+        return self.state in (OPEN, FORCED)
+
     def check(self, now: float) -> None:
         """Raise Unavailable unless the model may be asked now."""
         if self.state == FORCED:

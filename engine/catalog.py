@@ -14,6 +14,7 @@ from engine.actions import Action
 from engine.constraints import NO_CONSTRAINTS, Constraints
 from engine.constraintspec import parse_constraints
 from engine.errors import InvalidInput, LimitExceeded
+from engine.experiment import Experiment, parse_experiment
 from engine.failover import DEFAULT_FAILOVER, Failover, parse_failover
 from engine.features import flatten
 from engine.featurespec import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
@@ -35,6 +36,7 @@ class Catalog:
     constraints: Constraints = NO_CONSTRAINTS
     features: FeatureSpec = DEFAULT_SPEC  # read from the feature store per decision
     failover: Failover = DEFAULT_FAILOVER  # the safe policy and when it answers
+    experiment: Experiment | None = None  # arms that share the catalog's traffic
     index: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -57,6 +59,7 @@ class Catalog:
             "constraints": self.constraints.to_json(),
             "features": spec_json(self.features),
             "failover": self.failover.to_json(),
+            **({"experiment": self.experiment.to_json()} if self.experiment else {}),
         }
 
 
@@ -90,6 +93,7 @@ def parse_catalog(
         "constraints",
         "features",
         "failover",
+        "experiment",
         "version",
         "updated_at",
     }
@@ -102,7 +106,8 @@ def parse_catalog(
         )
     actions = _actions(obj.get("actions"), limits)
     learning = parse_learning(obj.get("learning", {}), limits, defaults)
-    constraints = parse_constraints(obj.get("constraints"), [a.id for a in actions], limits)
+    ids = [a.id for a in actions]
+    constraints = parse_constraints(obj.get("constraints"), ids, limits)
     return Catalog(
         name=name,
         version=version,
@@ -111,7 +116,10 @@ def parse_catalog(
         updated_at=now,
         constraints=constraints,
         features=parse_spec(obj["features"]) if "features" in obj else DEFAULT_SPEC,
-        failover=parse_failover(obj.get("failover"), [a.id for a in actions], limits),
+        failover=parse_failover(obj.get("failover"), ids, limits),
+        experiment=parse_experiment(
+            obj.get("experiment"), ids, limits, defaults, learning.exploration.reward_range()
+        ),
     )
 
 

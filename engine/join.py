@@ -160,6 +160,9 @@ def _emit(entry: JoinEntry, decision: DecisionLogged, now: float) -> Outcome:
         decided_ts=decision.ts,
         emitted_ts=now,
         action_features=decision.action_features,
+        experiment=decision.experiment,
+        arm=decision.arm,
+        arm_probability=decision.arm_probability,
     )
     return Outcome(entry, example, {"emitted": 1, f"emitted_{reason}": 1})
 

@@ -32,6 +32,11 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     slot: str | None = None  # multi-slot: this slot's id; probability is conditional
     fallback: bool = False  # shown by the fallback (nothing eligible, or the model did not answer)
     fallback_reason: str | None = None  # why, when `fallback`
+    # the experiment arm that decided (engine.experiment), and the probability of that arm
+    # for this user or event; `probability` is the shown action's, given the arm
+    experiment: str | None = None
+    arm: str | None = None
+    arm_probability: float = 1.0
     removed: dict[str, int] = {}  # actions removed by each constraint, before the policy
     stock: dict[str, float] = {}  # live stock of the shown SKUs, as decided with
     # features joined to actions at decision time (the feature store's per-action
@@ -74,6 +79,9 @@ class TrainingExample(msgspec.Struct, tag="training", kw_only=True, frozen=True)
     decided_ts: float
     emitted_ts: float
     action_features: dict[str, Features] = {}  # as in DecisionLogged
+    experiment: str | None = None  # as in DecisionLogged
+    arm: str | None = None
+    arm_probability: float = 1.0
 
 
 class InventoryUpdate(msgspec.Struct, tag="inventory", kw_only=True, frozen=True):

@@ -24,6 +24,12 @@ def answer(event_id: str, records: Sequence[DecisionLogged], logged: bool) -> di
         "logged": logged,
         "removed": dict(first.removed),
     }
+    if first.arm is not None:
+        out["experiment"] = {
+            "name": first.experiment,
+            "arm": first.arm,
+            "arm_probability": first.arm_probability,
+        }
     if first.slot is None:
         out.update(_slot(first))
         return out

@@ -67,6 +67,11 @@ class CatalogStore:
             raise UnknownCatalog(f"no catalog is named {name!r}", field="catalog")
         return catalog
 
+    def body(self, name: str) -> dict[str, Any]:
+        """The body the latest version was stored from (what a change starts from)."""
+        record = self._record(name, self.latest(name).version)
+        return dict(record["body"]) if record and isinstance(record["body"], dict) else {}
+
     def delete(self, name: str) -> None:
         self.latest(name)
         self.kv.delete(b"l:" + name.encode())

@@ -16,6 +16,7 @@ from api.serving.replica import ModelReplica
 from engine.breaker import Breaker
 from engine.catalog import Catalog
 from engine.decision import Decision
+from engine.experiment import Arm, arm_model
 from engine.failover import SafeRanker
 from engine.policy import MODEL_ERRORS, Guarded, Ranker, Refusing
 
@@ -29,31 +30,43 @@ class Failovers:
         self.guards: dict[str, Guarded] = {}
         self.counts: Counter[tuple[str, str]] = Counter()  # (catalog, cause) -> slots
 
-    def breaker(self, catalog: Catalog) -> Breaker:
+    def breaker(self, catalog: Catalog, model: str | None = None) -> Breaker:
+        """The breaker of the catalog's model, or of an arm's own `model`."""
         f = catalog.failover
-        b = self.breakers.get(catalog.name)
+        name = model or catalog.name
+        b = self.breakers.get(name)
         if b is None:
-            b = self.breakers[catalog.name] = Breaker(f.trip_after, f.cooldown_seconds)
+            b = self.breakers[name] = Breaker(f.trip_after, f.cooldown_seconds)
         b.trip_after, b.cooldown_seconds = f.trip_after, f.cooldown_seconds  # follow edits
         return b
 
-    def ranker(self, catalog: Catalog, replica: ModelReplica) -> tuple[Ranker, Ranker]:
-        """The policy a decision of `catalog` asks, and its safe policy."""
+    def ranker(
+        self, catalog: Catalog, replica: ModelReplica, arm: Arm | None = None
+    ) -> tuple[Ranker, Ranker]:
+        """The policy a decision of `catalog` (and of `arm`, in an experiment) asks, and
+        its safe policy."""
         safe = SafeRanker(catalog.failover)
+        if arm is not None and arm.rule is not None:  # a rule arm needs no model
+            return SafeRanker(arm.rule, f"rule:{arm.rule.safe_policy}"), safe
+        name = (
+            catalog.name
+            if arm is None or arm.kind == "catalog"
+            else arm_model(catalog.name, arm.name)
+        )
         why = replica.unavailable(catalog.name)
         if why is not None:
             return Refusing(catalog.learning.policy, why), safe
         try:
-            model = replica.policy(catalog).policy
+            model = (replica.arm_policy(catalog, arm) if arm else replica.policy(catalog)).policy
         except MODEL_ERRORS as exc:
             return Refusing(catalog.learning.policy, f"model could not be loaded: {exc}"), safe
-        guard = self.guards.get(catalog.name)
+        guard = self.guards.get(name)
         budget = catalog.failover.latency_budget_ms / 1000.0
         if guard is None or guard.model is not model:
-            guard = Guarded(model, self.breaker(catalog), budget, self.clock)
-            self.guards[catalog.name] = guard
+            guard = Guarded(model, self.breaker(catalog, name), budget, self.clock)
+            self.guards[name] = guard
         guard.budget_seconds = budget
-        guard.breaker = self.breaker(catalog)
+        guard.breaker = self.breaker(catalog, name)
         return guard, safe
 
     def count(self, catalog: str, decision: Decision) -> None:

@@ -23,8 +23,11 @@ from engine import checkpoint
 from engine.actions import with_features
 from engine.catalog import Catalog
 from engine.errors import CorruptCheckpoint, EngineError
+from engine.experiment import Arm, arm_model
+from engine.learning import Learning
 from engine.ledger import Ledger
 from engine.records import TrainingExample
+from engine.results import Results
 from policies.base import Example, Policy
 from policies.registry import build, continues, model_key
 from streams import messages
@@ -33,6 +36,7 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 LEDGER = "__ledger__"  # the checkpoint blob of the ledger (no catalog name starts with "_")
+RESULTS = "__results__"  # the checkpoint blob of the experiments' results
 
 
 @dataclass
@@ -52,6 +56,7 @@ class ModelReplica(LogFollower):
         self.saved: dict[str, tuple[str, bytes, int, int]] = {}  # name -> key, bytes, n, gen
         self._blobs: dict[str, tuple[Policy, int, bytes]] = {}  # name -> policy, learned, save
         self.ledger = Ledger(settings.ledger_capacity)
+        self.results = Results()  # experiments' results, from the same log
         self.epoch: str | None = None
         self.counts: Counter[str] = Counter()
         self.latencies: deque[float] = deque(maxlen=2048)
@@ -63,11 +68,29 @@ class ModelReplica(LogFollower):
     # -- serving ---------------------------------------------------------------------
 
     def policy(self, catalog: Catalog) -> Model:
-        key = model_key(catalog.learning)
-        model = self.models.get(catalog.name)
+        """The model of the catalog's own learning settings."""
+        return self._model(catalog.name, catalog.learning)
+
+    def arm_policy(self, catalog: Catalog, arm: Arm) -> Model:
+        """The model an experiment arm decides with: the catalog's own, its own (kept
+        under `<catalog>~<arm>`), or the catalog's frozen when the arm first decides."""
+        if arm.kind == "catalog" or arm.kind == "rule":
+            return self.policy(catalog)
+        name = arm_model(catalog.name, arm.name)
+        if arm.kind == "frozen":
+            if name not in self.models and name not in self.saved:
+                base = self.policy(catalog)
+                self.saved[name] = (base.key, base.policy.save(), base.policy.learned, 1)
+            return self._model(name, catalog.learning)
+        assert arm.learning is not None
+        return self._model(name, arm.learning)
+
+    def _model(self, name: str, learning: Learning) -> Model:
+        key = model_key(learning)
+        model = self.models.get(name)
         if model is not None and model.key == key:
             return model
-        saved = self.saved.pop(catalog.name, None)
+        saved = self.saved.pop(name, None)
         generation = (model.generation + 1) if model else 1
         if model is not None:
             if continues(model.key, key):  # goes on, as it would from a checkpoint
@@ -75,11 +98,11 @@ class ModelReplica(LogFollower):
             model.policy.close()
             self.dirty = True
         if saved is not None and continues(saved[0], key):
-            policy, generation = build(catalog.learning, saved[1], saved[2]), saved[3]
+            policy, generation = build(learning, saved[1], saved[2]), saved[3]
         else:
-            policy = build(catalog.learning)
-        self.models[catalog.name] = Model(key, policy, generation)
-        return self.models[catalog.name]
+            policy = build(learning)
+        self.models[name] = Model(key, policy, generation)
+        return self.models[name]
 
     def unavailable(self, name: str) -> str | None:
         """Why the model of catalog `name` cannot serve yet, or None when it can: after a
@@ -145,10 +168,28 @@ class ModelReplica(LogFollower):
             self.counts["invalid_examples"] += 1
             log.warning("could not learn event %s: %s", ex.event_id, exc)
             return False
+        self._learn_arms(current, example, ex)
+        self.results.observe(ex, current.experiment)
         self.ledger.add(ex.event_id)
         self.counts["learned"] += 1
         self.latencies.append(max(0.0, time.time() - ex.emitted_ts))
         return True
+
+    def _learn_arms(self, catalog: Catalog, example: Example, ex: TrainingExample) -> None:
+        """Every arm with a model of its own learns from every decision, whichever arm made
+        it: the logged probability is exact, so the importance-weighted update is unbiased
+        and a challenger with a small share still learns from all the traffic."""
+        if catalog.experiment is None:
+            return
+        for arm in catalog.experiment.arms:
+            if arm.kind != "learning":
+                continue
+            try:
+                self.arm_policy(catalog, arm).policy.learn(example)
+                self.counts["arm_examples"] += 1
+            except EngineError as exc:
+                self.counts["invalid_arm_examples"] += 1
+                log.warning("arm %s could not learn event %s: %s", arm.name, ex.event_id, exc)
 
     async def follow_log(self, bootstrap: str, epoch: str) -> None:
         """Follow the training topic forever, reconnecting while the broker is away."""
@@ -190,6 +231,7 @@ class ModelReplica(LogFollower):
             blobs[name] = data
             models[name] = {"key": key, "learned": learned, "generation": generation}
         blobs[LEDGER] = self.ledger.encoded()
+        blobs[RESULTS] = self.results.encode()
         header: dict[str, object] = {
             "epoch": self.epoch,
             "offsets": {str(p): o for p, o in self.offsets.items()},
@@ -272,6 +314,7 @@ class ModelReplica(LogFollower):
             else Counter()
         )
         self.epoch = epoch if isinstance(epoch, str) else None
+        self.results = Results.decode(blobs[RESULTS]) if RESULTS in blobs else Results()
 
     def close(self) -> None:
         self.save_now()
