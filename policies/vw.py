@@ -12,6 +12,7 @@ minimises cost, Loopwise maximises reward. VW's command line is built here too
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import tempfile
@@ -32,7 +33,12 @@ from policies.base import Example
 log = logging.getLogger(__name__)
 CB = vowpalwabbit.LabelType.CONTEXTUAL_BANDIT
 NO_FEATURES = "|"  # an action line without features
-MAX_PARSED = 20_000  # parsed action examples kept per model (catalog edits add new ones)
+# Parsed action examples kept per model. Each holds about 32 KB inside VW, and joined
+# features (an action's popularity) make new ones all the time, so the cache is an LRU
+# whose evicted examples go back to VW (`_evict`): 20,000 unbounded grew an API by
+# 0.8 MB a minute in the soak (benchmarks/soak.py).
+MAX_PARSED = 2_048
+EVICT_BATCH = 64
 # Exploration algorithms whose update touches only the chosen action: VW learns them by
 # MTR (cb_explore_adf's default cb_type), a regression on the chosen action alone, scaled
 # by events/actions seen. The other actions' lines are then written without features:
@@ -115,25 +121,34 @@ class VWPolicy:
         pylibvw.vw._finish_example_multi_ex(self._ws, examples)
 
     def _action_examples(self, eligible: Sequence[Action]) -> list[vowpalwabbit.Example]:
-        if len(self._parsed) + len(eligible) > MAX_PARSED:
-            self._drop_parsed()  # before, never while, building this prediction's list
+        overflow = len(self._parsed) + len(eligible) - MAX_PARSED
+        if overflow > 0:  # before, never while, building this prediction's list
+            self._evict(overflow + MAX_PARSED // 4)
         out = []
         for action in eligible:
             key = (action.id, action_body(action))
-            example = self._parsed.get(key)
+            example = self._parsed.pop(key, None)  # re-inserted: most recently used last
             if example is None:
                 example = self._ws.parse([key[1]], CB)[0]
-                self._parsed[key] = example
+            self._parsed[key] = example
             out.append(example)
         return out
 
-    def _drop_parsed(self) -> None:
-        # Not finished: finishing an example that took part in predictions and learning
-        # crashed VW 9.11 (tests/test_vw_policy.py). Dropping it leaves its memory with the
-        # workspace; with MAX_PARSED actions that happens only under heavy catalog churn.
-        if self._parsed:
-            log.warning("dropping %d parsed action examples (cache full)", len(self._parsed))
-        self._parsed.clear()
+    def _evict(self, n: int) -> None:
+        """Give the `n` least recently used parsed examples back to VW. Finishing one on
+        its own crashed VW 9.11 once it had taken part in predictions between learns
+        (tests/test_vw_policy.py); finished as the actions of a multi-line example that
+        was just predicted, as every fresh example is, it does not, and its memory returns
+        to VW's pool. A prediction does not change the model."""
+        keys = list(itertools.islice(self._parsed, n))
+        examples = [self._parsed.pop(k) for k in keys]
+        for start in range(0, len(examples), EVICT_BATCH):
+            part = examples[start : start + EVICT_BATCH]
+            shared = self._ws.parse([vwformat.shared_line({})], CB)
+            try:
+                self._ws.predict(shared + part)
+            finally:
+                self._ws.finish_example(shared + part)
 
     def save(self) -> bytes:
         fd, path = tempfile.mkstemp(prefix="loopwise-vw-", suffix=".model")
