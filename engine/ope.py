@@ -11,9 +11,12 @@ w = p_new / p_log per row:
   dr      mean(q_new + w (r - q_shown))  unbiased; less variance with a good reward model
 
 The estimators read only sums of per-row terms (`Tally`), so a day of logs is folded in
-chunks with bounded memory, and tallies from several workers add up. Intervals are normal
-intervals on the per-row terms (logged, ips, dr), the delta method for the ratio (snips):
-docs/decisions/estimators.md has their coverage against a simulator with known values.
+chunks with bounded memory, and tallies from several workers add up. Intervals: Hall's
+skewness-corrected interval on the per-row terms (logged, ips) and on the delta method's
+linearised terms (snips), since heavy importance weights skew them; the normal interval
+for dr, whose residual terms are skewed both ways and whose skewness was too noisy to
+correct by. docs/decisions/estimators.md has their coverage against a simulator with
+known values.
 Missing support is a finding, not an error: `estimate` returns a typed `Unsupported` with
 its reason (no rows, candidate mass on actions the logger could not show, too few
 effective samples, no reward model for dr). Malformed input raises InvalidInput.
@@ -211,15 +214,15 @@ def tally_pmf(
     reward model's predictions, for dr. logged_pmf ([n, k]): the logging pmf, to find the
     candidate's mass where the logger had none (without it every column counts as
     supported); a candidate row's mass missing from the k columns counts as unsupported."""
-    candidate = _matrix(pmf, "pmf", None)
+    candidate = _matrix(pmf, "pmf", None, probabilities=True)
     n, k = candidate.shape
     index = _indices(chosen, n, k)
     rows = np.arange(n)
-    if np.any(candidate < 0.0) or np.any(candidate > 1.0 + _PROBABILITY_SLACK):
-        raise InvalidInput("pmf entries must be in [0, 1]", field="pmf")
+    if np.any(candidate.sum(axis=1) > 1.0 + 1e-6):
+        raise InvalidInput("a pmf row must not sum to more than 1", field="pmf")
     supported = candidate
     if logged_pmf is not None:
-        logged = _matrix(logged_pmf, "logged_pmf", (n, k))
+        logged = _matrix(logged_pmf, "logged_pmf", (n, k), probabilities=True)
         p = _column(p_log, "p_log", n)
         if not np.allclose(logged[rows, index], p, rtol=0.0, atol=1e-9):
             raise InvalidInput("p_log must equal logged_pmf at the chosen index", field="p_log")
@@ -262,7 +265,7 @@ def estimate(
     if terms is None:
         return Unsupported(method, _NO_SPREAD, t.n, float(t.n) if method == "logged" else t.ess)
     value, stderr, skewness = terms
-    low, high = _interval(value, stderr, skewness, t.n, alpha)
+    low, high = _interval(value, stderr, skewness if method != "dr" else 0.0, t.n, alpha)
     if method == "logged":
         return Estimate(method, value, low, high, stderr, alpha, t.n, t.n, 0.0, 1.0)
     zero_share = t.zeros / t.n
@@ -367,8 +370,10 @@ class RewardModel:
         fold = index % folds
         out = np.empty((index.size, self.coef.shape[1]))
         for f in range(folds):
-            mask = fold == f
-            out[mask] = self.base[f] + x[mask] @ self.coef[f].T
+            mine = np.flatnonzero(fold == f)
+            block = x[mine] @ self.coef[f].T
+            block += self.base[f]
+            out[mine] = block
         return out
 
 
@@ -469,12 +474,17 @@ def _probabilities(values: npt.ArrayLike, field: str, n: int) -> Floats:
     return x
 
 
-def _matrix(values: npt.ArrayLike, field: str, shape: tuple[int, int] | None) -> Floats:
+def _matrix(
+    values: npt.ArrayLike, field: str, shape: tuple[int, int] | None, probabilities: bool = False
+) -> Floats:
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 2 or (shape is not None and x.shape != shape):
         want = "a 2-D array" if shape is None else f"shape {shape}"
         raise InvalidInput(f"{field} must have {want}, got {x.shape}", field=field)
-    if not np.all(np.isfinite(x)):
+    if probabilities:  # one pass; NaN fails both comparisons
+        if not np.all((x >= 0.0) & (x <= 1.0 + _PROBABILITY_SLACK)):
+            raise InvalidInput(f"{field} entries must be in [0, 1]", field=field)
+    elif not np.all(np.isfinite(x)):
         raise InvalidInput(f"{field} must be finite", field=field)
     return x
 
