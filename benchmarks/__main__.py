@@ -29,8 +29,9 @@ NAMES = (
     "features",
     "broker",
     "soak",
+    "ope",
 )
-OFFLINE = ("quality", "cost", "constraints")
+OFFLINE = ("quality", "cost", "constraints", "ope")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
