@@ -88,7 +88,15 @@ class Mean:
             raise InvalidInput(f"t must be >= 0, got {self.t!r}", field="t")
 
     def add(self, values: float | npt.ArrayLike) -> Mean:
-        """The state after these observations, in order; each must lie in [lo, hi]."""
+        """The state after these observations, in order; each must lie in [lo, hi]. One
+        number takes a plain-Python step (a few microseconds, for per-example callers)."""
+        if isinstance(values, float | int) and not isinstance(values, bool):
+            if not (math.isfinite(values) and self.lo <= values <= self.hi):
+                raise InvalidInput(
+                    f"every value must lie in the declared range [{self.lo:g}, {self.hi:g}]",
+                    field="values",
+                )
+            return self._step(min(max((values - self.lo) / (self.hi - self.lo), 0.0), 1.0))
         raw = np.atleast_1d(np.asarray(values, dtype=np.float64))
         if raw.ndim != 1:
             raise InvalidInput(f"values must be 1-D, got shape {raw.shape}", field="values")
@@ -132,6 +140,33 @@ class Mean:
             penalty=float(penalty[-1]),
             low=max(self.low, float((centre - margin).max())),
             high=min(self.high, float((centre + margin).min())),
+        )
+
+    def _step(self, x: float) -> Mean:
+        """`_fold` of one value, without numpy."""
+        i = self.t + 1
+        total = self.total + x
+        mu_before = (0.5 + self.total) / i
+        mu_after = (0.5 + total) / (i + 1)
+        variance_before = (0.25 + self.squares) / i
+        log_term = math.log(2.0 / self.alpha)
+        bet = min(
+            math.sqrt(2.0 * log_term / (variance_before * i * math.log1p(i))), self.truncation
+        )
+        bets = self.bets + bet
+        staked = self.staked + bet * x
+        penalty = self.penalty + (x - mu_before) ** 2 * (-math.log1p(-bet) - bet)
+        margin = (log_term + penalty) / bets
+        return replace(
+            self,
+            t=i,
+            total=total,
+            squares=self.squares + (x - mu_after) ** 2,
+            bets=bets,
+            staked=staked,
+            penalty=penalty,
+            low=max(self.low, staked / bets - margin),
+            high=min(self.high, staked / bets + margin),
         )
 
     def interval(self) -> Interval:
