@@ -8,7 +8,19 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from api import catalogs, decide, events, experiments, failover, ops, problems, rewards, users
+from api import (
+    apprentice,
+    catalogs,
+    decide,
+    evaluations,
+    events,
+    experiments,
+    failover,
+    ops,
+    problems,
+    rewards,
+    users,
+)
 from api.serving.state import lifespan_for
 from engine.errors import EngineError
 from streams.settings import Settings
@@ -37,6 +49,11 @@ def create_app(settings: Settings) -> Starlette:
         ),
         Route("/v1/catalogs/{name}/experiment/results", experiments.get_results),
         Route("/v1/catalogs/{name}/experiment/results.svg", experiments.get_results),
+        Route("/v1/catalogs/{name}/evaluations", evaluations.start, methods=["POST"]),
+        Route("/v1/catalogs/{name}/evaluations", evaluations.listing, methods=["GET"]),
+        Route("/v1/catalogs/{name}/evaluations/{id}", evaluations.status),
+        Route("/v1/catalogs/{name}/apprentice", apprentice.get_apprentice),
+        Route("/v1/catalogs/{name}/mode", apprentice.put_mode, methods=["PUT"]),
         Route("/v1/models/{catalog}", ops.model),
         Route("/v1/events/{event_id:path}", ops.event),
         Route("/v1/features", users.features),

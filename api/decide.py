@@ -57,6 +57,7 @@ async def decide_route(request: Request) -> Response:
         _ids(req.exclude, "exclude", limits.max_actions) or (),
     )
     slots = _slots(req.slots, st)
+    baseline = _baseline(catalog, req, slots)
     features = store.with_context(
         store.user_features(st, catalog, user_id, session_id, now), features
     )
@@ -78,6 +79,7 @@ async def decide_route(request: Request) -> Response:
         stock=stock,
         slots=slots,
         safe=safe,
+        baseline=baseline,
     )
     for failure in decision.failures:  # answered by the safe policy instead
         if failure.cause == "error":  # the others are states, counted, not news per decision
@@ -115,6 +117,31 @@ class Shown:
     fingerprint: bytes
     client_id: bool  # the event id came with the request
     assignment: Assignment | None  # the experiment arm, when the catalog runs one
+
+
+def _baseline(catalog: Catalog, req: DecideRequest, slots: list[Slot] | None) -> str | None:
+    """The action the storefront shows itself, in apprentice and logging modes: the
+    request's `baseline`, else the first of `candidates`, else the catalog's first."""
+    if catalog.mode == "online":
+        if req.baseline is not None:
+            raise InvalidInput(
+                f"baseline is for catalogs in apprentice or logging mode; {catalog.name!r} "
+                "is online",
+                field="baseline",
+            )
+        return None
+    if slots is not None:
+        raise InvalidInput(
+            f"catalog {catalog.name!r} is in {catalog.mode} mode, which decides single slots: "
+            "send no slots",
+            field="slots",
+        )
+    baseline = req.baseline or (req.candidates[0] if req.candidates else catalog.actions[0].id)
+    if baseline not in catalog.index:
+        raise InvalidInput(
+            f"baseline {baseline!r} is not an action of catalog {catalog.name!r}", field="baseline"
+        )
+    return baseline
 
 
 def _assignment(st: State, catalog: Catalog, unit: str) -> Assignment | None:
@@ -212,6 +239,9 @@ def _records(
                 experiment=catalog.experiment.name if assignment and catalog.experiment else None,
                 arm=assignment.arm.name if assignment else None,
                 arm_probability=assignment.probability if assignment else 1.0,
+                mode=catalog.mode,
+                model_choice=s.model_choice,
+                model_probability=s.model_probability,
             )
         )
     return records

@@ -43,7 +43,7 @@ async def put_experiment(request: Request) -> Response:
     st.authorize(request, "marketer")
     name = request.path_params["name"]
     body = await bodies.json_object(request, st.settings.limits)
-    catalog = await run_in_threadpool(_change, st, name, if_match(request), _set(body))
+    catalog = await run_in_threadpool(change, st, name, if_match(request), _set(body))
     return JSONResponse(_shown(st, catalog), headers=_etag(catalog))
 
 
@@ -51,7 +51,7 @@ async def patch_arm(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "marketer")
     name, arm = request.path_params["name"], request.path_params["arm"]
-    change = requests.convert(await bodies.json_object(request, st.settings.limits), ArmChange)
+    asked = requests.convert(await bodies.json_object(request, st.settings.limits), ArmChange)
     experiment = _running(st.catalogs.latest(name))
     _arm_exists(experiment, arm)  # 404 before anything is written
 
@@ -59,11 +59,11 @@ async def patch_arm(request: Request) -> Response:
         for raw in body["experiment"]["arms"]:
             if raw.get("name") == arm:
                 for field in ("share", "paused", "keep_running"):
-                    value = getattr(change, field)
+                    value = getattr(asked, field)
                     if value is not None:
                         raw[field] = value
 
-    catalog = await run_in_threadpool(_change, st, name, if_match(request), edit)
+    catalog = await run_in_threadpool(change, st, name, if_match(request), edit)
     return JSONResponse(_shown(st, catalog), headers=_etag(catalog))
 
 
@@ -76,7 +76,7 @@ async def delete_experiment(request: Request) -> Response:
     def end(body: dict[str, Any]) -> None:
         body.pop("experiment", None)
 
-    catalog = await run_in_threadpool(_change, st, name, if_match(request), end)
+    catalog = await run_in_threadpool(change, st, name, if_match(request), end)
     return Response(status_code=204, headers=_etag(catalog))
 
 
@@ -104,7 +104,7 @@ def _set(experiment: dict[str, object]) -> Edit:
     return put
 
 
-def _change(st: State, name: str, expected: int | None, edit: Edit) -> Catalog:
+def change(st: State, name: str, expected: int | None, edit: Edit) -> Catalog:
     """Store a new catalog version: the latest body with `edit` applied."""
     with writes:
         st.catalogs.latest(name)

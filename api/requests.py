@@ -47,6 +47,10 @@ class FailoverRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reason: str = "no reason given"
 
 
+class ModeChange(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    mode: Literal["online", "apprentice", "logging"]
+
+
 class ArmChange(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     share: float | None = None
     paused: bool | None = None
@@ -62,6 +66,7 @@ class DecideRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     exclude: list[str] | None = None
     event_id: str | None = None
     slots: int | list[SlotRequest] | None = None
+    baseline: str | None = None  # apprentice and logging modes: the storefront's own choice
     debug: bool = False
 
     def fingerprint(self) -> bytes:

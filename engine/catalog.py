@@ -20,8 +20,9 @@ from engine.features import flatten
 from engine.featurespec import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
 from engine.learning import DEFAULTS, Learning, learning_json, parse_learning
 from engine.limits import Limits
-from engine.validate import ID_RE, as_object, no_unknown
+from engine.validate import ID_RE, as_object, no_unknown, one_of
 
+MODES = ("online", "apprentice", "logging")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _encode = msgspec.json.Encoder().encode
 
@@ -37,6 +38,9 @@ class Catalog:
     features: FeatureSpec = DEFAULT_SPEC  # read from the feature store per decision
     failover: Failover = DEFAULT_FAILOVER  # the safe policy and when it answers
     experiment: Experiment | None = None  # arms that share the catalog's traffic
+    # online: the policy decides; apprentice: the request's baseline is shown and learned
+    # from, the policy's own choice kept beside it; logging: the same, nothing learned
+    mode: str = "online"
     index: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -60,6 +64,7 @@ class Catalog:
             "features": spec_json(self.features),
             "failover": self.failover.to_json(),
             **({"experiment": self.experiment.to_json()} if self.experiment else {}),
+            "mode": self.mode,
         }
 
 
@@ -94,6 +99,7 @@ def parse_catalog(
         "features",
         "failover",
         "experiment",
+        "mode",
         "version",
         "updated_at",
     }
@@ -120,6 +126,7 @@ def parse_catalog(
         experiment=parse_experiment(
             obj.get("experiment"), ids, limits, defaults, learning.exploration.reward_range()
         ),
+        mode=one_of(obj.get("mode", "online"), MODES, "mode"),
     )
 
 

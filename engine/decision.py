@@ -22,7 +22,7 @@ from engine.actions import Action
 from engine.adjust import adjust
 from engine.caps import capped_by_slate
 from engine.catalog import Catalog
-from engine.constraints import apply, fallback, fallback_reason
+from engine.constraints import Eligibility, apply, fallback, fallback_reason
 from engine.features import Features, merge
 from engine.policy import UNIFORM, Ranker, Scored, scored
 from engine.sampling import Pmf, ranking, rng_for, sample
@@ -48,6 +48,9 @@ class SlotDecision:
     fallback: bool  # shown by a fallback: nothing was eligible, or the model did not answer
     scores: Pmf | None = None  # the policy's, ordering actions of equal probability
     fallback_reason: str | None = None  # why, when `fallback`
+    # apprentice and logging modes: the model's own draw, shown or not, and its probability
+    model_choice: str | None = None
+    model_probability: float = 0.0
 
     def ranking(self) -> list[int]:
         return ranking(self.pmf, self.scores)
@@ -83,8 +86,11 @@ def decide(
     stock: Mapping[str, float] | None = None,
     slots: Sequence[Slot] | None = None,
     safe: Ranker = UNIFORM,
+    baseline: str | None = None,
 ) -> Decision:
-    """`policy` decides; `safe` when it cannot (engine.policy.scored)."""
+    """`policy` decides; `safe` when it cannot (engine.policy.scored). With a `baseline`
+    (apprentice and logging modes, single slot) the baseline is shown with probability 1
+    when eligible, and the policy's own draw is kept beside it."""
     constraints = catalog.constraints
     allowed = apply(
         constraints, offered, context, now, exposures, stock or {}, catalog_actions=catalog.actions
@@ -96,6 +102,8 @@ def decide(
         pmf = adjust(s.pmf, allowed.actions, constraints)
         chosen, p = sample(pmf, rng_for(event_id))
         failure = Failure.of(s)
+        if baseline is not None:
+            return _apprentice(allowed, context, event_id, baseline, s, (chosen, p), safe)
         one = SlotDecision(
             None,
             event_id,
@@ -117,6 +125,42 @@ def decide(
     )
     failures = [f for f in map(Failure.of, answers.values()) if f is not None]
     return Decision(chosen_slots, allowed.removed, failures=failures)
+
+
+def _apprentice(
+    allowed: Eligibility,
+    context: Features,
+    event_id: str,
+    baseline: str,
+    s: Scored,
+    draw: tuple[int, float],
+    safe: Ranker,
+) -> Decision:
+    """Show the storefront's own choice; keep what the policy would have shown. A
+    baseline the constraints removed is not shown: the safe policy decides instead."""
+    actions = allowed.actions
+    ids = [a.id for a in actions]
+    model_choice, model_p = ids[draw[0]], draw[1]
+    failures = [f for f in [Failure.of(s)] if f is not None]
+    if baseline in ids:
+        shown, policy, reason = ids.index(baseline), "baseline", None
+    else:
+        removed = next((r for r, gone in allowed.removed.items() if baseline in gone), "?")
+        reason = f"baseline {baseline!r} is not eligible ({removed}): the safe policy decided"
+        pmf_safe = scored(safe, context, actions).pmf
+        shown, p = sample(pmf_safe, rng_for(event_id, "baseline"))
+        one = SlotDecision(
+            None, event_id, context, actions, pmf_safe, shown, p,
+            safe.name, True, None, reason, model_choice, model_p,
+        )  # fmt: skip
+        return Decision([one], allowed.removed, failures=failures)
+    pmf = np.zeros(len(actions))
+    pmf[shown] = 1.0
+    one = SlotDecision(
+        None, event_id, context, actions, pmf, shown, 1.0, policy, False, None, reason,
+        model_choice, model_p,
+    )  # fmt: skip
+    return Decision([one], allowed.removed, failures=failures)
 
 
 def slot_event_id(event_id: str, slot: Slot) -> str:

@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
 
 from engine.errors import InvalidInput
 from engine.failover import SAFE_POLICIES, Failover, parse_failover
 from engine.learning import DEFAULTS, Learning, learning_json, parse_learning
 from engine.limits import Limits
-from engine.validate import as_number, as_object, no_unknown
+from engine.validate import as_number, as_object, nested, no_unknown
 
-T = TypeVar("T")
 MAX_ARMS = 8
 KINDS = ("catalog", "learning", "rule", "frozen")
 
@@ -242,7 +240,9 @@ def _arm(raw: object, where: str, action_ids: Sequence[str], limits: Limits, def
     spec = as_object(policy, f"{where}.policy")
     if "learning" in spec:
         no_unknown(spec, {"learning"}, f"{where}.policy.")
-        learning = _prefixed(lambda: parse_learning(spec["learning"], limits, defaults), where)
+        learning = nested(
+            lambda: parse_learning(spec["learning"], limits, defaults), where, insert="policy."
+        )
         return replace(base, kind="learning", learning=learning)
     if "rule" in spec:
         no_unknown(spec, {"rule", "priority"}, f"{where}.policy.")
@@ -255,7 +255,7 @@ def _arm(raw: object, where: str, action_ids: Sequence[str], limits: Limits, def
             "safe_policy": spec["rule"],
             **({"priority": spec["priority"]} if "priority" in spec else {}),
         }
-        rule = _prefixed(
+        rule = nested(
             lambda: parse_failover(body, action_ids, limits), where, "failover.", "policy."
         )
         return replace(base, kind="rule", rule=rule)
@@ -263,17 +263,6 @@ def _arm(raw: object, where: str, action_ids: Sequence[str], limits: Limits, def
         f"{where}.policy must be catalog, frozen, {{learning: {{...}}}} or {{rule: ...}}",
         field=f"{where}.policy",
     )
-
-
-def _prefixed(parse: Callable[[], T], where: str, old: str = "", new: str = "policy.") -> T:
-    """Run a nested parser, its field paths placed under `where`."""
-    try:
-        return parse()
-    except InvalidInput as exc:
-        field = exc.field or ""
-        path = f"{where}.{new}{field[len(old) :] if old and field.startswith(old) else field}"
-        detail = exc.detail.replace(field, path, 1) if field else exc.detail
-        raise InvalidInput(detail, field=path) from exc
 
 
 def _alpha(raw: object, limits: Limits, where: str) -> float:

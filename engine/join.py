@@ -163,6 +163,9 @@ def _emit(entry: JoinEntry, decision: DecisionLogged, now: float) -> Outcome:
         experiment=decision.experiment,
         arm=decision.arm,
         arm_probability=decision.arm_probability,
+        pmf=decision.pmf,
+        mode=decision.mode,
+        model_choice=decision.model_choice,
     )
     return Outcome(entry, example, {"emitted": 1, f"emitted_{reason}": 1})
 

@@ -37,6 +37,11 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     experiment: str | None = None
     arm: str | None = None
     arm_probability: float = 1.0
+    # apprentice and logging modes: the catalog's mode and the policy's own draw (the
+    # shown action is the request's baseline, probability 1)
+    mode: str = "online"
+    model_choice: str | None = None
+    model_probability: float = 0.0
     removed: dict[str, int] = {}  # actions removed by each constraint, before the policy
     stock: dict[str, float] = {}  # live stock of the shown SKUs, as decided with
     # features joined to actions at decision time (the feature store's per-action
@@ -82,6 +87,9 @@ class TrainingExample(msgspec.Struct, tag="training", kw_only=True, frozen=True)
     experiment: str | None = None  # as in DecisionLogged
     arm: str | None = None
     arm_probability: float = 1.0
+    pmf: list[float] = []  # the logged pmf over `eligible` (off-policy evaluation needs it)
+    mode: str = "online"  # as in DecisionLogged
+    model_choice: str | None = None
 
 
 class InventoryUpdate(msgspec.Struct, tag="inventory", kw_only=True, frozen=True):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TypeVar
 
 from engine.errors import InvalidInput
 from engine.features import number
 from engine.limits import Limits
 
+T = TypeVar("T")
 ID_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")  # ids: 1-128 printable characters
 
 
@@ -58,3 +60,17 @@ def as_number(value: object, limits: Limits, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"{where} must be a number, got {value!r}", field=where)
     return number(value, limits, where)
+
+
+def nested(parse: Callable[[], T], where: str, strip: str = "", insert: str = "") -> T:
+    """Run a parser of a nested object with its field paths placed under `where`: a
+    path's leading `strip` is replaced by `insert` (`failover.priority[0]` under
+    `candidates[1]` with strip "failover." reads `candidates[1].priority[0]`)."""
+    try:
+        return parse()
+    except InvalidInput as exc:
+        field = exc.field or ""
+        inner = insert + (field[len(strip) :] if strip and field.startswith(strip) else field)
+        path = f"{where}.{inner}" if inner else where
+        detail = exc.detail.replace(field, path, 1) if field else exc.detail
+        raise type(exc)(detail, field=path) from exc

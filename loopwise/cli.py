@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     _common(broker)
     broker.set_defaults(run=broker_command)
 
+    evaluate = sub.add_parser(
+        "evaluate", help="run one off-policy evaluation job (an API process starts it)"
+    )
+    evaluate.add_argument("job", type=Path, help="the job's directory, with its spec.json")
+    evaluate.set_defaults(run=evaluate_command)
+
     sim = sub.add_parser("simulate", help="play a simulated storefront against a server")
     sim.add_argument("--url", default="http://127.0.0.1:8000")
     sim.add_argument(
@@ -158,6 +164,13 @@ def worker_command(args: argparse.Namespace) -> int:
     exit_after_parent(GRACE_SECONDS)
     run(settings_from(args))
     return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from jobs.evaluate import run
+
+    exit_after_parent(GRACE_SECONDS)
+    return run(args.job)
 
 
 def broker_command(args: argparse.Namespace) -> int:

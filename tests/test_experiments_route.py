@@ -80,6 +80,9 @@ def train(st: State, d: DecisionLogged, reward: float) -> None:
             experiment=d.experiment,
             arm=d.arm,
             arm_probability=d.arm_probability,
+            pmf=d.pmf,
+            mode=d.mode,
+            model_choice=d.model_choice,
         )
     )
 

@@ -45,4 +45,6 @@ def _slot(r: DecisionLogged) -> dict[str, object]:
     }
     if r.fallback:
         out["fallback_reason"] = r.fallback_reason
+    if r.model_choice is not None:  # apprentice and logging modes
+        out["model_choice"] = {"id": r.model_choice, "probability": r.model_probability}
     return out

@@ -21,6 +21,7 @@ from api.serving.catalogs import CatalogStore
 from api.serving.follow import LogFollower
 from engine import checkpoint
 from engine.actions import with_features
+from engine.apprentice import ApprenticeBook
 from engine.catalog import Catalog
 from engine.errors import CorruptCheckpoint, EngineError
 from engine.experiment import Arm, arm_model
@@ -37,6 +38,7 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 LEDGER = "__ledger__"  # the checkpoint blob of the ledger (no catalog name starts with "_")
 RESULTS = "__results__"  # the checkpoint blob of the experiments' results
+APPRENTICE = "__apprentice__"  # the checkpoint blob of the apprentice tallies
 
 
 @dataclass
@@ -57,6 +59,7 @@ class ModelReplica(LogFollower):
         self._blobs: dict[str, tuple[Policy, int, bytes]] = {}  # name -> policy, learned, save
         self.ledger = Ledger(settings.ledger_capacity)
         self.results = Results()  # experiments' results, from the same log
+        self.apprentice = ApprenticeBook()  # apprentice mode's agreement and rewards
         self.epoch: str | None = None
         self.counts: Counter[str] = Counter()
         self.latencies: deque[float] = deque(maxlen=2048)
@@ -162,6 +165,12 @@ class ModelReplica(LogFollower):
         extra = ex.action_features
         actions = [with_features(catalog.action(a), extra.get(a)) for a in ex.eligible]
         example = Example(ex.context, actions, ex.chosen, ex.probability, ex.reward)
+        bounds = current.learning.exploration.reward_range()
+        if ex.mode == "logging":  # decided in logging mode: kept for evaluation, not learned
+            self.apprentice.observe(ex, bounds)
+            self.counts["logging_only"] += 1
+            self.ledger.add(ex.event_id)
+            return False
         try:
             self.policy(current).policy.learn(example)
         except EngineError as exc:
@@ -170,6 +179,7 @@ class ModelReplica(LogFollower):
             return False
         self._learn_arms(current, example, ex)
         self.results.observe(ex, current.experiment)
+        self.apprentice.observe(ex, bounds)
         self.ledger.add(ex.event_id)
         self.counts["learned"] += 1
         self.latencies.append(max(0.0, time.time() - ex.emitted_ts))
@@ -232,6 +242,7 @@ class ModelReplica(LogFollower):
             models[name] = {"key": key, "learned": learned, "generation": generation}
         blobs[LEDGER] = self.ledger.encoded()
         blobs[RESULTS] = self.results.encode()
+        blobs[APPRENTICE] = self.apprentice.encode()
         header: dict[str, object] = {
             "epoch": self.epoch,
             "offsets": {str(p): o for p, o in self.offsets.items()},
@@ -315,6 +326,9 @@ class ModelReplica(LogFollower):
         )
         self.epoch = epoch if isinstance(epoch, str) else None
         self.results = Results.decode(blobs[RESULTS]) if RESULTS in blobs else Results()
+        self.apprentice = (
+            ApprenticeBook.decode(blobs[APPRENTICE]) if APPRENTICE in blobs else ApprenticeBook()
+        )
 
     def close(self) -> None:
         self.save_now()

@@ -22,6 +22,7 @@ from api.serving import decided, pseudonyms
 from api.serving.catalogs import CatalogStore
 from api.serving.exposures import Exposures
 from api.serving.failovers import Failovers
+from api.serving.jobs import Jobs
 from api.serving.mirror import Mirror
 from api.serving.outbox import Outbox
 from api.serving.peers import Peers
@@ -60,6 +61,7 @@ class State:
     pseudonyms: pseudonyms.Pseudonyms
     origin: str  # this serving process's id in the decisions log, kept across restarts
     peers: Peers  # applies what other serving processes decided to the stores above
+    jobs: Jobs  # the evaluations this process started
     metrics: Metrics = field(default_factory=Metrics)
     failovers: Failovers = field(default_factory=Failovers)  # per catalog: breaker, safe policy
     epoch: str | None = None
@@ -129,6 +131,7 @@ def open_state(settings: Settings) -> State:
         peers=Peers(
             settings.topic("decisions"), settings.partitions, origin, index, replays, exposures
         ),
+        jobs=Jobs(root / "evaluations"),
     )
 
 
@@ -185,6 +188,7 @@ async def lifespan_for(settings: Settings, app: Starlette) -> AsyncIterator[dict
             task.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)
         state.replica.close()
+        state.jobs.close()
         kvs = (state.catalogs.kv, state.outbox.kv, state.decisions.kv, state.exposures.kv)
         for kv in (*kvs, state.replays.kv):
             kv.close()

@@ -1,0 +1,84 @@
+"""The evaluation jobs an API process has started: each a process of its own
+(`loopwise evaluate <dir>`, at lower priority), its state read back from its directory.
+
+A job's directory holds `spec.json` (written here), `progress.json` and `result.json`
+(written by the job, atomically) and `log.txt`. Jobs outlive nothing: when the API stops,
+the jobs it started are stopped, and one found without a result afterwards reads as
+`stopped`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UnknownEvent
+from streams.files import write_atomic
+
+NICE = 10  # below the serving processes: an evaluation waits, decisions do not
+
+
+class Jobs:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, catalog: str, spec: dict[str, Any]) -> str:
+        job_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        path = self.root / catalog / job_id
+        path.mkdir(parents=True)
+        write_atomic(path / "spec.json", json.dumps({**spec, "id": job_id}).encode())
+        with open(path / "log.txt", "wb") as out:
+            self.running[job_id] = subprocess.Popen(
+                [sys.executable, "-m", "loopwise.cli", "evaluate", str(path)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: os.nice(NICE),
+            )
+        return job_id
+
+    def status(self, catalog: str, job_id: str) -> dict[str, Any]:
+        path = self.root / catalog / job_id
+        if "/" in job_id or not (path / "spec.json").exists():
+            raise UnknownEvent(f"no evaluation {job_id!r} of catalog {catalog!r}", field="id")
+        spec = json.loads((path / "spec.json").read_text())
+        head = {k: spec[k] for k in ("id", "catalog", "since", "until", "candidates")}
+        for name in ("result.json", "progress.json"):
+            if (path / name).exists():
+                found: dict[str, Any] = json.loads((path / name).read_text())
+                if name == "result.json" or self._alive(job_id):
+                    return {**head, **found}
+        if self._alive(job_id):
+            return {**head, "state": "starting"}
+        log = (path / "log.txt").read_text(errors="replace")[-2000:]
+        return {**head, "state": "stopped", "log": log}
+
+    def list(self, catalog: str) -> list[dict[str, Any]]:
+        folder = self.root / catalog
+        ids = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        return [self.status(catalog, i) for i in ids]
+
+    def _alive(self, job_id: str) -> bool:
+        process = self.running.get(job_id)
+        if process is None:
+            return False
+        if process.poll() is None:
+            return True
+        del self.running[job_id]  # reaped
+        return False
+
+    def close(self) -> None:
+        for process in self.running.values():
+            process.terminate()
+        for process in self.running.values():
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.running.clear()
