@@ -30,6 +30,7 @@ NAMES = (
     "broker",
     "soak",
     "ope",
+    "experiments",
 )
 OFFLINE = ("quality", "cost", "constraints", "ope")
 

@@ -120,7 +120,14 @@ def test_quick_features_benchmark_exercises_every_measurement(tmp_path: Path) ->
 
 
 def test_quick_stack_benchmarks_measure_what_they_report(tmp_path: Path) -> None:
-    names = ["freshness", "decide_latency", "learning_throughput", "constraints", "broker"]
+    names = [
+        "freshness",
+        "decide_latency",
+        "learning_throughput",
+        "constraints",
+        "broker",
+        "experiments",
+    ]
     results = run_quick(tmp_path, names, timeout=600)["benchmarks"]
     for name in names:
         assert "error" not in results[name], results[name]
@@ -147,6 +154,11 @@ def test_quick_stack_benchmarks_measure_what_they_report(tmp_path: Path) -> None
     hops = broker["hop_latency_by_fetch_wait"]
     assert [h["fetch_wait_ms"] for h in hops] == list(FETCH_WAITS_MS)
     assert all(h["received"] == HOP_MESSAGES // 10 for h in hops)  # every message arrived once
+
+    experiments = results["experiments"]
+    assert experiments["overhead"]["p50_ratio"] > 0 and experiments["overhead"]["calls"] == 300
+    beside = experiments["beside_evaluation"]
+    assert beside["evaluation_state"] == "done" and beside["evaluation_rows"] >= 200, beside
 
     assert all(math.isfinite(x) for x in _numbers(results))
 
