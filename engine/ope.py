@@ -218,16 +218,18 @@ def tally_pmf(
     n, k = candidate.shape
     index = _indices(chosen, n, k)
     rows = np.arange(n)
-    if np.any(candidate.sum(axis=1) > 1.0 + 1e-6):
+    mass = candidate.sum(axis=1)
+    if np.any(mass > 1.0 + 1e-6):
         raise InvalidInput("a pmf row must not sum to more than 1", field="pmf")
-    supported = candidate
     if logged_pmf is not None:
         logged = _matrix(logged_pmf, "logged_pmf", (n, k), probabilities=True)
         p = _column(p_log, "p_log", n)
         if not np.allclose(logged[rows, index], p, rtol=0.0, atol=1e-9):
             raise InvalidInput("p_log must equal logged_pmf at the chosen index", field="p_log")
-        supported = np.where(logged > 0.0, candidate, 0.0)
-    unsupported = np.maximum(1.0 - supported.sum(axis=1), 0.0)
+        unlogged = logged == 0.0
+        if unlogged.any():  # with an exploration floor and no padding, never
+            mass = mass - np.einsum("ij,ij->i", candidate, unlogged)
+    unsupported = np.maximum(1.0 - mass, 0.0)
     q_shown = q_new = None
     if qhat is not None:
         q = _matrix(qhat, "qhat", (n, k))
@@ -481,8 +483,8 @@ def _matrix(
     if x.ndim != 2 or (shape is not None and x.shape != shape):
         want = "a 2-D array" if shape is None else f"shape {shape}"
         raise InvalidInput(f"{field} must have {want}, got {x.shape}", field=field)
-    if probabilities:  # one pass; NaN fails both comparisons
-        if not np.all((x >= 0.0) & (x <= 1.0 + _PROBABILITY_SLACK)):
+    if probabilities and x.size:  # NaN makes min and max NaN, which fails both
+        if not (x.min() >= 0.0 and x.max() <= 1.0 + _PROBABILITY_SLACK):
             raise InvalidInput(f"{field} entries must be in [0, 1]", field=field)
     elif not np.all(np.isfinite(x)):
         raise InvalidInput(f"{field} must be finite", field=field)

@@ -158,6 +158,12 @@ def test_tally_pmf_finds_p_new_q_new_and_unsupported_mass() -> None:
     assert missing.unsupported == pytest.approx(0.6)
     with pytest.raises(InvalidInput, match="logged_pmf at the chosen"):
         tally_pmf(reward, p_log * 0.9, chosen, pmf, logged_pmf=logged)
+    with pytest.raises(InvalidInput, match="more than 1"):
+        tally_pmf(reward, p_log, chosen, np.full((3, 3), 0.4))
+    with pytest.raises(InvalidInput, match=r"pmf entries must be in \[0, 1\]"):
+        tally_pmf(reward, p_log, chosen, np.where(pmf > 0.9, np.nan, pmf))
+    with pytest.raises(InvalidInput, match="qhat must be finite"):
+        tally_pmf(reward, p_log, chosen, pmf, qhat=qhat * np.inf)
 
 
 @pytest.mark.parametrize(
