@@ -74,6 +74,7 @@ async def metrics(request: Request) -> Response:
     gauge(lines, "loopwise_outbox_refused_total", st.outbox.refused)
     gauge(lines, "loopwise_broker_connected", int(st.outbox.connected))
     gauge(lines, "loopwise_ledger_size", len(st.replica.ledger))
+    gauge(lines, "loopwise_vw_parsed_examples", st.replica.parsed_examples())
     rocksdb = Memory.shared().usage()
     gauge(lines, "loopwise_rocksdb_cache_bytes", rocksdb["cache"])
     gauge(lines, "loopwise_rocksdb_memtable_bytes", rocksdb["memtables"])

@@ -120,6 +120,11 @@ class VWPolicy:
         pylibvw.vw.learn_multi(self._ws, examples)
         pylibvw.vw._finish_example_multi_ex(self._ws, examples)
 
+    @property
+    def parsed_examples(self) -> int:
+        """Action examples held parsed for predictions (each about 32 KB inside VW)."""
+        return len(self._parsed)
+
     def _action_examples(self, eligible: Sequence[Action]) -> list[vowpalwabbit.Example]:
         overflow = len(self._parsed) + len(eligible) - MAX_PARSED
         if overflow > 0:  # before, never while, building this prediction's list

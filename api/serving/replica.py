@@ -119,6 +119,10 @@ class ModelReplica(LogFollower):
             f"replaying ({learned} examples learned so far)"
         )
 
+    def parsed_examples(self) -> int:
+        """Parsed action examples the models hold (VW's cache, policies.vw)."""
+        return sum(getattr(m.policy, "parsed_examples", 0) for m in self.models.values())
+
     def model_version(self, name: str) -> str:
         model = self.models.get(name)
         if model is not None:
