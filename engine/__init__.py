@@ -19,7 +19,10 @@ Reading guide, roughly in the order a decision uses them:
   caps            frequency caps: the exposures that count, a slate's earlier slots
   adjust          pinned, boosts, exploration floor: the policy's pmf before sampling
   eligibility     a request's candidates and exclusions, checked against the catalog
-  policy          the policy step: what a decision asks of a policy, the safe fallback
+  policy          the policy step: what a decision asks of a policy, its guard, the fallback
+  failover        a catalog's safe policy (uniform, first, priority) and when it answers
+  breaker         the circuit breaker between a model and its decisions
+  experiment      a catalog's experiment: arms, shares, sticky rendezvous assignment
   sampling        seeded sampling with exact propensities and an exploration floor
   slates          multi-slot answers, slot by slot, with exact conditional propensities
   decision        one decision: constraints, then the policy, then sampling
@@ -32,6 +35,11 @@ Reading guide, roughly in the order a decision uses them:
   profiles        the feature store's state: a profile, its cells, its encoding
   profilefold     behaviour events folded into profiles (the worker's transitions)
   profileread     a catalog's declared features read from profiles (serving)
+  sequential      anytime-valid confidence sequences for live results
+  results         an experiment's live results per arm, and its guardrail
+  apprentice      what apprentice mode measured: agreement, the partly known value
+  ope             off-policy estimators (IPS, SNIPS, DR) over tallies of logged rows
+  evaluation      candidates replayed over the log into those tallies
 
 May import: the standard library (but os and subprocess), numpy, msgspec. Never faust,
 aiokafka, starlette, vowpalwabbit, rocksdict or yaml; never the environment, the clock or

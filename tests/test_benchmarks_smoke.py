@@ -53,7 +53,7 @@ def run_quick(out: Path, names: list[str], timeout: float) -> dict[str, Any]:
 
 
 def test_quick_offline_benchmarks_write_finite_results(tmp_path: Path) -> None:
-    results = run_quick(tmp_path, ["quality", "cost"], timeout=240)
+    results = run_quick(tmp_path, ["quality", "cost", "ope"], timeout=240)
     assert {"machine", "benchmarks", "quick"} <= set(results)
     assert results["machine"]["nproc"] >= 1 and "vowpalwabbit" in results["machine"]["packages"]
 
@@ -84,6 +84,9 @@ def test_quick_offline_benchmarks_write_finite_results(tmp_path: Path) -> None:
         assert all(v >= 0 for v in shape["stages_cpu_us"].values())
     assert cost["top_stage_50x20"] in cost["shapes"]["50x20"]["stages_cpu_us"]
     assert Path(cost["plot"]).stat().st_size > 0
+
+    ope = results["benchmarks"]["ope"]
+    assert "error" not in ope, ope
 
     numbers = _numbers(quality["environments"]) + _numbers(cost["shapes"])
     assert numbers and all(math.isfinite(x) for x in numbers)
