@@ -94,19 +94,23 @@ class RulePolicy:
         return None
 
 
-@dataclass
 class ConstraintsPolicy:
     """The logged policy under other rules and schedules (module docstring)."""
 
-    constraints: Constraints
+    def __init__(self, constraints: Constraints) -> None:
+        self.changed = _rules_and_schedules(constraints)
+        self.before: dict[int, Constraints] = {}  # per catalog version, built once
 
     def pmf(self, row: Row) -> Pmf:
         ex, catalog = row.example, row.catalog
-        before = _rules_and_schedules(catalog.constraints)
-        after = _rules_and_schedules(self.constraints)
-        universe = list(catalog.actions)
+        before = self.before.get(catalog.version)
+        if before is None:
+            before = self.before[catalog.version] = _rules_and_schedules(catalog.constraints)
+        universe = catalog.actions
         old = {a.id for a in apply(before, universe, ex.context, ex.decided_ts, None, {}).actions}
-        new = {a.id for a in apply(after, universe, ex.context, ex.decided_ts, None, {}).actions}
+        new = {
+            a.id for a in apply(self.changed, universe, ex.context, ex.decided_ts, None, {}).actions
+        }
         logged = np.asarray(ex.pmf, dtype=np.float64)
         keep = np.array([a in new for a in ex.eligible])
         added = len(new - old)  # shown only under the new constraints: never logged
