@@ -2,9 +2,11 @@
 broker, replays it through every candidate and writes the estimates.
 
 An API process writes `spec.json` into the job's directory and starts this as a process of
-its own (lower priority), so an evaluation never stalls decisions. The job writes
-`progress.json` while it reads and `result.json` when done, each atomically; the API
-answers from them. Rows are taken in the order the log is read (each partition in its
+its own (lower priority), so an evaluation never stalls decisions. It reads the log up to
+the end offsets it found when it started (read on from the reported ones until quiet, as
+Tansu reports them short), so traffic that goes on meanwhile does not keep it running. It
+writes `progress.json` while it reads and `result.json` when done, each atomically; the
+API answers from them. Rows are taken in the order the log is read (each partition in its
 order), which is decision order within a partition.
 """
 
@@ -37,6 +39,7 @@ from engine.sampling import Pmf
 from policies.base import Example
 from policies.vw import VWPolicy
 from streams import messages
+from streams.broker import true_end_offsets
 from streams.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -143,10 +146,22 @@ async def _examples(spec: dict[str, Any], counts: Counter[str]) -> AsyncIterator
         tps = [TopicPartition(spec["topic"], p) for p in range(int(spec["partitions"]))]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        # the log as it was when the job started: what keeps arriving is not waited for.
+        # Tansu reports end offsets short, so they are read on from until reads are quiet.
+        reported = await consumer.end_offsets(tps)
+        found = await true_end_offsets(
+            spec["bootstrap"],
+            {(tp.topic, tp.partition): int(reported[tp]) for tp in tps},
+            timeout=5.0,
+        )
+        ends = {tp: found[(tp.topic, tp.partition)] for tp in tps}
         idle = 0
         while idle < IDLE_POLLS:
-            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-            records = [r for rs in batches.values() for r in rs]
+            reading = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+            if not reading:
+                break
+            batches = await consumer.getmany(*reading, timeout_ms=200, max_records=5000)
+            records = [r for tp, rs in batches.items() for r in rs if r.offset < ends[tp]]
             idle = 0 if records else idle + 1
             for ex in _decoded((r.value for r in records), counts):
                 yield ex
