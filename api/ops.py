@@ -81,6 +81,7 @@ async def metrics(request: Request) -> Response:
     gauge(lines, "loopwise_stock_skus", len(st.stock.data))
     gauge(lines, "loopwise_feature_store_users", len(st.profiles.data))
     gauge(lines, "loopwise_feature_store_products", len(st.popularity.data))
+    gauge(lines, "loopwise_feature_store_bytes", st.profiles.bytes + st.popularity.bytes)
     for name, value in sorted(st.metrics.counts.items()):
         gauge(lines, f"loopwise_{name}_total", value)
     for name, value in sorted(st.replica.counts.items()):

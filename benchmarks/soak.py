@@ -214,8 +214,8 @@ def model(url: str) -> dict[str, float]:
 
 def api_memory(url: str) -> dict[str, float]:
     """What the API's /metrics says it holds: its RocksDB stores' shared cache (memtables
-    included) in MB, the ledger's ids and the parsed VW examples its models cache (about
-    32 KB each), so RSS growth can be told apart from them."""
+    included) in MB, the ledger's ids, the feature store's profiles in MB and the parsed
+    VW examples its models cache (about 32 KB each), so RSS growth can be told apart."""
     try:
         text = httpx.get(f"{url}/metrics", timeout=5.0).text
     except httpx.HTTPError:
@@ -226,6 +226,8 @@ def api_memory(url: str) -> dict[str, float]:
         out["api_rocksdb_mb"] = round(float(values["loopwise_rocksdb_cache_bytes"]) / 2**20, 1)
     if "loopwise_ledger_size" in values:
         out["api_ledger_ids"] = float(values["loopwise_ledger_size"])
+    if "loopwise_feature_store_bytes" in values:
+        out["api_profiles_mb"] = round(float(values["loopwise_feature_store_bytes"]) / 2**20, 1)
     if "loopwise_vw_parsed_examples" in values:
         out["api_vw_parsed"] = float(values["loopwise_vw_parsed_examples"])
     return out
@@ -242,6 +244,8 @@ def line(row: Sample) -> str:
         parts.append(f"learned {m['learned']:.0f}, fresh p50 {m['freshness_p50_s']:.2f} s")
         if "api_rocksdb_mb" in m:
             parts.append(f"api rocksdb {m['api_rocksdb_mb']:.0f} MB")
+        if "api_profiles_mb" in m:
+            parts.append(f"profiles {m['api_profiles_mb']:.1f} MB")
         if "api_vw_parsed" in m:
             parts.append(f"vw parsed {m['api_vw_parsed']:.0f}")
     if row["errors"]:

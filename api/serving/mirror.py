@@ -57,6 +57,7 @@ class Mirror(LogFollower):
         self.poisoned = 0
         self.serial = next(_SERIALS)  # unique in this process, unlike id()
         self.changes = 0  # counts every change to `data`
+        self.bytes = 0  # of the values kept as bytes (the feature store's profiles)
 
     def get(self, key: bytes) -> object | None:
         return self.data.get(key)
@@ -64,7 +65,7 @@ class Mirror(LogFollower):
     def discard(self, key: bytes) -> None:
         """Forget a key here at once (its tombstone follows on the changelog)."""
         self.changes += 1
-        self.data.pop(key, None)
+        self._forget(key)
 
     def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
         self.offsets[partition] = offset + 1
@@ -72,10 +73,18 @@ class Mirror(LogFollower):
             return
         self.changes += 1
         if not value:
-            self.data.pop(key, None)
+            self._forget(key)
             return
         try:
-            self.data[key] = self.decode(value)
+            decoded = self.decode(value)
+            self._forget(key)
+            self.data[key] = decoded
+            self.bytes += len(decoded) if isinstance(decoded, bytes) else 0
         except Exception as exc:  # a foreign value must not stop the replica
             self.poisoned += 1
             log.warning("mirror %s: skipped an unreadable value for %r: %s", self.topic, key, exc)
+
+    def _forget(self, key: bytes) -> None:
+        old = self.data.pop(key, None)
+        if isinstance(old, bytes):
+            self.bytes -= len(old)
