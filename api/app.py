@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/catalogs/{name}/experiment/results.svg", experiments.get_results),
         Route("/v1/catalogs/{name}/evaluations", evaluations.start, methods=["POST"]),
         Route("/v1/catalogs/{name}/evaluations", evaluations.listing, methods=["GET"]),
+        Route("/v1/catalogs/{name}/optimizations", evaluations.optimize, methods=["POST"]),
         Route("/v1/catalogs/{name}/evaluations/{id}", evaluations.status),
         Route("/v1/catalogs/{name}/apprentice", apprentice.get_apprentice),
         Route("/v1/catalogs/{name}/mode", apprentice.put_mode, methods=["PUT"]),

@@ -2,13 +2,12 @@
 
 A catalog may hold thousands of actions: decoding, validating, storing and rendering one
 takes a while (about a second at 10,000 actions), so it runs in a worker thread and the
-event loop goes on answering decisions. Writes to the store go one at a time (`writes`),
+event loop goes on answering decisions. Writes to the store go one at a time (its `writes`),
 as they did when they ran on the loop: a version number is read and the next one written.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
 from starlette.concurrency import run_in_threadpool
@@ -19,8 +18,6 @@ from api import bodies
 from api.serving.state import State, of
 from engine.catalog import Catalog
 from engine.errors import InvalidInput, UnknownCatalog
-
-writes = threading.Lock()
 
 
 async def put_catalog(request: Request) -> Response:
@@ -34,7 +31,7 @@ async def put_catalog(request: Request) -> Response:
 
 def _put(st: State, name: str, raw: bytes, content_type: str, expected: int | None) -> Response:
     body = bodies.parse(raw, content_type, st.settings.limits)
-    with writes:
+    with st.catalogs.writes:
         catalog, created = st.catalogs.put(name, body, time.time(), expected)
     return _render(catalog, 201 if created else 200)
 
@@ -59,7 +56,7 @@ async def delete_catalog(request: Request) -> Response:
 
 
 def _delete(st: State, name: str) -> None:
-    with writes:  # not between a version's read and its write
+    with st.catalogs.writes:  # not between a version's read and its write
         st.catalogs.delete(name)
 
 

@@ -1,6 +1,8 @@
 """Evaluation routes: POST /v1/catalogs/{name}/evaluations starts an off-policy evaluation
 of candidate policies on the catalog's logs (engine.evaluation) as a job of its own
-(api.serving.jobs); GET lists them; GET .../{id} answers its progress, then its estimates.
+(api.serving.jobs); POST .../optimizations one that may promote better learning settings
+(engine.optimize); GET lists them; GET .../evaluations/{id} answers its progress, then its
+estimates (and an optimisation's verdict and what became of it).
 """
 
 from __future__ import annotations
@@ -11,21 +13,58 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import bodies
-from api.serving.state import of
+from api.serving.state import State, of
+from engine.catalog import Catalog
 from engine.errors import InvalidInput
 from engine.evaluation import parse_candidates, parse_window
+from engine.learning import learning_json
+from engine.optimize import CURRENT, GRID
 from engine.validate import as_number, no_unknown
 
 
 async def start(request: Request) -> Response:
+    """An evaluation of the candidates the body names."""
     st = of(request)
     st.authorize(request, "marketer")
     catalog = st.catalogs.latest(request.path_params["name"])
-    limits = st.settings.limits
-    body = await bodies.json_object(request, limits)
+    body = await bodies.json_object(request, st.settings.limits)
     no_unknown(body, {"since", "until", "candidates", "alpha"}, "")
+    return _start(st, catalog, body, body.get("candidates"), {})
+
+
+async def optimize(request: Request) -> Response:
+    """An optimisation: the catalog's own learning settings (`current`) and the
+    candidates' (by default engine.optimize.GRID) replayed over the log; the verdict of
+    engine.optimize.choose is promoted as a new catalog version unless `promote` is false."""
+    st = of(request)
+    st.authorize(request, "marketer")
+    catalog = st.catalogs.latest(request.path_params["name"])
+    body = await bodies.json_object(request, st.settings.limits)
+    no_unknown(body, {"since", "until", "candidates", "alpha", "promote"}, "")
+    promote = body.get("promote", True)
+    if not isinstance(promote, bool):
+        raise InvalidInput("promote must be a boolean", field="promote")
+    raw = body.get("candidates", [dict(c) for c in GRID])
+    if not isinstance(raw, list) or not all(isinstance(c, dict) and "learning" in c for c in raw):
+        raise InvalidInput(
+            "candidates must be an array of {name, learning} objects", field="candidates"
+        )
+    if any(c.get("name") == CURRENT for c in raw):
+        raise InvalidInput(f"the name {CURRENT!r} is the catalog's own", field="candidates")
+    candidates = [{"name": CURRENT, "learning": learning_json(catalog.learning)}, *raw]
+    return _start(st, catalog, body, candidates, {"kind": "optimize", "promote": promote})
+
+
+def _start(
+    st: State,
+    catalog: Catalog,
+    body: dict[str, object],
+    candidates: object,
+    extra: dict[str, object],
+) -> Response:
+    limits = st.settings.limits
     since, until = parse_window(body, limits, time.time())
-    parse_candidates(body.get("candidates"), catalog, limits)  # refused here, not in the job
+    parse_candidates(candidates, catalog, limits)  # refused here, not in the job
     alpha = as_number(body.get("alpha", 0.05), limits, "alpha")
     if not 0.0 < alpha < 0.5:
         raise InvalidInput("alpha must be in (0, 0.5)", field="alpha")
@@ -39,11 +78,12 @@ async def start(request: Request) -> Response:
         "since": since,
         "until": until,
         "alpha": alpha,
-        "candidates": body["candidates"],
+        "candidates": candidates,
         "catalog_versions": versions,
         "bootstrap": st.settings.bootstrap,
         "topic": st.settings.topic("training"),
         "partitions": st.settings.partitions,
+        **extra,
     }
     job_id = st.jobs.start(catalog.name, spec)
     location = f"/v1/catalogs/{catalog.name}/evaluations/{job_id}"

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import bodies, requests
-from api.catalogs import if_match, writes
+from api.catalogs import if_match
 from api.requests import ArmChange
 from api.resultsvg import results_svg
 from api.serving.state import State, of
@@ -106,12 +106,7 @@ def _set(experiment: dict[str, object]) -> Edit:
 
 def change(st: State, name: str, expected: int | None, edit: Edit) -> Catalog:
     """Store a new catalog version: the latest body with `edit` applied."""
-    with writes:
-        st.catalogs.latest(name)
-        body = st.catalogs.body(name)
-        edit(body)
-        catalog, _ = st.catalogs.put(name, body, time.time(), expected)
-    return catalog
+    return st.catalogs.edit(name, edit, time.time(), expected)
 
 
 def _shown(st: State, catalog: Catalog) -> dict[str, object]:

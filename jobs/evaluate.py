@@ -34,10 +34,11 @@ from engine.evaluation import (
     parse_candidates,
 )
 from engine.limits import UNBOUNDED, Limits
+from engine.optimize import choose
 from engine.records import TrainingExample
 from engine.sampling import Pmf
-from policies.base import Example
-from policies.vw import VWPolicy
+from policies.base import Example, Policy
+from policies.registry import build
 from streams import messages
 from streams.broker import true_end_offsets
 from streams.files import write_atomic
@@ -50,7 +51,7 @@ PROGRESS_SECONDS = 0.5
 class LearningPolicy:
     """A candidate's learning settings, trained progressively on the log."""
 
-    def __init__(self, policy: VWPolicy) -> None:
+    def __init__(self, policy: Policy) -> None:
         self.policy = policy
 
     def pmf(self, row: Row) -> Pmf:
@@ -85,7 +86,7 @@ async def _evaluate(spec: dict[str, Any], job: Path, started: float) -> dict[str
         elif c.constraints is not None:
             policies[c.name] = ConstraintsPolicy(c.constraints)
         elif c.learning is not None:
-            policies[c.name] = LearningPolicy(VWPolicy(c.learning))
+            policies[c.name] = LearningPolicy(build(c.learning))
     evaluation = Evaluation(policies, float(spec.get("alpha", 0.05)))
     counts: Counter[str] = Counter()
     since, until = float(spec["since"]), float(spec["until"])
@@ -108,7 +109,9 @@ async def _evaluate(spec: dict[str, Any], job: Path, started: float) -> dict[str
             _progress(job, spec, counts, evaluation.rows, started)
     reports = evaluation.reports()
     elapsed = time.monotonic() - started
+    verdict = {"verdict": choose(reports).to_json()} if spec.get("kind") == "optimize" else {}
     return {
+        **verdict,
         "id": spec["id"],
         "state": "done",
         "catalog": spec["catalog"],

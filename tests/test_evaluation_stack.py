@@ -89,3 +89,43 @@ def test_bad_evaluation_requests_name_the_field(stack: Stack) -> None:
         r = stack.http.post("/v1/catalogs/eval2/evaluations", json=body)
         assert r.status_code == 422 and r.json()["field"] == field, r.text
     assert stack.http.get("/v1/catalogs/eval2/evaluations/nope").status_code == 404
+
+
+def test_an_optimisation_promotes_only_what_beats_the_current_settings(stack: Stack) -> None:
+    """On the uniform catalog's log, an epsilon-greedy model (trained progressively) is
+    estimated far above the current (uniform) settings: promoted, a new catalog version.
+    A second uniform is not: the settings stay, and the run says why."""
+    assert stack.http.put("/v1/catalogs/opt", json=CATALOG).status_code == 201
+    started = time.time()
+    rng = random.Random(7)
+    for n in range(600):
+        d = stack.decide("opt", event_id=f"op-{n}")
+        chosen: Any = d["chosen"]
+        if rng.random() < CLICKS[chosen["id"]]:
+            stack.http.post("/v1/rewards", json={"event_id": f"op-{n}", "value": 1.0})
+    wait_until(lambda: stack.learned("opt") >= 600, 60, "every decision to be learned")
+    window = {"since": started - 60, "until": time.time() + 60}
+    same = {"name": "uniform-again", "learning": {"policy": "uniform"}}
+    kept = run_optimisation(stack, {**window, "candidates": [same]})
+    assert kept["verdict"]["promote"] is None and "settings stay" in kept["verdict"]["reason"]
+    assert kept["applied"] == {"promoted": False}
+    eps = {**CANDIDATES[3], "name": "eps"}
+    promoted = run_optimisation(stack, {**window, "candidates": [same, eps]})
+    assert promoted["verdict"]["promote"] == "eps", promoted["verdict"]
+    assert promoted["applied"]["promoted"] is True
+    catalog = stack.http.get("/v1/catalogs/opt").json()
+    assert catalog["version"] == promoted["applied"]["catalog_version"] == 2
+    assert catalog["learning"]["exploration"]["algorithm"] == "epsilon"
+    assert catalog["learning"]["policy"] == "vw"
+
+
+def run_optimisation(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
+    r = stack.http.post("/v1/catalogs/opt/optimizations", json=body)
+    assert r.status_code == 202, r.text
+    location = r.headers["location"]
+    wait_until(
+        lambda: "applied" in stack.http.get(location).json(), 120, "the verdict to be applied"
+    )
+    result: dict[str, Any] = stack.http.get(location).json()
+    assert result["state"] == "done" and result["kind"] == "optimize", result
+    return result

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, cast
 
@@ -29,6 +31,8 @@ class CatalogStore:
         self.kv = kv
         self.limits = limits
         self._latest: dict[str, Catalog] = {}
+        # writes go one at a time: a version number is read and the next one written
+        self.writes = threading.Lock()
         self.version = lru_cache(maxsize=256)(self._load_version)
         for key, raw in kv.scan(b"l:"):
             name = key[2:].decode()
@@ -65,6 +69,20 @@ class CatalogStore:
         catalog = self._latest.get(name)
         if catalog is None:
             raise UnknownCatalog(f"no catalog is named {name!r}", field="catalog")
+        return catalog
+
+    def edit(
+        self,
+        name: str,
+        change: Callable[[dict[str, Any]], None],
+        now: float,
+        expected_version: int | None = None,
+    ) -> Catalog:
+        """Store a new version: the latest body with `change` applied to it in place."""
+        with self.writes:
+            body = self.body(name)
+            change(body)
+            catalog, _ = self.put(name, body, now, expected_version)
         return catalog
 
     def body(self, name: str) -> dict[str, Any]:

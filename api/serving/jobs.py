@@ -28,8 +28,11 @@ class Jobs:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self.optimizing: dict[str, str] = {}  # job id -> catalog, until its verdict is applied
 
     def start(self, catalog: str, spec: dict[str, Any]) -> str:
+        """Start a job (an evaluation, or with `kind: optimize` an optimisation whose
+        verdict `promotions` hands back once it is done); its id."""
         job_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         path = self.root / catalog / job_id
         path.mkdir(parents=True)
@@ -41,7 +44,28 @@ class Jobs:
                 stderr=subprocess.STDOUT,
                 preexec_fn=lambda: os.nice(NICE),
             )
+        if spec.get("kind") == "optimize" and spec.get("promote"):
+            self.optimizing[job_id] = catalog
         return job_id
+
+    def promotions(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """Optimisations done since asked: (catalog, job id, the learning settings to
+        promote, or None when the verdict keeps the current ones)."""
+        out: list[tuple[str, str, dict[str, Any] | None]] = []
+        for job_id, catalog in list(self.optimizing.items()):
+            path = self.root / catalog / job_id / "result.json"
+            if self._alive(job_id) or not path.exists():
+                continue
+            result = json.loads(path.read_text())
+            del self.optimizing[job_id]
+            name = (result.get("verdict") or {}).get("promote")
+            chosen = [c for c in result.get("candidates", []) if c["name"] == name]
+            out.append((catalog, job_id, chosen[0]["spec"]["learning"] if chosen else None))
+        return out
+
+    def applied(self, catalog: str, job_id: str, what: dict[str, Any]) -> None:
+        """Record what became of an optimisation's verdict (read back by `status`)."""
+        write_atomic(self.root / catalog / job_id / "applied.json", json.dumps(what).encode())
 
     def status(self, catalog: str, job_id: str) -> dict[str, Any]:
         path = self.root / catalog / job_id
@@ -49,6 +73,9 @@ class Jobs:
             raise UnknownEvent(f"no evaluation {job_id!r} of catalog {catalog!r}", field="id")
         spec = json.loads((path / "spec.json").read_text())
         head = {k: spec[k] for k in ("id", "catalog", "since", "until", "candidates")}
+        head["kind"] = spec.get("kind", "evaluation")
+        if (path / "applied.json").exists():
+            head["applied"] = json.loads((path / "applied.json").read_text())
         for name in ("result.json", "progress.json"):
             if (path / name).exists():
                 found: dict[str, Any] = json.loads((path / name).read_text())
