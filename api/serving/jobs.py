@@ -54,10 +54,13 @@ class Jobs:
         out: list[tuple[str, str, dict[str, Any] | None]] = []
         for job_id, catalog in list(self.optimizing.items()):
             path = self.root / catalog / job_id / "result.json"
-            if self._alive(job_id) or not path.exists():
+            if self._alive(job_id):
+                continue
+            del self.optimizing[job_id]
+            if not path.exists():  # it died without a verdict: nothing to promote
+                self.applied(catalog, job_id, {"promoted": False, "error": "the job stopped"})
                 continue
             result = json.loads(path.read_text())
-            del self.optimizing[job_id]
             name = (result.get("verdict") or {}).get("promote")
             chosen = [c for c in result.get("candidates", []) if c["name"] == name]
             out.append((catalog, job_id, chosen[0]["spec"]["learning"] if chosen else None))
