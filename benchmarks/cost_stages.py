@@ -309,37 +309,42 @@ def _feature_store(state: State, users: list[str], actions: Sequence[Action], no
         state.popularity.data[product_id.encode()] = profiles.encode(stats)
 
 
-def _handler_us(state: State, shape: Shape, calls: int) -> tuple[float, float]:
-    """The real `api.decide.decide_route` on a Starlette Request, no server, same stores."""
+async def decide_directly(state: State, body: bytes) -> None:
+    """One call of the real `api.decide.decide_route` on a Starlette Request, no server,
+    the state's own stores; raises unless it answers 200."""
     from starlette.requests import Request
 
+    sent = False
+
+    async def receive() -> dict[str, object]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/decide",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+        ],
+        "query_string": b"",
+        "state": {"lw": state},
+    }
+    response = await decide_route(Request(scope, receive))
+    if response.status_code != 200:
+        raise RuntimeError(f"decide answered {response.status_code}: {response.body[:200]!r}")
+
+
+def _handler_us(state: State, shape: Shape, calls: int) -> tuple[float, float]:
+    """The real decide handler (`decide_directly`), CPU and wall time per call."""
     bodies = [decide_body(shape, i) for i in range(64)]
 
     async def one(i: int) -> None:
-        body = bodies[i % len(bodies)]
-        sent = False
-
-        async def receive() -> dict[str, object]:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/v1/decide",
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-            ],
-            "query_string": b"",
-            "state": {"lw": state},
-        }
-        response = await decide_route(Request(scope, receive))
-        if response.status_code != 200:
-            raise RuntimeError(f"decide answered {response.status_code}: {response.body[:200]!r}")
+        await decide_directly(state, bodies[i % len(bodies)])
 
     async def loop() -> tuple[float, float]:
         for i in range(20):

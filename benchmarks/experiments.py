@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from api.decide import decide_route
 from api.serving.state import State, open_state
 from benchmarks.common import quantiles_ms, stack, table
+from benchmarks.cost_stages import decide_directly
 from streams.settings import Settings
 
 ACTIONS = [{"id": f"a{i}", "features": {"banner": {"i": i, "c": f"c{i % 5}"}}} for i in range(50)]
@@ -69,8 +69,6 @@ def _overhead(calls: int) -> dict[str, object]:
 async def _interleaved(
     state: State, catalogs: tuple[str, ...], calls: int
 ) -> dict[str, list[float]]:
-    from starlette.requests import Request
-
     out: dict[str, list[float]] = {c: [] for c in catalogs}
 
     async def one(catalog: str, i: int) -> float:
@@ -79,27 +77,8 @@ async def _interleaved(
             i % 997,
             i % 4,
         )
-        sent = False
-
-        async def receive() -> dict[str, object]:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/v1/decide",
-            "headers": [(b"content-type", b"application/json")],
-            "query_string": b"",
-            "state": {"lw": state},
-        }
         started = time.perf_counter()
-        response = await decide_route(Request(scope, receive))
-        if response.status_code != 200:
-            raise RuntimeError(f"decide answered {response.status_code}")
+        await decide_directly(state, body)
         return time.perf_counter() - started
 
     for i in range(100):  # warm both

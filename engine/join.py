@@ -146,7 +146,16 @@ def _emit(entry: JoinEntry, decision: DecisionLogged, now: float) -> Outcome:
     else:
         value = values[0]
     entry.emitted = True
-    example = TrainingExample(
+    example = training_example(decision, value, len(values), reason, now)
+    return Outcome(entry, example, {"emitted": 1, f"emitted_{reason}": 1})
+
+
+def training_example(
+    decision: DecisionLogged, reward: float, rewards: int, reason: str, now: float
+) -> TrainingExample:
+    """The decision as it is learned: everything it logged that learning, results and
+    evaluations read, with its joined reward (`rewards` of them, for `reason`)."""
+    return TrainingExample(
         event_id=decision.event_id,
         catalog=decision.catalog,
         catalog_version=decision.catalog_version,
@@ -154,8 +163,8 @@ def _emit(entry: JoinEntry, decision: DecisionLogged, now: float) -> Outcome:
         eligible=decision.eligible,
         chosen=decision.chosen,
         probability=decision.probability,
-        reward=value,
-        rewards=len(values),
+        reward=reward,
+        rewards=rewards,
         reason=reason,
         decided_ts=decision.ts,
         emitted_ts=now,
@@ -167,7 +176,6 @@ def _emit(entry: JoinEntry, decision: DecisionLogged, now: float) -> Outcome:
         mode=decision.mode,
         model_choice=decision.model_choice,
     )
-    return Outcome(entry, example, {"emitted": 1, f"emitted_{reason}": 1})
 
 
 _entry_encoder = msgspec.json.Encoder()

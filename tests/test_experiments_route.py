@@ -15,8 +15,9 @@ from starlette.testclient import TestClient
 from api.serving.state import State
 from engine.experiment import arm_model
 from engine.features import flatten
+from engine.join import training_example
 from engine.limits import Limits
-from engine.records import DecisionLogged, TrainingExample, decode
+from engine.records import DecisionLogged, decode
 from tests.routes import app_client, problem, state_of
 
 ACTIONS = [{"id": f"b{i}", "features": {"banner": {"i": i}}} for i in range(4)]
@@ -62,29 +63,7 @@ def logged(st: State, event_id: str) -> DecisionLogged:
 
 def train(st: State, d: DecisionLogged, reward: float) -> None:
     """What the worker emits once the decision's reward window closed."""
-    st.replica.learn(
-        TrainingExample(
-            event_id=d.event_id,
-            catalog=d.catalog,
-            catalog_version=d.catalog_version,
-            context=d.context,
-            eligible=d.eligible,
-            chosen=d.chosen,
-            probability=d.probability,
-            reward=reward,
-            rewards=1,
-            reason="reward",
-            decided_ts=d.ts,
-            emitted_ts=d.ts,
-            action_features=d.action_features,
-            experiment=d.experiment,
-            arm=d.arm,
-            arm_probability=d.arm_probability,
-            pmf=d.pmf,
-            mode=d.mode,
-            model_choice=d.model_choice,
-        )
-    )
+    st.replica.learn(training_example(d, reward, 1, "reward", d.ts))
 
 
 def test_an_experiment_assigns_sticky_arms_logged_with_their_probability(

@@ -61,12 +61,10 @@ class Failovers:
         except MODEL_ERRORS as exc:
             return Refusing(catalog.learning.policy, f"model could not be loaded: {exc}"), safe
         guard = self.guards.get(name)
-        budget = catalog.failover.latency_budget_ms / 1000.0
-        if guard is None or guard.model is not model:
-            guard = Guarded(model, self.breaker(catalog, name), budget, self.clock)
-            self.guards[name] = guard
-        guard.budget_seconds = budget
-        guard.breaker = self.breaker(catalog, name)
+        breaker, budget = self.breaker(catalog, name), catalog.failover.latency_budget_ms / 1000
+        if guard is None or guard.model is not model:  # a new model: a new guard, same breaker
+            guard = self.guards[name] = Guarded(model, breaker, budget, self.clock)
+        guard.budget_seconds = budget  # follow catalog edits
         return guard, safe
 
     def count(self, catalog: str, decision: Decision) -> None:
