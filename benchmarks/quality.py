@@ -23,7 +23,7 @@ from tqdm import tqdm
 from benchmarks.common import Floats, curve_ci, mean_ci, save_figure, table
 from benchmarks.envs import ENVS, Env, Stream
 from engine.learning import Exploration, Learning
-from engine.sampling import normalise, rng_for, sample
+from engine.sampling import Pmf, normalise, rng_for, sample
 from policies.base import Example, Policy
 from policies.linucb import LinUCB
 from policies.thompson import Thompson
@@ -92,7 +92,9 @@ def play(env_name: str, seed: int, steps: int, delay: int) -> dict[str, tuple[Fl
     best = stream.ctr.max(axis=1)
     out: dict[str, tuple[Floats, Floats]] = {}
     for name, make in LEARNERS.items():
-        chosen = learn_online(make(), env, stream, delay, f"{env_name}/{seed}")
+        policy = make()
+        chosen = learn_online(policy, env, stream, delay, f"{env_name}/{seed}")
+        policy.close()
         out[name] = score(stream, chosen, best)
     for name, chosen in _fixed(stream, f"{env_name}/{seed}").items():
         out[name] = score(stream, chosen, best)
@@ -100,21 +102,34 @@ def play(env_name: str, seed: int, steps: int, delay: int) -> dict[str, tuple[Fl
 
 
 def learn_online(
-    policy: Policy, env: Env, stream: Stream, delay: int, tag: str, floor: float = 0.0
+    policy: Policy,
+    env: Env,
+    stream: Stream,
+    delay: int,
+    tag: str,
+    floor: float = 0.0,
+    steps: range | None = None,
+    logged: Callable[[int, Pmf, Example], None] | None = None,
 ) -> np.ndarray:
-    """The action chosen at every step; `floor` as a catalog's exploration floor."""
+    """The action chosen at every step of `steps` (all of them by default), the policy
+    closed after; `floor` as a catalog's exploration floor; `logged` sees every decision
+    (step, pmf, example) as it is made. Examples still waiting at the end are not learned."""
     pending: deque[Example] = deque()
-    chosen = np.zeros(len(stream.contexts), dtype=np.int64)
+    steps = steps if steps is not None else range(len(stream.contexts))
+    chosen = np.zeros(len(steps), dtype=np.int64)
     actions = env.actions
-    for t, context in enumerate(stream.contexts):
+    for i, t in enumerate(steps):
+        context = stream.contexts[t]
         pmf = normalise(policy.distribution(context, actions), floor=floor)
         index, probability = sample(pmf, rng_for(f"{tag}/{t}"))
-        chosen[t] = index
+        chosen[i] = index
         reward = float(stream.uniforms[t] < stream.ctr[t, index])
-        pending.append(Example(context, actions, index, probability, reward))
+        example = Example(context, actions, index, probability, reward)
+        if logged is not None:
+            logged(t, pmf, example)
+        pending.append(example)
         if len(pending) > delay:
             policy.learn(pending.popleft())
-    policy.close()
     return chosen
 
 

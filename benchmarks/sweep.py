@@ -110,6 +110,7 @@ def regret(task: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
         policy, floor = parse_spec(spec)
         delay = settings_for(False).delay
         chosen = learn_online(policy, env, stream, delay, f"{env_name}/{seed}", floor)
+        policy.close()
     return spec, env_name, seed, float(score(stream, chosen, stream.ctr.max(axis=1))[1].sum())
 
 

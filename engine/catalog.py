@@ -18,7 +18,7 @@ from engine.experiment import Experiment, parse_experiment
 from engine.failover import DEFAULT_FAILOVER, Failover, parse_failover
 from engine.features import flatten
 from engine.featurespec import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
-from engine.learning import DEFAULTS, Learning, learning_json, parse_learning
+from engine.learning import DEFAULTS, Learning, default_floor, learning_json, parse_learning
 from engine.limits import Limits
 from engine.validate import ID_RE, as_object, no_unknown, one_of
 
@@ -113,7 +113,7 @@ def parse_catalog(
     actions = _actions(obj.get("actions"), limits)
     learning = parse_learning(obj.get("learning", {}), limits, defaults)
     ids = [a.id for a in actions]
-    constraints = parse_constraints(obj.get("constraints"), ids, limits)
+    constraints = parse_constraints(obj.get("constraints"), ids, limits, default_floor(defaults))
     return Catalog(
         name=name,
         version=version,

@@ -47,12 +47,21 @@ KEYS = (
 )
 
 
-def parse_constraints(body: object, action_ids: Sequence[str], limits: Limits) -> Constraints:
-    """Validate the "constraints" JSON of a catalog; every error names its field path."""
+def parse_constraints(
+    body: object, action_ids: Sequence[str], limits: Limits, default_floor: float = 0.0
+) -> Constraints:
+    """Validate the "constraints" JSON of a catalog; every error names its field path.
+    `default_floor` is the exploration floor where the body sets none (the catalog's
+    defaults epoch decides it); it is written into the constraints' JSON, so that GET
+    shows the floor a catalog explores with."""
     if body is None:
-        return NO_CONSTRAINTS
+        if not default_floor:
+            return NO_CONSTRAINTS
+        body = {}
     obj = as_object(body, "constraints")
     no_unknown(obj, KEYS, "constraints.")
+    if default_floor and "exploration_floor" not in obj:
+        obj = {**obj, "exploration_floor": default_floor}
     ids = frozenset(action_ids)
     floor = as_number(obj.get("exploration_floor", 0.0), limits, "constraints.exploration_floor")
     if not 0.0 <= floor <= 1.0:

@@ -72,13 +72,24 @@ OPTIMIZERS = ("coin", "adaptive")
 # learns with. New catalogs get the newest. docs/decisions/default-policy.md.
 #   1 (until 2026-11-27): squarecb with coin betting
 #   2: optimistic RegCB, mellowness 0.0001, with adaptive SGD; coin for other algorithms
-DEFAULTS = 2
+#   3 (from 2026-12-07): as 2, and an exploration floor of DEFAULT_FLOOR where the catalog's
+#     constraints set none, so that its log supports evaluating other policies
+DEFAULTS = 3
+FLOORED_DEFAULTS = 3  # the first epoch with a default exploration floor
+DEFAULT_FLOOR = 0.02
 LEGACY_DEFAULTS = 1
 LEGACY_PARAMETERS = {"mellowness": 0.001}  # parameter defaults the legacy epoch had
 
 
 def default_algorithm(defaults: int = DEFAULTS) -> str:
     return "squarecb" if defaults == LEGACY_DEFAULTS else "regcbopt"
+
+
+def default_floor(defaults: int = DEFAULTS) -> float:
+    """The exploration floor of a catalog whose constraints set none: greedy RegCB logs
+    probability 1 for what it shows, and no other policy, rule or constraint change can be
+    evaluated on such a log (docs/decisions/default-policy.md#support-for-evaluation)."""
+    return DEFAULT_FLOOR if defaults >= FLOORED_DEFAULTS else 0.0
 
 
 def default_optimizer(algorithm: str, defaults: int = DEFAULTS) -> str:

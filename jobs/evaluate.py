@@ -36,7 +36,7 @@ from engine.evaluation import (
 from engine.limits import UNBOUNDED, Limits
 from engine.optimize import choose
 from engine.records import TrainingExample
-from engine.sampling import Pmf
+from engine.sampling import Pmf, normalise
 from policies.base import Example, Policy
 from policies.registry import build
 from streams import messages
@@ -55,7 +55,9 @@ class LearningPolicy:
         self.policy = policy
 
     def pmf(self, row: Row) -> Pmf:
-        return self.policy.distribution(row.example.context, row.actions)
+        # renormalised as a decision's is: VW's float32 pmf over 50 actions can sum to
+        # 1 + 3e-6, which the estimators refuse as more than a probability
+        return normalise(self.policy.distribution(row.example.context, row.actions))
 
     def after(self, row: Row) -> None:
         ex = row.example

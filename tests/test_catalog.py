@@ -10,7 +10,9 @@ from engine.catalog import parse_catalog
 from engine.errors import InvalidInput, LimitExceeded
 from engine.learning import (
     ALGORITHMS,
+    DEFAULT_FLOOR,
     DEFAULTS,
+    FLOORED_DEFAULTS,
     LEGACY_DEFAULTS,
     Exploration,
     Learning,
@@ -197,6 +199,23 @@ def test_each_defaults_epoch_resolves_to_its_own_settings_and_explicit_ones_win(
         again = parse_catalog("d", shown, Limits(), version=2, now=0).learning
         assert learning_json(again) == learning_json(learning)
         assert vw_args(again) == vw_args(learning)
+
+
+def test_new_catalogs_explore_with_the_default_floor_and_older_epochs_keep_none() -> None:
+    bare = {"actions": [{"id": "x"}, {"id": "y"}]}
+    new = parse_catalog("d", bare, Limits(), version=1, now=0)
+    assert new.constraints.exploration_floor == DEFAULT_FLOOR > 0
+    assert new.to_json()["constraints"] == {"exploration_floor": DEFAULT_FLOOR}  # GET shows it
+    capped = {**bare, "constraints": {"pinned": "y"}}
+    shown = parse_catalog("d", capped, Limits(), version=1, now=0).to_json()["constraints"]
+    assert shown == {"pinned": "y", "exploration_floor": DEFAULT_FLOOR}
+    for defaults in (LEGACY_DEFAULTS, FLOORED_DEFAULTS - 1):  # stored before the floor
+        old = parse_catalog("d", bare, Limits(), version=1, now=0, defaults=defaults)
+        assert old.constraints.exploration_floor == 0.0 and old.to_json()["constraints"] == {}
+    off = {**bare, "constraints": {"exploration_floor": 0}}  # a catalog may turn it off
+    assert parse_catalog("d", off, Limits(), version=1, now=0).constraints.exploration_floor == 0
+    again = parse_catalog("d", new.to_json(), Limits(), version=2, now=0)
+    assert again.constraints.exploration_floor == DEFAULT_FLOOR
 
 
 def test_the_optimizer_defaults_by_algorithm_round_trips_and_is_validated() -> None:

@@ -16,6 +16,7 @@ from api.serving.state import State
 from engine.experiment import arm_model
 from engine.features import flatten
 from engine.join import training_example
+from engine.learning import DEFAULT_FLOOR
 from engine.limits import Limits
 from engine.records import DecisionLogged, decode
 from tests.routes import app_client, problem, state_of
@@ -84,9 +85,10 @@ def test_an_experiment_assigns_sticky_arms_logged_with_their_probability(
         assert record.arm_probability == pytest.approx(share)
         assert record.probability == pytest.approx(record.pmf[record.chosen])
         if arm == "rule":
-            assert (
-                d["chosen"] == {"id": "b2", "probability": 1.0} and d["policy"] == "rule:priority"
-            )
+            # the rule's choice, under the catalog's default exploration floor
+            assert d["chosen"]["id"] == "b2" and d["policy"] == "rule:priority"
+            floored = 1 - DEFAULT_FLOOR + DEFAULT_FLOOR / len(ACTIONS)
+            assert d["chosen"]["probability"] == pytest.approx(floored)
         if arm == "eps":
             assert d["policy"] == "vw:epsilon" and min(x["probability"] for x in d["ranking"]) > 0
     assert set(seen.values()) == {"model", "rule", "eps"}

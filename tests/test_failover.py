@@ -232,7 +232,8 @@ def test_non_finite_answers_count_as_failures() -> None:
 def test_the_safe_policy_decides_within_the_constraints(slots: list[Slot] | None) -> None:
     body = {
         "actions": [{"id": i, "metadata": {"sku": i}} for i in IDS],
-        "constraints": {"inventory": {"sku_field": "sku", "threshold": 0}},
+        # no exploration floor: the safe policy's own, one-hot pmf
+        "constraints": {"inventory": {"sku_field": "sku", "threshold": 0}, "exploration_floor": 0},
         "failover": {"safe_policy": "priority", "priority": ["a2", "a5", "a0"]},
     }
     c = parse_catalog("shop", body, Limits(), version=1, now=0.0)

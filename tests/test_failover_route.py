@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from engine.learning import DEFAULT_FLOOR
 from engine.records import DecisionLogged, decode
 from tests.routes import app_client, problem, state_of
 
@@ -43,7 +44,9 @@ def test_forced_failover_is_one_call_each_way(client: TestClient) -> None:
     for _ in range(5):
         d = decide(client, "forced")
         assert d["fallback"] is True and d["policy"] == "safe:priority"
-        assert d["chosen"] == {"id": "b3", "probability": 1.0}
+        # the safe policy's choice, under the catalog's default exploration floor
+        assert d["chosen"]["id"] == "b3"
+        assert d["chosen"]["probability"] == pytest.approx(1 - DEFAULT_FLOOR + DEFAULT_FLOOR / 5)
         assert "incident 7" in d["fallback_reason"]
     slate = decide(client, "forced", slots=2)
     assert [s["chosen"]["id"] for s in slate["slots"]] == ["b3", "b1"]
