@@ -109,7 +109,13 @@ async def put_catalog(
         constraints = body.get("constraints", {})
         if isinstance(constraints, dict):
             body["constraints"] = {**constraints, "exploration_floor": exploration_floor}
-    await _call(client, "PUT", catalog_path("/v1/catalogs", catalog), body)
+    await put_catalog_body(client, catalog, body)
+
+
+async def put_catalog_body(
+    client: httpx.AsyncClient, catalog: str, body: dict[str, object]
+) -> dict[str, Any]:
+    return await _call(client, "PUT", catalog_path("/v1/catalogs", catalog), body)
 
 
 async def learned(client: httpx.AsyncClient, catalog: str) -> int:
@@ -132,18 +138,36 @@ async def decide(
     user_id: str,
     session_id: str | None = None,
     debug: bool = False,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
+    body = decide_body(catalog, context, user_id, session_id, debug, baseline)
+    return await _call(client, "POST", "/v1/decide", body)
+
+
+def decide_body(
+    catalog: str,
+    context: dict[str, object],
+    user_id: str,
+    session_id: str | None = None,
+    debug: bool = False,
+    baseline: str | None = None,
+) -> dict[str, object]:
+    """The body of `POST /v1/decide`; `baseline` only for apprentice and logging modes."""
     body: dict[str, object] = {"catalog": catalog, "context": context, "user_id": user_id}
     if session_id is not None:
         body["session_id"] = session_id
     if debug:
         body["debug"] = True
-    return await _call(client, "POST", "/v1/decide", body)
+    if baseline is not None:
+        body["baseline"] = baseline
+    return body
 
 
-async def reward(client: httpx.AsyncClient, event_id: str, value: float) -> None:
+async def reward(client: httpx.AsyncClient, event_id: str, value: float) -> str:
+    """Post a reward; its status as the API answered it (accepted, late or pending)."""
     response = await send(client, "POST", "/v1/rewards", {"event_id": event_id, "value": value})
     raise_for_problem(response, "POST", "/v1/rewards")
+    return str(_json_object(response, "POST", "/v1/rewards").get("status"))
 
 
 async def post_events(client: httpx.AsyncClient, events: Sequence[dict[str, object]]) -> None:
@@ -165,3 +189,73 @@ async def server_level(client: httpx.AsyncClient, sku: str) -> float | None:
     if isinstance(level, bool) or not isinstance(level, int | float):
         raise Unavailable(f"GET {path} answered level={level!r}, expected a number")
     return float(level)
+
+
+# -- experiments, evaluations, modes and failover (marketer routes) ---------------------
+
+
+async def put_experiment(
+    client: httpx.AsyncClient, catalog: str, experiment: dict[str, object]
+) -> dict[str, Any]:
+    return await _call(client, "PUT", _experiment_path(catalog), experiment)
+
+
+async def delete_experiment(client: httpx.AsyncClient, catalog: str) -> None:
+    path = _experiment_path(catalog)
+    raise_for_problem(await send(client, "DELETE", path), "DELETE", path)
+
+
+async def experiment_results(client: httpx.AsyncClient, catalog: str) -> dict[str, Any]:
+    return await _call(client, "GET", f"{_experiment_path(catalog)}/results")
+
+
+async def experiment_svg(client: httpx.AsyncClient, catalog: str) -> str:
+    """The API's own picture of the results (`results.svg`)."""
+    path = f"{_experiment_path(catalog)}/results.svg"
+    response = await send(client, "GET", path)
+    raise_for_problem(response, "GET", path)
+    return response.text
+
+
+async def start_evaluation(client: httpx.AsyncClient, catalog: str, body: dict[str, object]) -> str:
+    """Start an off-policy evaluation job; the path to poll for it."""
+    path = f"{catalog_path('/v1/catalogs', catalog)}/evaluations"
+    location = (await _call(client, "POST", path, body)).get("location")
+    if not isinstance(location, str) or not location.startswith("/"):
+        raise Unavailable(f"POST {path} answered location={location!r}, expected a path")
+    return location
+
+
+async def evaluation(client: httpx.AsyncClient, location: str) -> dict[str, Any]:
+    """An evaluation job's state: progress while it runs, then its estimates."""
+    return await _call(client, "GET", location)
+
+
+async def put_mode(client: httpx.AsyncClient, catalog: str, mode: str) -> dict[str, Any]:
+    path = f"{catalog_path('/v1/catalogs', catalog)}/mode"
+    return await _call(client, "PUT", path, {"mode": mode})
+
+
+async def apprentice(client: httpx.AsyncClient, catalog: str) -> dict[str, Any]:
+    return await _call(client, "GET", f"{catalog_path('/v1/catalogs', catalog)}/apprentice")
+
+
+async def put_failover(
+    client: httpx.AsyncClient, catalog: str, mode: str, reason: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, object] = {"mode": mode}
+    if reason is not None:
+        body["reason"] = reason
+    return await _call(client, "PUT", _failover_path(catalog), body)
+
+
+async def failover(client: httpx.AsyncClient, catalog: str) -> dict[str, Any]:
+    return await _call(client, "GET", _failover_path(catalog))
+
+
+def _experiment_path(catalog: str) -> str:
+    return f"{catalog_path('/v1/catalogs', catalog)}/experiment"
+
+
+def _failover_path(catalog: str) -> str:
+    return f"{catalog_path('/v1/catalogs', catalog)}/failover"

@@ -84,7 +84,7 @@ async def run(config: SimConfig, progress: bool = True) -> SimResult:
         tally = await _play(client, config, env, progress, shop)
         elapsed = time.perf_counter() - started
         target = baseline + tally.done - tally.nothing_eligible
-        learned = await _wait_learned(client, config.catalog, target, env.reward_wait_seconds)
+        learned = await wait_learned(client, config.catalog, target, env.reward_wait_seconds)
         synced = await wait_stock(client, shop) if shop is not None else None
         if config.constrained:
             probes = await probe_in_stock(client, config, env, shop)
@@ -140,7 +140,7 @@ async def _play(
     with tqdm(total=config.decisions, disable=not progress, unit="decision", desc=env.name) as bar:
         workers = [_worker(run, rng, bar, s) for rng, s in zip(rngs, shoppers, strict=True)]
         try:
-            await _all_or_cancel(workers)
+            await all_or_cancel(workers)
         finally:
             if shop is not None:
                 await _finish_restocks(shop)
@@ -269,7 +269,7 @@ async def _finish_restocks(shop: Shop) -> None:
             raise outcome
 
 
-async def _all_or_cancel(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
+async def all_or_cancel(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
     """Run all; on the first failure cancel the rest and raise that failure itself."""
     tasks = [asyncio.create_task(c) for c in coroutines]
     try:
@@ -281,7 +281,7 @@ async def _all_or_cancel(coroutines: Sequence[Coroutine[Any, Any, None]]) -> Non
         raise
 
 
-async def _wait_learned(client: httpx.AsyncClient, catalog: str, target: int, wait_s: float) -> int:
+async def wait_learned(client: httpx.AsyncClient, catalog: str, target: int, wait_s: float) -> int:
     """Poll until `learned >= target` or learning stops growing (a backlog still being
     learned keeps it waiting, up to a generous overall cap)."""
     now = time.monotonic()
