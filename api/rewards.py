@@ -96,13 +96,18 @@ def accept(st: State, reward: Reward, pending: bool) -> dict[str, object]:
 def _outside_range(st: State, catalog: str, value: float) -> str:
     """Why `value` will be learned as another number, or "" (the reward is kept as sent)."""
     try:
-        exploration = st.catalogs.latest(catalog).learning.exploration
+        learning = st.catalogs.latest(catalog).learning
     except UnknownCatalog:
         return ""
-    learned = exploration.learned_reward(value)
+    learned = learning.learned_reward(value)
     if learned == value:
         return ""
-    low, high = exploration.reward_range()
+    if learning.policy == "thompson":
+        return (
+            f"value {value:g} is outside [0, 1], the rewards Thompson sampling learns "
+            f"(catalog {catalog!r}), and is learned as {learned:g}"
+        )
+    low, high = learning.exploration.reward_range()
     return (
         f"value {value:g} is outside catalog {catalog!r}'s reward range [{low:g}, {high:g}] "
         f"and is learned as {learned:g}; declare the range of your "

@@ -6,6 +6,18 @@ defaults epoch, so that `GET` shows every setting and an upgrade never changes w
 stored catalog learns with. How a policy turns these settings into its own arguments is
 the policy's business (policies.vw builds VW's command line).
 
+`policy` is VW's contextual bandit (`vw`, with `exploration`, `interactions` and
+`optimizer`), `uniform`, or one of two numpy policies with a settings block of their own:
+`linucb` (`learning.linucb`: disjoint LinUCB, policies.linucb) and `thompson`
+(`learning.thompson`: Beta-Bernoulli Thompson sampling per action, policies.thompson).
+`exploration`, `interactions` and `optimizer` are VW's, and refused with those two rather
+than ignored, since neither could honour them: LinUCB hashes the context into a vector of
+its own per action (no namespace crosses) and Thompson reads no features; LinUCB solves
+its ridge regression exactly and Thompson counts, so there is no SGD to choose. Thompson
+learns rewards clipped to [0, 1] (a reward is a fractional click); LinUCB learns them as
+given. The reward join's settings (`reward_wait_seconds`, `default_reward`,
+`aggregation`) apply to every policy.
+
 May import: the standard library and engine.errors / engine.limits / engine.validate.
 """
 
@@ -13,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal, cast
 
 from engine.errors import InvalidInput
@@ -22,7 +34,7 @@ from engine.validate import as_number, as_object, no_unknown, one_of
 
 ALGORITHMS = ("epsilon", "squarecb", "softmax", "bag", "cover", "rnd", "regcbopt")
 AGGREGATIONS = ("earliest", "sum")
-POLICIES = ("vw", "uniform")
+POLICIES = ("vw", "uniform", "thompson", "linucb")
 Aggregation = Literal["earliest", "sum"]
 INTERACTION_RE = re.compile(r"[capi]{2,3}")
 # context x action features, context x action id (see engine.vwformat.action_body)
@@ -118,6 +130,47 @@ class Exploration:
 
 
 @dataclass(frozen=True, slots=True)
+class LinUCBSettings:
+    """policies.linucb's: the confidence bonus `alpha`, the share `epsilon` spread over
+    every eligible action, the hashed context's width `dim` (each action learned keeps a
+    dim x dim matrix: 32 KB at 64) and the ridge prior `ridge`."""
+
+    alpha: float = 1.0
+    epsilon: float = 0.05
+    dim: int = 64
+    ridge: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ThompsonSettings:
+    """policies.thompson's: the posterior `draws` its pmf is estimated from (a decision
+    costs draws x actions Beta samples) and the pseudo-wins `smoothing` each action gets."""
+
+    draws: int = 512
+    smoothing: float = 0.5
+
+
+# (minimum, maximum) of each setting of learning.linucb and learning.thompson; the
+# defaults are the dataclasses' (a stored catalog is read again from its body, so moving
+# one of them needs a new defaults epoch). Whole numbers: dim and draws.
+POLICY_BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
+    "linucb": {
+        "alpha": (0.0, 1e3),
+        "epsilon": (0.001, 1.0),  # > 0: every eligible action keeps support
+        "dim": (2, 128),  # 128: 128 KB per action learned, in memory and in checkpoints
+        "ridge": (0.001, 1e6),
+    },
+    "thompson": {
+        "draws": (1, 4096),  # 4,096 x 50 actions took 17 ms a decision here
+        "smoothing": (0.001, 1e6),
+    },
+}
+WHOLE_POLICY_PARAMETERS = frozenset({"dim", "draws"})
+VW_SETTINGS = ("exploration", "interactions", "optimizer")
+THOMPSON_REWARDS = (0.0, 1.0)  # what Thompson sampling learns a reward clipped to
+
+
+@dataclass(frozen=True, slots=True)
 class Learning:
     policy: str = "vw"
     exploration: Exploration = field(default_factory=Exploration)
@@ -126,13 +179,34 @@ class Learning:
     default_reward: float = 0.0
     aggregation: Aggregation = "earliest"
     optimizer: str = ""  # "": default_optimizer of the exploration algorithm
+    linucb: LinUCBSettings = field(default_factory=LinUCBSettings)  # read by policy linucb
+    thompson: ThompsonSettings = field(default_factory=ThompsonSettings)  # by thompson
 
     def __post_init__(self) -> None:
         if not self.optimizer:
             object.__setattr__(self, "optimizer", default_optimizer(self.exploration.algorithm))
 
+    def learned_reward(self, reward: float) -> float:
+        """The reward as the policy learns it: Thompson's clipped to [0, 1], RegCB's to its
+        declared range, any other as given."""
+        if self.policy == "thompson":
+            return min(max(reward, THOMPSON_REWARDS[0]), THOMPSON_REWARDS[1])
+        if self.policy == "vw":
+            return self.exploration.learned_reward(reward)
+        return reward
+
 
 def learning_json(learning: Learning) -> dict[str, object]:
+    """Every setting, resolved; what parse_learning reads back to the same Learning."""
+    join = {
+        "reward_wait_seconds": learning.reward_wait_seconds,
+        "default_reward": learning.default_reward,
+        "aggregation": learning.aggregation,
+    }
+    if learning.policy == "linucb":
+        return {"policy": "linucb", "linucb": asdict(learning.linucb), **join}
+    if learning.policy == "thompson":
+        return {"policy": "thompson", "thompson": asdict(learning.thompson), **join}
     return {
         "policy": learning.policy,
         "exploration": {
@@ -140,9 +214,7 @@ def learning_json(learning: Learning) -> dict[str, object]:
             **{n: learning.exploration.value(n) for n in USES[learning.exploration.algorithm]},
         },
         "interactions": list(learning.interactions),
-        "reward_wait_seconds": learning.reward_wait_seconds,
-        "default_reward": learning.default_reward,
-        "aggregation": learning.aggregation,
+        **join,
         "optimizer": learning.optimizer,
     }
 
@@ -159,10 +231,13 @@ def parse_learning(body: object, limits: Limits, defaults: int = DEFAULTS) -> Le
             "default_reward",
             "aggregation",
             "optimizer",
+            "linucb",
+            "thompson",
         },
         "learning.",
     )
     policy = one_of(obj.get("policy", "vw"), POLICIES, "learning.policy")
+    _only_for(obj, policy)
     aggregation = one_of(obj.get("aggregation", "earliest"), AGGREGATIONS, "learning.aggregation")
     wait = as_number(obj.get("reward_wait_seconds", 10.0), limits, "learning.reward_wait_seconds")
     if not 0.0 < wait <= MAX_WAIT_SECONDS:
@@ -180,7 +255,60 @@ def parse_learning(body: object, limits: Limits, defaults: int = DEFAULTS) -> Le
         default_reward=as_number(obj.get("default_reward", 0.0), limits, "learning.default_reward"),
         aggregation=cast(Aggregation, aggregation),
         optimizer=one_of(optimizer, OPTIMIZERS, "learning.optimizer"),
+        linucb=_linucb(obj.get("linucb", {}), limits),
+        thompson=_thompson(obj.get("thompson", {}), limits),
     )
+
+
+def _only_for(obj: Mapping[str, object], policy: str) -> None:
+    """Refuse the settings that `policy` would not read: VW's with linucb or thompson,
+    and each of those two's block with any other policy."""
+    for key in VW_SETTINGS if policy in POLICY_BOUNDS else ():
+        if key in obj:
+            raise InvalidInput(
+                f"learning.{key} is a setting of policy 'vw'; policy {policy!r} takes "
+                f"learning.{policy}",
+                field=f"learning.{key}",
+            )
+    for own in POLICY_BOUNDS:
+        if own in obj and own != policy:
+            raise InvalidInput(
+                f"learning.{own} is read only with policy {own!r}, not {policy!r}",
+                field=f"learning.{own}",
+            )
+
+
+def _linucb(body: object, limits: Limits) -> LinUCBSettings:
+    v = _settings(body, "linucb", asdict(LinUCBSettings()), limits)
+    return LinUCBSettings(
+        alpha=v["alpha"], epsilon=v["epsilon"], dim=int(v["dim"]), ridge=v["ridge"]
+    )
+
+
+def _thompson(body: object, limits: Limits) -> ThompsonSettings:
+    v = _settings(body, "thompson", asdict(ThompsonSettings()), limits)
+    return ThompsonSettings(draws=int(v["draws"]), smoothing=v["smoothing"])
+
+
+def _settings(
+    body: object, policy: str, defaults: Mapping[str, float], limits: Limits
+) -> dict[str, float]:
+    """The settings block of `policy`, each in its bounds, missing ones at their defaults."""
+    obj = as_object(body, f"learning.{policy}")
+    no_unknown(obj, defaults, f"learning.{policy}.")
+    out: dict[str, float] = {}
+    for name, default in defaults.items():
+        where = f"learning.{policy}.{name}"
+        value = as_number(obj.get(name, default), limits, where)
+        low, high = POLICY_BOUNDS[policy][name]
+        if not low <= value <= high:
+            raise InvalidInput(
+                f"{where} must be in [{low:g}, {high:g}], got {value!r}", field=where
+            )
+        if name in WHOLE_POLICY_PARAMETERS and value != int(value):
+            raise InvalidInput(f"{where} must be a whole number, got {value!r}", field=where)
+        out[name] = value
+    return out
 
 
 def _exploration(body: object, limits: Limits, defaults: int) -> Exploration:

@@ -1,4 +1,5 @@
-"""Disjoint LinUCB in numpy: a contextual baseline with exact propensities.
+"""Disjoint LinUCB in numpy: a catalog policy (`learning.policy: linucb`, its settings in
+`learning.linucb`) and a contextual baseline for the benchmarks, with exact propensities.
 
 Each action id has its own ridge regression (Li et al. 2010, "disjoint" model) over a
 hashed feature vector of `dim` entries: a bias plus every context feature (`ns^name` with
@@ -10,6 +11,12 @@ A_a^-1 is kept up to date with Sherman-Morrison, so learning costs O(dim^2).
 The pmf puts `1 - epsilon` on the highest score (ties: the first in eligible order) and
 spreads `epsilon` uniformly, so every action keeps mass `epsilon / K` and the logged
 propensity is exact. Rewards are learned as given (click = 1).
+
+It learns from every logged decision as a regression of the chosen action's reward on
+the context, unweighted: the logged probability is not read (as VW's RegCB, a direct
+estimate, which is why an experiment arm can learn from the traffic of other arms). The
+state is A^-1 and b per action id; `save` writes them as npz and `load` reads them back,
+the settings coming from the catalog (policies.registry).
 """
 
 from __future__ import annotations
@@ -17,13 +24,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.actions import Action
-from engine.errors import InvalidInput
+from engine.errors import CorruptCheckpoint, InvalidInput
 from engine.features import Features
 from engine.sampling import Pmf
 from policies.base import Example
@@ -98,6 +106,25 @@ class LinUCB:
             b=np.array([self._b[i] for i in ids]).reshape(-1, self.dim),
         )
         return buffer.getvalue()
+
+    def load(self, data: bytes) -> None:
+        """Take the per-action state `save` gave; the settings are this policy's, and a
+        state of another `dim`, or bytes that are no such state, raise CorruptCheckpoint."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+                ids, inverse, b = saved["ids"], saved["inverse"], saved["b"]
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise CorruptCheckpoint(f"not a saved LinUCB model: {exc!r}") from exc
+        n, dim = len(ids), self.dim
+        if ids.ndim != 1 or inverse.shape != (n, dim, dim) or b.shape != (n, dim):
+            raise CorruptCheckpoint(
+                f"a saved LinUCB model of shapes {ids.shape}, {inverse.shape}, {b.shape} "
+                f"does not fit dim {dim}"
+            )
+        if ids.dtype.kind != "U" or not (np.isfinite(inverse).all() and np.isfinite(b).all()):
+            raise CorruptCheckpoint("a saved LinUCB model holds non-string ids or non-finite state")
+        self._inverse = {str(a): inverse[i].astype(np.float64) for i, a in enumerate(ids)}
+        self._b = {str(a): b[i].astype(np.float64) for i, a in enumerate(ids)}
 
     def close(self) -> None:
         return None

@@ -1,7 +1,12 @@
-"""Thompson sampling over Beta-Bernoulli arms: a non-contextual baseline.
+"""Thompson sampling over Beta-Bernoulli arms: a non-contextual catalog policy
+(`learning.policy: thompson`, its settings in `learning.thompson`) and a baseline.
 
 Each action id has a Beta(1 + successes, 1 + failures) posterior; a reward is clipped to
-[0, 1] and counted as a fractional success. The context is ignored, except to seed draws.
+[0, 1] (engine.learning.THOMPSON_REWARDS) and counted as a fractional success, so revenue
+is learned as a click. The context is ignored, except to seed draws. The logged
+probability is not read either: learned from the traffic of a policy that chooses by
+context (another experiment arm's), an action's counts lean towards the visitors that
+policy showed it to.
 
 The pmf is the probability that each eligible action is the argmax of one posterior draw,
 which is what Thompson sampling shows. There is no closed form for K > 2 arms, so it is
@@ -12,7 +17,7 @@ very peaked (a few thousand observations), where a fixed quadrature grid is wron
 adaptive one costs more than the draws. Each arm's win count gets `smoothing` pseudo-wins
 before normalising, so every eligible action keeps mass > 0 (the policy explores, and the
 logged propensity is the exact probability of the sample that follows: sampling uses this
-pmf, not a fresh posterior draw).
+pmf, not a fresh posterior draw). `save` writes the counts as JSON, `load` reads them back.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine.actions import Action
-from engine.errors import InvalidInput
+from engine.errors import CorruptCheckpoint, InvalidInput
 from engine.features import Features
+from engine.learning import THOMPSON_REWARDS
 from engine.sampling import Pmf
 from policies.base import Example
 
@@ -62,7 +68,8 @@ class Thompson:
 
     def learn(self, example: Example) -> None:
         action = example.actions[example.chosen].id
-        reward = min(1.0, max(0.0, float(example.reward)))
+        low, high = THOMPSON_REWARDS
+        reward = min(high, max(low, float(example.reward)))
         self._wins[action] = self._wins.get(action, 0.0) + reward
         self._losses[action] = self._losses.get(action, 0.0) + 1.0 - reward
         self.learned += 1
@@ -71,8 +78,33 @@ class Thompson:
         state = {"wins": self._wins, "losses": self._losses, "learned": self.learned}
         return json.dumps(state, sort_keys=True).encode()
 
+    def load(self, data: bytes) -> None:
+        """Take the state `save` gave (the counts and `learned`); the settings are this
+        policy's. Bytes that are not such a state raise CorruptCheckpoint."""
+        try:
+            state = json.loads(data)
+            wins, losses = _counts(state["wins"]), _counts(state["losses"])
+            learned = state["learned"]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CorruptCheckpoint(f"not a saved Thompson model: {exc!r}") from exc
+        if not isinstance(learned, int) or isinstance(learned, bool) or learned < 0:
+            raise CorruptCheckpoint(f"a saved Thompson model's learned is {learned!r}")
+        self._wins, self._losses, self.learned = wins, losses, learned
+
     def close(self) -> None:
         return None
+
+
+def _counts(raw: object) -> dict[str, float]:
+    """Action id -> a count >= 0, from decoded JSON; TypeError when it is not that."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"counts must be an object, got {type(raw).__name__}")
+    out: dict[str, float] = {}
+    for action, count in raw.items():
+        if isinstance(count, bool) or not isinstance(count, int | float) or not count >= 0:
+            raise TypeError(f"the count of {action!r} is {count!r}")
+        out[action] = float(count)
+    return out
 
 
 def _seed(features: Features, alpha: Pmf, beta: Pmf) -> int:

@@ -20,6 +20,8 @@ from engine.evaluation import (
 from engine.limits import Limits
 from engine.ope import Estimate, Unsupported
 from engine.records import TrainingExample
+from jobs.evaluate import LearningPolicy
+from policies.registry import build
 
 MEANS = {"a": 0.2, "b": 0.7, "c": 0.4, "kids": 0.9}
 RULE = {"name": "no-kids", "when": "context.hour >= 22", "exclude": "action.id == 'kids'"}
@@ -140,3 +142,24 @@ def test_bad_candidates_name_their_field(body: object, field: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_candidates(body, catalog([]), Limits())
     assert caught.value.field == field, caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "learning",
+    [{"policy": "linucb"}, {"policy": "thompson", "thompson": {"draws": 64}}],
+    ids=["linucb", "thompson"],
+)
+def test_a_numpy_learning_candidate_is_trained_on_the_log_and_beats_its_logger(
+    learning: dict[str, object],
+) -> None:
+    """What the evaluation job does with a learning candidate (jobs.evaluate): the policy
+    the registry builds, predicting each row with what it learned from the rows before."""
+    c = catalog([RULE])
+    candidate = parse_candidates([{"name": "x", "learning": learning}], c, Limits())[0]
+    assert candidate.learning is not None
+    policy = LearningPolicy(build(candidate.learning))
+    reports = evaluate({"x": policy}, rows(c, 2000, 4))
+    assert policy.policy.name == learning["policy"] and policy.policy.learned == 2000
+    snips, logged = reports["x"].snips, reports["x"].logged  # type: ignore[attr-defined]
+    assert isinstance(snips, Estimate) and isinstance(logged, Estimate)
+    assert snips.low > logged.high, (snips, logged)

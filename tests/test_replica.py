@@ -161,6 +161,38 @@ def test_changed_learning_settings_start_a_new_model_generation(tmp_path: Path) 
     r.close()
 
 
+@pytest.mark.parametrize("policy", ["linucb", "thompson"])
+def test_numpy_policies_restore_from_checkpoints_and_follow_their_settings(
+    tmp_path: Path, policy: str
+) -> None:
+    """A LinUCB or Thompson catalog's model is checkpointed and restored exactly, goes on
+    when its settings are restated, and starts anew when one of them changes."""
+    learning = {"reward_wait_seconds": 1.0, "policy": policy}
+    r = Replica(tmp_path, {**CATALOG, "learning": learning})
+    for offset in range(30):
+        r.replica.apply(
+            1, offset, None, example(offset, chosen=offset % 3, reward=float(offset % 3 == 2))
+        )
+    before = r.pmf()
+    assert r.replica.models["shop"].policy.name == policy and before.argmax() == 2, before
+    r.close()
+
+    again = Replica(tmp_path)
+    assert np.array_equal(again.pmf(), before), "the restored model decides the same"
+    assert again.replica.model_version("shop") == "1.30"
+    defaults = {"linucb": {"alpha": 1, "dim": 64}, "thompson": {"draws": 512}}[policy]
+    again.catalogs.put("shop", {**CATALOG, "learning": {**learning, policy: defaults}}, now=1.0)
+    assert np.array_equal(again.pmf(), before), "the same settings restated go on"
+    assert again.replica.model_version("shop") == "1.30"
+    changed = {"linucb": {"alpha": 0.5}, "thompson": {"smoothing": 1.0}}[policy]
+    again.catalogs.put("shop", {**CATALOG, "learning": {**learning, policy: changed}}, now=2.0)
+    assert not np.array_equal(again.pmf(), before)
+    assert again.replica.model_version("shop") == "2.0"
+    again.replica.apply(1, 30, None, example(30))  # decided under the old settings
+    assert again.replica.counts["stale_model_settings"] == 1
+    again.close()
+
+
 def store_old_catalog(data: Path) -> None:
     """The shop catalog as version 1 on the interactions of the old default (["ca"])."""
     kv = KV(data / "api" / "catalogs")
