@@ -1,4 +1,5 @@
-"""`loopwise`: run the whole stack, or one part of it, or a simulated storefront."""
+"""`loopwise`: run the whole stack, or one part of it, or a simulated storefront (or a
+tour of experiments on one)."""
 
 from __future__ import annotations
 
@@ -105,6 +106,25 @@ def _parser() -> argparse.ArgumentParser:
         "--dwell", type=float, default=0.0, help="seconds from a visit's views to its decision"
     )
     sim.set_defaults(run=simulate_command)
+
+    tour = sub.add_parser(
+        "tour",
+        help="an A/B, an evaluation, apprentice mode and a failover on a simulated storefront",
+    )
+    tour.add_argument("--url", default="http://127.0.0.1:8000")
+    tour.add_argument("--env", default="segments", help="segments | segments50")
+    tour.add_argument("--catalog", default="tour")
+    tour.add_argument("--seed", type=int, default=0)
+    tour.add_argument("--concurrency", type=int, default=8)
+    tour.add_argument("--decisions", type=int, default=10_000, help="visitors of the A/B")
+    tour.add_argument("--window", type=int, default=500, help="read the results every N")
+    tour.add_argument("--exploration-floor", type=float, default=0.05)
+    tour.add_argument("--apprentice-decisions", type=int, default=2000)
+    tour.add_argument("--failover-decisions", type=int, default=200)
+    tour.add_argument("--api-key", default=os.environ.get("LOOPWISE_SIM_API_KEY"))
+    tour.add_argument("--out", type=Path, default=Path("tour"), help="directory for the results")
+    tour.add_argument("--quick", action="store_true", help="a small tour (for tests)")
+    tour.set_defaults(run=tour_command)
     return parser
 
 
@@ -218,6 +238,37 @@ def simulate_command(args: argparse.Namespace) -> int:
     path = plot(result, args.out, title)
     print(summary(result))
     print(f"plot: {path}")
+    return 0
+
+
+def tour_command(args: argparse.Namespace) -> int:
+    import json
+
+    from sim import tour
+    from sim.tour_config import TourConfig, quick
+    from sim.tour_plot import plot
+    from sim.tour_result import summary
+
+    config = TourConfig(
+        base_url=args.url,
+        catalog=args.catalog,
+        env=args.env,
+        seed=args.seed,
+        concurrency=args.concurrency,
+        api_key=args.api_key,
+        exploration_floor=args.exploration_floor,
+        ab_decisions=args.decisions,
+        window=args.window,
+        apprentice_decisions=args.apprentice_decisions,
+        failover_decisions=args.failover_decisions,
+    )
+    if args.quick:
+        config = quick(config)
+    result = asyncio.run(tour.run(config, args.out, progress=True))
+    (args.out / "tour.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    path = plot(result, args.out / "tour.png")
+    print(summary(result))
+    print(f"results: {args.out / 'tour.json'}, {path}, {result.ab.svg}")
     return 0
 
 
