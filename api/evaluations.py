@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import bodies
+from api.serving.optimizations import job_spec, with_current
 from api.serving.state import State, of
 from engine.catalog import Catalog
 from engine.errors import InvalidInput
 from engine.evaluation import parse_candidates, parse_window
-from engine.learning import learning_json
 from engine.optimize import CURRENT, GRID
 from engine.validate import as_number, no_unknown
 
@@ -51,7 +51,7 @@ async def optimize(request: Request) -> Response:
         )
     if any(c.get("name") == CURRENT for c in raw):
         raise InvalidInput(f"the name {CURRENT!r} is the catalog's own", field="candidates")
-    candidates = [{"name": CURRENT, "learning": learning_json(catalog.learning)}, *raw]
+    candidates = with_current(catalog, raw)
     return _start(st, catalog, body, candidates, {"kind": "optimize", "promote": promote})
 
 
@@ -68,23 +68,7 @@ def _start(
     alpha = as_number(body.get("alpha", 0.05), limits, "alpha")
     if not 0.0 < alpha < 0.5:
         raise InvalidInput("alpha must be in (0, 0.5)", field="alpha")
-    versions = [
-        c.to_json()
-        for v in range(1, catalog.version + 1)
-        if (c := st.catalogs.version(catalog.name, v)) is not None
-    ]
-    spec = {
-        "catalog": catalog.name,
-        "since": since,
-        "until": until,
-        "alpha": alpha,
-        "candidates": candidates,
-        "catalog_versions": versions,
-        "bootstrap": st.settings.bootstrap,
-        "topic": st.settings.topic("training"),
-        "partitions": st.settings.partitions,
-        **extra,
-    }
+    spec = job_spec(st, catalog, (since, until), alpha, candidates, extra)
     job_id = st.jobs.start(catalog.name, spec)
     location = f"/v1/catalogs/{catalog.name}/evaluations/{job_id}"
     return JSONResponse(

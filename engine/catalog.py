@@ -20,6 +20,7 @@ from engine.features import flatten
 from engine.featurespec import DEFAULT_SPEC, FeatureSpec, parse_spec, spec_json
 from engine.learning import DEFAULTS, Learning, default_floor, learning_json, parse_learning
 from engine.limits import Limits
+from engine.optimize import Schedule, parse_schedule
 from engine.validate import ID_RE, as_object, no_unknown, one_of
 
 MODES = ("online", "apprentice", "logging")
@@ -38,6 +39,7 @@ class Catalog:
     features: FeatureSpec = DEFAULT_SPEC  # read from the feature store per decision
     failover: Failover = DEFAULT_FAILOVER  # the safe policy and when it answers
     experiment: Experiment | None = None  # arms that share the catalog's traffic
+    optimization: Schedule | None = None  # auto-optimisation on a schedule
     # online: the policy decides; apprentice: the request's baseline is shown and learned
     # from, the policy's own choice kept beside it; logging: the same, nothing learned
     mode: str = "online"
@@ -64,6 +66,7 @@ class Catalog:
             "features": spec_json(self.features),
             "failover": self.failover.to_json(),
             **({"experiment": self.experiment.to_json()} if self.experiment else {}),
+            **({"optimization": self.optimization.to_json()} if self.optimization else {}),
             "mode": self.mode,
         }
 
@@ -99,6 +102,7 @@ def parse_catalog(
         "features",
         "failover",
         "experiment",
+        "optimization",
         "mode",
         "version",
         "updated_at",
@@ -127,6 +131,7 @@ def parse_catalog(
             obj.get("experiment"), ids, limits, defaults, learning.exploration.reward_range()
         ),
         mode=one_of(obj.get("mode", "online"), MODES, "mode"),
+        optimization=parse_schedule(obj.get("optimization"), limits),
     )
 
 

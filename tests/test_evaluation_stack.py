@@ -49,7 +49,8 @@ def test_an_evaluation_job_estimates_rules_changes_and_settings_from_the_log(
     wait_until(lambda: stack.learned("eval") >= 600, 60, "every decision to be learned")
     r = stack.http.post(
         "/v1/catalogs/eval/evaluations",
-        json={"since": started - 60, "until": time.time() + 60, "candidates": CANDIDATES},
+        # until now: the decisions answered while the job runs are outside the window
+        json={"since": started - 60, "until": time.time(), "candidates": CANDIDATES},
     )
     assert r.status_code == 202, r.text
     location = r.headers["location"]
@@ -129,3 +130,49 @@ def run_optimisation(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = stack.http.get(location).json()
     assert result["state"] == "done" and result["kind"] == "optimize", result
     return result
+
+
+def test_a_catalog_optimises_itself_on_its_schedule_once_a_period(stack: Stack) -> None:
+    """`optimization` in the body: the API starts a run per period over the window before
+    it, promotes its verdict, and starts no second run in the same period (a promotion is
+    a new version of a catalog that keeps its schedule)."""
+    for body, field in (
+        ({"every_seconds": 1}, "optimization.every_seconds"),
+        ({"window_seconds": "day"}, "optimization.window_seconds"),
+        ({"candidates": [{"name": "current", "learning": {}}]}, "optimization.candidates[0].name"),
+        (
+            {"candidates": [{"name": "x", "learning": {"policy": "no"}}]},
+            "optimization.candidates[0].learning.policy",
+        ),
+        ({"promote": "yes"}, "optimization.promote"),
+    ):
+        r = stack.http.put("/v1/catalogs/sched", json={**CATALOG, "optimization": body})
+        assert r.status_code == 422 and r.json()["field"] == field, r.text
+    assert stack.http.put("/v1/catalogs/sched", json=CATALOG).status_code == 201
+    rng = random.Random(11)
+    for n in range(600):
+        d = stack.decide("sched", event_id=f"sc-{n}")
+        chosen: Any = d["chosen"]
+        if rng.random() < CLICKS[chosen["id"]]:
+            stack.http.post("/v1/rewards", json={"event_id": f"sc-{n}", "value": 1.0})
+    wait_until(lambda: stack.learned("sched") >= 600, 60, "every decision to be learned")
+    eps = {**CANDIDATES[3], "name": "eps"}
+    schedule = {"every_seconds": 3600, "window_seconds": 600, "candidates": [eps]}
+    r = stack.http.put("/v1/catalogs/sched", json={**CATALOG, "optimization": schedule})
+    assert r.status_code == 200, r.text
+    assert r.json()["optimization"] == {**schedule, "promote": True}
+
+    def scheduled() -> list[dict[str, Any]]:
+        listing = stack.http.get("/v1/catalogs/sched/evaluations").json()["evaluations"]
+        return [e for e in listing if e.get("scheduled")]
+
+    wait_until(lambda: any("applied" in e for e in scheduled()), 120, "a scheduled run applied")
+    run = scheduled()
+    assert len(run) == 1 and run[0]["kind"] == "optimize", run
+    assert run[0]["verdict"]["promote"] == "eps" and run[0]["applied"]["promoted"] is True
+    catalog = stack.http.get("/v1/catalogs/sched").json()
+    assert catalog["version"] == run[0]["applied"]["catalog_version"] == 3
+    assert catalog["learning"]["exploration"]["algorithm"] == "epsilon"
+    assert catalog["optimization"]["every_seconds"] == 3600  # the schedule goes on
+    time.sleep(2.5)  # the scheduler looks every second: the period has had its run
+    assert len(scheduled()) == 1

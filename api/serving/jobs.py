@@ -30,12 +30,14 @@ class Jobs:
         self.running: dict[str, subprocess.Popen[bytes]] = {}
         self.optimizing: dict[str, str] = {}  # job id -> catalog, until its verdict is applied
 
-    def start(self, catalog: str, spec: dict[str, Any]) -> str:
+    def start(self, catalog: str, spec: dict[str, Any], job_id: str | None = None) -> str:
         """Start a job (an evaluation, or with `kind: optimize` an optimisation whose
-        verdict `promotions` hands back once it is done); its id."""
-        job_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        verdict `promotions` hands back once it is done); its id. A given `job_id` that
+        exists raises FileExistsError: the directory is created exclusively."""
+        job_id = job_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         path = self.root / catalog / job_id
-        path.mkdir(parents=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
         write_atomic(path / "spec.json", json.dumps({**spec, "id": job_id}).encode())
         with open(path / "log.txt", "wb") as out:
             self.running[job_id] = subprocess.Popen(
@@ -70,6 +72,9 @@ class Jobs:
         """Record what became of an optimisation's verdict (read back by `status`)."""
         write_atomic(self.root / catalog / job_id / "applied.json", json.dumps(what).encode())
 
+    def exists(self, catalog: str, job_id: str) -> bool:
+        return (self.root / catalog / job_id).exists()
+
     def status(self, catalog: str, job_id: str) -> dict[str, Any]:
         path = self.root / catalog / job_id
         if "/" in job_id or not (path / "spec.json").exists():
@@ -77,6 +82,8 @@ class Jobs:
         spec = json.loads((path / "spec.json").read_text())
         head = {k: spec[k] for k in ("id", "catalog", "since", "until", "candidates")}
         head["kind"] = spec.get("kind", "evaluation")
+        if spec.get("scheduled"):
+            head["scheduled"] = True
         if (path / "applied.json").exists():
             head["applied"] = json.loads((path / "applied.json").read_text())
         for name in ("result.json", "progress.json"):

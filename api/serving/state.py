@@ -24,11 +24,12 @@ from api.serving.exposures import Exposures
 from api.serving.failovers import Failovers
 from api.serving.jobs import Jobs
 from api.serving.mirror import Mirror
+from api.serving.optimizations import apply_optimizations, schedule_optimizations
 from api.serving.outbox import Outbox
 from api.serving.peers import Peers
 from api.serving.replays import Replays
 from api.serving.replica import ModelReplica
-from engine.errors import EngineError, Forbidden, InvalidInput, Unauthorized
+from engine.errors import Forbidden, InvalidInput, Unauthorized
 from engine.records import decode_stock
 from streams.broker import popularity_changelog, prepare, profiles_changelog, stock_changelog
 from streams.files import write_atomic
@@ -141,29 +142,6 @@ def _origin(path: Path) -> str:
     return path.read_text().strip()
 
 
-async def apply_optimizations(state: State, every: float = 1.0) -> None:
-    """Background: promote what finished optimisations chose, each a new catalog version."""
-    while True:
-        await asyncio.sleep(every)
-        for catalog, job_id, learning in state.jobs.promotions():
-            if learning is None:
-                state.jobs.applied(catalog, job_id, {"promoted": False})
-                continue
-
-            def promote(body: dict[str, object], learning: dict[str, object] = learning) -> None:
-                body["learning"] = learning
-
-            try:
-                c = await asyncio.to_thread(state.catalogs.edit, catalog, promote, time.time())
-            except EngineError as exc:  # the catalog was deleted or changed meanwhile
-                state.jobs.applied(catalog, job_id, {"promoted": False, "error": exc.detail})
-                continue
-            log.warning(
-                "catalog %s: optimisation %s promoted new learning settings", catalog, job_id
-            )
-            state.jobs.applied(catalog, job_id, {"promoted": True, "catalog_version": c.version})
-
-
 async def purge_replays(state: State, every: float = 5.0) -> None:
     """Drop kept answers as their reward windows close."""
     while True:
@@ -204,6 +182,7 @@ async def lifespan_for(settings: Settings, app: Starlette) -> AsyncIterator[dict
     state.tasks.append(asyncio.create_task(connect(state)))
     state.tasks.append(asyncio.create_task(purge_replays(state)))
     state.tasks.append(asyncio.create_task(apply_optimizations(state)))
+    state.tasks.append(asyncio.create_task(schedule_optimizations(state)))
     try:
         yield {"lw": state}
     finally:
