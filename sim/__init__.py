@@ -1,4 +1,5 @@
-"""The storefront simulator and `loopwise simulate` (an HTTP client of a running server).
+"""The storefront simulator, `loopwise simulate` and `loopwise tour` (HTTP clients of a
+running server).
 
 Reading guide:
   storefront   the ground truth: actions, segments, visitors, the click model, its catalog
@@ -15,6 +16,11 @@ Reading guide:
   results      `SimResult`, made from the tally, and its windows
   plots        the learning-curve PNG
   report       the summary in words
+  tour         `loopwise tour`: an A/B, an evaluation, apprentice mode and a failover
+  tour_config  `TourConfig`, what one tour is, validated
+  tour_truth   the click model's truth for what the tour measures, on the same decisions
+  tour_result  `Tour`, what it measured beside the truth, as JSON and in words
+  tour_plot    the tour's four-panel PNG
 
 Needs the `sim` extra (matplotlib, tqdm): `pip install 'loopwise[sim]'`. Imports engine
 for the shared vocabulary; never api, agents or streams.
