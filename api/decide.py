@@ -2,6 +2,12 @@
 
 Single-slot by default; with `slots` (a count, or named slots with their own features) one
 action per slot, no action twice, each slot's probability conditional on the slots before.
+
+The seam: `decide_request(st, req)` is the whole decision for a parsed `DecideRequest`
+(idempotency, features, constraints, the policy, the log, the answer) and returns the
+answer's JSON bytes, exactly what the route sends. `decide_route` only authorises, reads
+the body and types it. Another front end (the Personalizer-compatible adapter) builds a
+`DecideRequest` and calls `decide_request`, so there is one decision path and one log.
 """
 
 from __future__ import annotations
@@ -38,15 +44,25 @@ async def decide_route(request: Request) -> Response:
     started = time.perf_counter()
     st = of(request)
     st.authorize(request, "storefront")
-    limits = st.settings.limits
     req = requests.convert(await bodies.json_object(request, st.settings.limits), DecideRequest)
+    answer = await decide_request(st, req, started=started)
+    return Response(answer, media_type="application/json")
+
+
+async def decide_request(st: State, req: DecideRequest, *, started: float | None = None) -> bytes:
+    """The decision for `req`, logged, as the JSON the route answers (a repeat of an
+    event id gets the kept answer with `"replay": true`). Raises the engine's errors
+    (InvalidInput, LimitExceeded, Conflict, UnknownCatalog, ...) for the caller to map.
+    `started` (perf_counter) is when the request arrived, for the decide-time metric."""
+    started = time.perf_counter() if started is None else started
+    limits = st.settings.limits
     event_id = _event_id(req.event_id)
     fingerprint = req.fingerprint()
     now = time.time()
     replay = _replay(st, event_id, fingerprint, now)
     if replay is not None:
         st.metrics.counts["decisions_replayed"] += 1
-        return Response(replay, media_type="application/json")
+        return replay
     catalog = st.catalogs.latest(req.catalog)
     features = flatten(req.context, limits)
     user_id = optional_id(req.user_id, "user_id")
@@ -103,7 +119,7 @@ async def decide_route(request: Request) -> Response:
             removed_ids=decision.removed, features=features, action_features=action_features
         )
         answer = _json.encode(debug)
-    return Response(answer, media_type="application/json")
+    return answer
 
 
 @dataclass(frozen=True, slots=True)

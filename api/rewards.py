@@ -7,12 +7,17 @@ index holds this process's decisions at once and the others' a few milliseconds 
 still unknown, it is refused (404: an id that was never decided, or decided more than 8
 days ago); if the log cannot be followed now, the reward is accepted as `pending` (the
 worker's join holds a reward that comes before its decision for an hour).
+
+The seam: `parse` checks a typed `RewardRequest` into a `Reward`, and `accept_all` sends
+parsed rewards on and answers each as the route does; another front end (the
+Personalizer-compatible adapter) calls them, so every reward takes one path to the log.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from starlette.requests import Request
@@ -35,17 +40,24 @@ async def rewards(request: Request) -> Response:
     body = await bodies.json_object(request, st.settings.limits)
     one = "rewards" not in body
     if one:
-        parsed = [_parse(requests.convert(body, RewardRequest), st, "")]
+        parsed = [parse(requests.convert(body, RewardRequest), st, "")]
     else:
         batch = requests.convert(body, RewardBatch)
         items = bodies.bounded(batch.rewards, "rewards", st.settings.limits.max_batch)
-        parsed = [_parse(r, st, f"rewards[{i}].") for i, r in enumerate(items)]
-    unseen = await st.peers.wait_for((r.event_id for r in parsed), PEER_WAIT_SECONDS)
-    pending = bool(unseen) and not st.peers.live
-    results = [accept(st, reward, pending) for reward in parsed]
+        parsed = [parse(r, st, f"rewards[{i}].") for i, r in enumerate(items)]
+    results = await accept_all(st, parsed)
     if one and results[0]["status"] == "unknown_event":
         raise UnknownEvent(str(results[0]["detail"]), field="event_id")
     return JSONResponse(results[0] if one else {"results": results}, 202)
+
+
+async def accept_all(st: State, parsed: Sequence[Reward]) -> list[dict[str, object]]:
+    """Send parsed rewards on, each answered as the route answers it (its `status`:
+    accepted, late, pending or unknown_event), after waiting up to PEER_WAIT_SECONDS for
+    decisions other processes made that this one has not followed yet."""
+    unseen = await st.peers.wait_for((r.event_id for r in parsed), PEER_WAIT_SECONDS)
+    pending = bool(unseen) and not st.peers.live
+    return [accept(st, reward, pending) for reward in parsed]
 
 
 def accept(st: State, reward: Reward, pending: bool) -> dict[str, object]:
@@ -121,7 +133,7 @@ class Reward(NamedTuple):
     reward_id: str
 
 
-def _parse(r: RewardRequest, st: State, where: str) -> Reward:
+def parse(r: RewardRequest, st: State, where: str = "") -> Reward:
     """The checks a type cannot make: id syntax, the number's bounds."""
     event_id = required_id(r.event_id, f"{where}event_id")
     reward_id = optional_id(r.reward_id, f"{where}reward_id") or uuid.uuid4().hex
