@@ -4,14 +4,26 @@ A marketer reads an A/B result every day. A fixed-n 95% interval read daily excl
 truth, sooner or later, far more often than 5% of the time (peeking). A confidence
 sequence holds at every time at once: P(some t has the mean outside C_t) <= alpha, so it
 may be read after every observation and the experiment stopped whenever it looks
-decided. Here: the predictable plug-in empirical-Bernstein confidence sequence of
-Waudby-Smith & Ramdas (2023, "Estimating means of bounded random variables by betting",
-JRSS-B 86(1), Theorem 2 / eq. (13)) for a reward in a declared range [lo, hi], with the
-running intersection (bounds never widen). It adapts to the variance (a click rate near
-0 gets a far narrower sequence than Hoeffding's) and needs no other assumption than the
-range and a constant conditional mean.
+decided.
 
-`Mean` is the state: a few sums, updated in O(1) per observation or per numpy batch (the
+What it covers is the *average of the conditional means* so far, (1/t) sum_i mu_i, with
+no assumption that they are equal: an arm whose model learns earns more as it goes, and
+its sequence must hold the average of what it earned. That rules out the running
+intersection of a sequence for one constant mean, and the sequences centred on a
+weighted mean (Waudby-Smith & Ramdas 2023's betting and predictable plug-in ones cover
+the bet-weighted average, which for a rising arm lies below its plain average): both
+left a learning arm's truth outside the interval at most looks. Here: the
+empirical-Bernstein confidence sequence of Howard, Ramdas, McAuliffe & Sekhon (2021,
+"Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist.
+49(2), Theorem 4 with the polynomial stitched boundary of eq. (10)), for values in a
+declared range [lo, hi]. With x_i scaled to [0, 1], S_t = sum (x_i - mu_i) and the
+variance process V_t = sum (x_i - g_{i-1})^2 around a predictable centre g_{i-1} (the
+regularised mean of the values before), S_t and -S_t are sub-exponential with scale 1,
+so each crosses the stitched boundary u(V_t) with probability at most alpha / 2, ever.
+The interval is the sample mean +- u(max(V_t, 1)) / t: it adapts to the variance (a
+click rate near 0 gets a far narrower sequence than Hoeffding's).
+
+`Mean` is the state: three sums, updated in O(1) per observation or per numpy batch (the
 same state either way), serialisable to and from JSON for persisting per arm.
 `Difference` is two arms at alpha/2 each (Bonferroni: valid however the arms depend on
 each other). When an arm's traffic share differs between units (by segment, or from a
@@ -34,11 +46,37 @@ import numpy.typing as npt
 from engine.errors import InvalidInput
 
 Floats = npt.NDArray[np.float64]
-TRUNCATION = 0.5  # the paper's suggestion for the largest bet
-_FIELDS = (
-    "lo", "hi", "alpha", "truncation", "t", "total", "squares", "bets", "staked",
-    "penalty", "low", "high",
-)  # fmt: skip
+# The stitched boundary's shape (Howard et al. 2021, eq. (10)): epochs of geometric
+# spacing ETA, crossing probability spread over them as a zeta(S) series, tight from
+# intrinsic time V_MIN on (V_t is floored there: the boundary holds for max(V_t, V_MIN)).
+ETA = 2.0
+S = 1.4
+V_MIN = 1.0
+_FIELDS = ("lo", "hi", "alpha", "t", "total", "squares")
+# the fields of the state written before 2026-12-07 (a betting sequence with its running
+# intersection): read back by their first six, the rest dropped
+_LEGACY_FIELDS = frozenset({"truncation", "bets", "staked", "penalty", "low", "high"})
+
+
+def _zeta(s: float) -> float:
+    """Riemann zeta for s > 1: 1,000 terms and the Euler-Maclaurin tail (error < 1e-12)."""
+    n = 1000
+    head = math.fsum(k**-s for k in range(1, n))
+    return float(head + n ** (1 - s) / (s - 1) + 0.5 * n**-s + s * n ** (-s - 1) / 12)
+
+
+_K1 = (ETA**0.25 + ETA**-0.25) / math.sqrt(2.0)
+_K2 = (math.sqrt(ETA) + 1.0) / 2.0
+_ZETA = _zeta(S)
+
+
+def boundary(v: float, alpha: float, scale: float = 1.0) -> float:
+    """The polynomial stitched boundary u(v) that a sub-exponential process with this
+    `scale` crosses with probability at most alpha, at any time."""
+    v = max(v, V_MIN)
+    ell = S * math.log(math.log(ETA * v / V_MIN)) + math.log(_ZETA / (alpha * math.log(ETA) ** S))
+    linear = _K2 * scale * ell
+    return math.sqrt(_K1**2 * v * ell + linear**2) + linear
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,21 +95,15 @@ class Interval:
 
 @dataclass(frozen=True, slots=True)
 class Mean:
-    """The confidence sequence's state for one mean. Sums are over the values scaled to
-    [0, 1]; `low` and `high` are the running intersection, scaled."""
+    """The confidence sequence's state for one mean: sums over the values scaled to
+    [0, 1]."""
 
     lo: float
     hi: float
     alpha: float = 0.05
-    truncation: float = TRUNCATION
     t: int = 0
     total: float = 0.0  # sum x_i
-    squares: float = 0.0  # sum (x_i - mu_i)^2, mu_i the regularised mean after x_i
-    bets: float = 0.0  # sum lambda_i
-    staked: float = 0.0  # sum lambda_i x_i
-    penalty: float = 0.0  # sum v_i psi(lambda_i)
-    low: float = 0.0
-    high: float = 1.0
+    squares: float = 0.0  # V_t = sum (x_i - g_{i-1})^2, g_{i-1} = (1/2 + sum x_<i) / i
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lo) and math.isfinite(self.hi) and self.lo < self.hi):
@@ -80,10 +112,6 @@ class Mean:
             )
         if not 0.0 < self.alpha < 1.0:
             raise InvalidInput(f"alpha must be in (0, 1), got {self.alpha!r}", field="alpha")
-        if not 0.0 < self.truncation < 1.0:
-            raise InvalidInput(
-                f"truncation must be in (0, 1), got {self.truncation!r}", field="truncation"
-            )
         if self.t < 0:
             raise InvalidInput(f"t must be >= 0, got {self.t!r}", field="t")
 
@@ -96,7 +124,14 @@ class Mean:
                     f"every value must lie in the declared range [{self.lo:g}, {self.hi:g}]",
                     field="values",
                 )
-            return self._step(min(max((values - self.lo) / (self.hi - self.lo), 0.0), 1.0))
+            one = min(max((values - self.lo) / (self.hi - self.lo), 0.0), 1.0)
+            centre = (0.5 + self.total) / (self.t + 1)
+            return replace(
+                self,
+                t=self.t + 1,
+                total=self.total + one,
+                squares=self.squares + (one - centre) ** 2,
+            )
         raw = np.atleast_1d(np.asarray(values, dtype=np.float64))
         if raw.ndim != 1:
             raise InvalidInput(f"values must be 1-D, got shape {raw.shape}", field="values")
@@ -107,76 +142,26 @@ class Mean:
                 f"every value must lie in the declared range [{self.lo:g}, {self.hi:g}]",
                 field="values",
             )
-        return self._fold(np.clip((raw - self.lo) / (self.hi - self.lo), 0.0, 1.0))
-
-    def _fold(self, x: Floats) -> Mean:
-        """Waudby-Smith & Ramdas (2023) eq. (13), vectorised over the batch: every sum is
-        a cumulative sum, every bet uses only what came before it (predictable)."""
+        x = np.clip((raw - self.lo) / (self.hi - self.lo), 0.0, 1.0)
         i = self.t + np.arange(1, x.size + 1, dtype=np.float64)  # times of these values
-        totals = self.total + np.cumsum(x)
-        mu_before = (0.5 + totals - x) / i  # regularised mean of x_1..x_{i-1}
-        mu_after = (0.5 + totals) / (i + 1.0)
-        deviation = (x - mu_after) ** 2
-        squares = self.squares + np.cumsum(deviation)
-        variance_before = (0.25 + squares - deviation) / i
-        log_term = math.log(2.0 / self.alpha)
-        bets = np.minimum(
-            np.sqrt(2.0 * log_term / (variance_before * i * np.log1p(i))), self.truncation
-        )
-        # v_i psi_E(lambda_i) = 4 (x_i - mu_{i-1})^2 (-log(1 - lambda_i) - lambda_i) / 4
-        penalties = (x - mu_before) ** 2 * (-np.log1p(-bets) - bets)
-        bet_sums = self.bets + np.cumsum(bets)
-        staked = self.staked + np.cumsum(bets * x)
-        penalty = self.penalty + np.cumsum(penalties)
-        centre = staked / bet_sums
-        margin = (log_term + penalty) / bet_sums
+        centres = (0.5 + self.total + np.cumsum(x) - x) / i  # each from the values before
         return replace(
             self,
             t=self.t + x.size,
-            total=float(totals[-1]),
-            squares=float(squares[-1]),
-            bets=float(bet_sums[-1]),
-            staked=float(staked[-1]),
-            penalty=float(penalty[-1]),
-            low=max(self.low, float((centre - margin).max())),
-            high=min(self.high, float((centre + margin).min())),
-        )
-
-    def _step(self, x: float) -> Mean:
-        """`_fold` of one value, without numpy."""
-        i = self.t + 1
-        total = self.total + x
-        mu_before = (0.5 + self.total) / i
-        mu_after = (0.5 + total) / (i + 1)
-        variance_before = (0.25 + self.squares) / i
-        log_term = math.log(2.0 / self.alpha)
-        bet = min(
-            math.sqrt(2.0 * log_term / (variance_before * i * math.log1p(i))), self.truncation
-        )
-        bets = self.bets + bet
-        staked = self.staked + bet * x
-        penalty = self.penalty + (x - mu_before) ** 2 * (-math.log1p(-bet) - bet)
-        margin = (log_term + penalty) / bets
-        return replace(
-            self,
-            t=i,
-            total=total,
-            squares=self.squares + (x - mu_after) ** 2,
-            bets=bets,
-            staked=staked,
-            penalty=penalty,
-            low=max(self.low, staked / bets - margin),
-            high=min(self.high, staked / bets + margin),
+            total=self.total + float(x.sum()),
+            squares=self.squares + float(((x - centres) ** 2).sum()),
         )
 
     def interval(self) -> Interval:
-        """The sample mean and the running intersection of the sequence, unscaled. Should
-        the intersection ever be empty (low > high: the mean moved, or the 1 - alpha
-        event failed), it is reported as it is."""
+        """The sample mean and the sequence's bounds now, unscaled and within the range."""
         width = self.hi - self.lo
-        mean = self.total / self.t if self.t else 0.5
+        if not self.t:
+            return Interval(self.lo + 0.5 * width, self.lo, self.hi, 0)
+        mean = self.total / self.t
+        radius = boundary(self.squares, self.alpha / 2.0) / self.t
+        low, high = max(0.0, mean - radius), min(1.0, mean + radius)
         return Interval(
-            self.lo + width * mean, self.lo + width * self.low, self.lo + width * self.high, self.t
+            self.lo + width * mean, self.lo + width * low, self.lo + width * high, self.t
         )
 
     def to_json(self) -> dict[str, object]:
@@ -184,8 +169,11 @@ class Mean:
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Mean:
-        """The state `to_json` wrote; refuses missing, unknown or mistyped fields."""
-        unknown = set(data) - set(_FIELDS)
+        """The state `to_json` wrote (or the one written before 2026-12-07, whose
+        `squares` was centred on the mean after each value rather than before: a factor
+        (i / (i + 1))^2 per term, which the boundary's V_MIN floor dwarfs); refuses
+        missing, unknown or mistyped fields."""
+        unknown = set(data) - set(_FIELDS) - _LEGACY_FIELDS
         if unknown:
             raise InvalidInput(f"unknown fields {sorted(unknown)}", field=sorted(unknown)[0])
         values: dict[str, float] = {}

@@ -86,9 +86,10 @@ def test_an_experiment_assigns_sticky_arms_logged_with_their_probability(
         assert record.probability == pytest.approx(record.pmf[record.chosen])
         if arm == "rule":
             # the rule's choice, under the catalog's default exploration floor
-            assert d["chosen"]["id"] == "b2" and d["policy"] == "rule:priority"
+            assert d["policy"] == "rule:priority"
             floored = 1 - DEFAULT_FLOOR + DEFAULT_FLOOR / len(ACTIONS)
-            assert d["chosen"]["probability"] == pytest.approx(floored)
+            assert d["ranking"][0]["id"] == "b2"
+            assert d["ranking"][0]["probability"] == pytest.approx(floored)
         if arm == "eps":
             assert d["policy"] == "vw:epsilon" and min(x["probability"] for x in d["ranking"]) > 0
     assert set(seen.values()) == {"model", "rule", "eps"}

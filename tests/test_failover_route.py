@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from engine.learning import DEFAULT_FLOOR
 from engine.records import DecisionLogged, decode
 from tests.routes import app_client, problem, state_of
 
@@ -24,8 +23,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield c
 
 
-def put(client: TestClient, name: str, failover: dict[str, object]) -> None:
-    r = client.put(f"/v1/catalogs/{name}", json={"actions": ACTIONS, "failover": failover})
+def put(client: TestClient, name: str, failover: dict[str, object], **extra: object) -> None:
+    body = {"actions": ACTIONS, "failover": failover, **extra}
+    r = client.put(f"/v1/catalogs/{name}", json=body)
     assert r.status_code in (200, 201), r.text
 
 
@@ -37,16 +37,16 @@ def decide(client: TestClient, name: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_forced_failover_is_one_call_each_way(client: TestClient) -> None:
-    put(client, "forced", {"safe_policy": "priority", "priority": ["b3", "b1"]})
+    # no exploration floor: the safe policy's own one-hot answers, slate included
+    priority = {"safe_policy": "priority", "priority": ["b3", "b1"]}
+    put(client, "forced", priority, constraints={"exploration_floor": 0})
     assert decide(client, "forced")["fallback"] is False
     r = client.put("/v1/catalogs/forced/failover", json={"mode": "safe", "reason": "incident 7"})
     assert r.status_code == 200 and r.json()["breaker"]["state"] == "forced", r.text
     for _ in range(5):
         d = decide(client, "forced")
         assert d["fallback"] is True and d["policy"] == "safe:priority"
-        # the safe policy's choice, under the catalog's default exploration floor
-        assert d["chosen"]["id"] == "b3"
-        assert d["chosen"]["probability"] == pytest.approx(1 - DEFAULT_FLOOR + DEFAULT_FLOOR / 5)
+        assert d["chosen"] == {"id": "b3", "probability": 1.0}
         assert "incident 7" in d["fallback_reason"]
     slate = decide(client, "forced", slots=2)
     assert [s["chosen"]["id"] for s in slate["slots"]] == ["b3", "b1"]
@@ -113,7 +113,7 @@ def test_after_a_refused_checkpoint_every_decision_answers_from_the_safe_policy(
     """The checkpoint is unreadable and no broker is there to replay the training log
     from: the model cannot serve, and every decision still answers 200."""
     with app_client(tmp_path) as c:
-        put(c, "shop", {"safe_policy": "first"})
+        put(c, "shop", {"safe_policy": "first"}, constraints={"exploration_floor": 0})
     ckpt = tmp_path / "api" / "model.ckpt"
     ckpt.write_bytes(b"not a checkpoint" * 100)
     with app_client(tmp_path) as c:
