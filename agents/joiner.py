@@ -1,4 +1,4 @@
-"""The join agent's logic: decisions and rewards into training examples.
+"""The join agent's logic: decisions, rewards and activations into training examples.
 
 Decisions and rewards are keyed by event id on topics with the same partition count, so
 one agent reading both sees every message of an event id on one partition, in order.
@@ -27,7 +27,7 @@ import msgspec
 from agents.guard import guard, place
 from engine import join
 from engine.behaviour import UserErased
-from engine.records import DecisionLogged, RewardObserved, Tick, encode
+from engine.records import DecisionLogged, EventActivated, RewardObserved, Tick, encode
 from streams import messages
 from streams.broker import RangeReader, partitions_for
 from streams.files import write_atomic
@@ -138,7 +138,8 @@ class Joiner:
         if isinstance(message, Tick):
             await self.tick(batch, message.ts, partition)
         elif (
-            isinstance(message, DecisionLogged | RewardObserved) and message.event_id[:1] == "\x00"
+            isinstance(message, DecisionLogged | RewardObserved | EventActivated)
+            and message.event_id[:1] == "\x00"
         ):
             self.counts["poisoned"] += 1  # not from the API (it refuses control characters)
         elif isinstance(message, DecisionLogged):
@@ -149,6 +150,10 @@ class Joiner:
             eid = message.event_id.encode()
             entry = await self.load(batch, eid, partition)
             self.stage(batch, eid, join.on_reward(entry, message, self.config), partition)
+        elif isinstance(message, EventActivated):
+            eid = message.event_id.encode()
+            entry = await self.load(batch, eid, partition)
+            self.stage(batch, eid, join.on_activation(entry, message, self.config), partition)
         elif isinstance(message, UserErased):
             self.counts["erasures"] += 1  # for the serving processes' exposures (api.serving.peers)
         else:

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from api import (
+    activate,
     apprentice,
     catalogs,
     decide,
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/catalogs/{name}/apprentice", apprentice.get_apprentice),
         Route("/v1/catalogs/{name}/mode", apprentice.put_mode, methods=["PUT"]),
         Route("/v1/models/{catalog}", ops.model),
+        Route("/v1/events/{event_id:path}/activate", activate.activate_route, methods=["POST"]),
         Route("/v1/events/{event_id:path}", ops.event),
         Route("/v1/features", users.features),
         Route("/v1/users/{user_id:path}/features", users.features),

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import bodies, requests
-from api.requests import DecideRequest, SlotRequest
+from api.requests import ActionRequest, DecideRequest, SlotRequest
 from api.serving import answers, store
 from api.serving.decided import Decided
 from api.serving.mirror import StockView
@@ -33,11 +33,16 @@ from engine.eligibility import eligible
 from engine.errors import Conflict, InvalidInput, LimitExceeded
 from engine.experiment import Assignment, arm_model, assign
 from engine.features import Features, flatten
-from engine.records import DecisionLogged, encode
+from engine.inline import Inline, parse_inline, with_inline
+from engine.limits import Limits
+from engine.records import ActionUsed, DecisionLogged, encode
 from engine.validate import ID_RE, optional_id
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
+# A record the broker refuses (Kafka's message.max.bytes and aiokafka's max_request_size
+# are 1 MiB by default) would stay at the head of the outbox for ever: refused here.
+MAX_RECORD_BYTES = 900_000
 
 
 async def decide_route(request: Request) -> Response:
@@ -64,6 +69,10 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
         st.metrics.counts["decisions_replayed"] += 1
         return replay
     catalog = st.catalogs.latest(req.catalog)
+    slots = _slots(req.slots, st)
+    inline = _inline(catalog, req.actions, slots, limits)
+    if inline is not None:  # the request's actions, the catalog's everything else
+        catalog = with_inline(catalog, inline.actions)
     features = flatten(req.context, limits)
     user_id = optional_id(req.user_id, "user_id")
     session_id = optional_id(req.session_id, "session_id")
@@ -72,7 +81,6 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
         _ids(req.candidates, "candidates", limits.max_actions),
         _ids(req.exclude, "exclude", limits.max_actions) or (),
     )
-    slots = _slots(req.slots, st)
     baseline = _baseline(catalog, req, slots)
     features = store.with_context(
         store.user_features(st, catalog, user_id, session_id, now), features
@@ -102,9 +110,19 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
             log.error("catalog %s: %s", catalog.name, failure.detail)
             st.metrics.counts["policy_failures"] += 1
     st.failovers.count(catalog.name, decision)
-    shown = Shown(catalog, decision, person, now, fingerprint, req.event_id is not None, assignment)
+    shown = Shown(
+        catalog,
+        decision,
+        person,
+        now,
+        fingerprint,
+        req.event_id is not None,
+        assignment,
+        inline.used if inline is not None else [],
+        req.defer_activation,
+    )
     records = _records(st, shown, stock, action_features)
-    logged = _log(st, records)
+    logged = _log(st, event_id, records)
     if person and decision.slots:
         chosen = [s.actions[s.chosen].id for s in decision.slots]
         st.exposures.record(catalog.name, person, chosen, now, seen)
@@ -133,6 +151,8 @@ class Shown:
     fingerprint: bytes
     client_id: bool  # the event id came with the request
     assignment: Assignment | None  # the experiment arm, when the catalog runs one
+    actions: list[ActionUsed]  # the request's own actions, as logged ([]: the catalog's)
+    deferred: bool  # learned only once activated (api.activate)
 
 
 def _baseline(catalog: Catalog, req: DecideRequest, slots: list[Slot] | None) -> str | None:
@@ -258,21 +278,49 @@ def _records(
                 mode=catalog.mode,
                 model_choice=s.model_choice,
                 model_probability=s.model_probability,
+                actions=shown.actions,
+                deferred=shown.deferred,
             )
         )
     return records
 
 
-def _log(st: State, records: list[DecisionLogged]) -> bool:
-    """Send the records and index them for rewards; whether the outbox took them all."""
+def _log(st: State, event_id: str, records: list[DecisionLogged]) -> bool:
+    """Send the records and index them for rewards and activations; whether the outbox
+    took them all. A record the broker could never take is refused before any is sent."""
+    raws = [encode(r) for r in records]
+    for r, raw in zip(records, raws, strict=True):
+        if len(raw) > MAX_RECORD_BYTES:
+            raise LimitExceeded(
+                f"the decision's record {r.event_id!r} would be {len(raw)} bytes, more than "
+                f"the {MAX_RECORD_BYTES} a broker message may carry: send a smaller context "
+                "or fewer actions",
+                field="body",
+            )
     logged = True
-    for r in records:
-        ok = st.outbox.put(st.settings.topic("decisions"), r.event_id.encode(), encode(r))
-        st.decisions.put(r.event_id, Decided(r.catalog, r.ts, r.wait_seconds))
+    for r, raw in zip(records, raws, strict=True):
+        ok = st.outbox.put(st.settings.topic("decisions"), r.event_id.encode(), raw)
+        st.decisions.put(r.event_id, Decided(r.catalog, r.ts, r.wait_seconds, r.deferred))
         if not ok:
             st.metrics.counts["decisions_unlogged"] += 1
         logged = logged and ok
+    if records and records[0].slot is not None:  # a slate: activated by its event id
+        st.decisions.put_slate(event_id, [r.event_id for r in records])
     return logged
+
+
+def _inline(
+    catalog: Catalog, actions: list[ActionRequest] | None, slots: list[Slot] | None, limits: Limits
+) -> Inline | None:
+    """The request's own actions, checked (None: it decides over the catalog's)."""
+    if actions is None:
+        if not catalog.actions:
+            raise InvalidInput(
+                f"catalog {catalog.name!r} stores no actions: send them in actions",
+                field="actions",
+            )
+        return None
+    return parse_inline(actions, limits, len(slots) if slots else 1)
 
 
 def _response(

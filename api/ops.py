@@ -56,10 +56,12 @@ async def event(request: Request) -> Response:
     st = of(request)
     st.authorize(request, "storefront")
     event_id = request.path_params["event_id"]
+    decided = st.decisions.get(event_id)
     return JSONResponse(
         {
             "event_id": event_id,
-            "decided": event_id in st.decisions,
+            "decided": decided is not None,
+            "deferred": decided is not None and decided.deferred,
             "learned": event_id in st.replica.ledger,
         }
     )

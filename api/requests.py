@@ -42,6 +42,14 @@ class SlotRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     features: dict[str, Any] | None = None
 
 
+class ActionRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """An action sent with a decision request (engine.inline): as a catalog action is."""
+
+    id: str
+    features: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
 class FailoverRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     mode: Literal["safe", "auto"]  # safe: hold the catalog on its safe policy; auto: the breaker
     reason: str = "no reason given"
@@ -67,6 +75,9 @@ class DecideRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     event_id: str | None = None
     slots: int | list[SlotRequest] | None = None
     baseline: str | None = None  # apprentice and logging modes: the storefront's own choice
+    # the request's own action universe instead of the catalog's stored actions
+    actions: list[ActionRequest] | None = None
+    defer_activation: bool = False  # logged, learned only once activated (api.activate)
     debug: bool = False
 
     def fingerprint(self) -> bytes:

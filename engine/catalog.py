@@ -44,6 +44,8 @@ class Catalog:
     # from, the policy's own choice kept beside it; logging: the same, nothing learned
     mode: str = "online"
     index: Mapping[str, int] = field(default_factory=dict, compare=False)
+    # deciding over a request's own actions (engine.inline.with_inline), not stored ones
+    inline: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.index:
@@ -114,7 +116,7 @@ def parse_catalog(
             f"name in the body ({obj['name']!r}) differs from the name in the path ({name!r})",
             field="name",
         )
-    actions = _actions(obj.get("actions"), limits)
+    actions = _actions(obj.get("actions", []), limits)
     learning = parse_learning(obj.get("learning", {}), limits, defaults)
     ids = [a.id for a in actions]
     constraints = parse_constraints(obj.get("constraints"), ids, limits, default_floor(defaults))
@@ -151,8 +153,10 @@ def _echoed(obj: Mapping[str, object]) -> None:
 
 
 def _actions(body: object, limits: Limits) -> tuple[Action, ...]:
-    if not isinstance(body, list) or not body:
-        raise InvalidInput("actions must be a non-empty array", field="actions")
+    """The stored actions; none (`[]`, or no `actions`) for a catalog whose decision
+    requests send their own (engine.inline)."""
+    if not isinstance(body, list):
+        raise InvalidInput("actions must be an array", field="actions")
     if len(body) > limits.max_actions:
         raise LimitExceeded(
             f"actions has {len(body)} entries, more than the limit of {limits.max_actions}",

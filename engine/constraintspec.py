@@ -10,7 +10,7 @@ engine.rules, engine.caps and engine.constraints.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,7 +27,7 @@ from engine.constraints import (
 from engine.errors import InvalidInput, LimitExceeded
 from engine.limits import Limits
 from engine.rules import Rule, compile_rule
-from engine.validate import as_number, as_object, no_unknown
+from engine.validate import as_number, as_object, known_ids, no_unknown
 
 MAX_RULES = 200
 MAX_CAPS = 100
@@ -62,7 +62,7 @@ def parse_constraints(
     no_unknown(obj, KEYS, "constraints.")
     if default_floor and "exploration_floor" not in obj:
         obj = {**obj, "exploration_floor": default_floor}
-    ids = frozenset(action_ids)
+    ids = known_ids(action_ids)
     floor = as_number(obj.get("exploration_floor", 0.0), limits, "constraints.exploration_floor")
     if not 0.0 <= floor <= 1.0:
         raise InvalidInput(
@@ -125,7 +125,7 @@ def _when(text: object, where: str) -> Rule | None:
     return rule
 
 
-def _schedules(body: object, ids: frozenset[str]) -> dict[str, Window]:
+def _schedules(body: object, ids: Container[str]) -> dict[str, Window]:
     obj = as_object(body, "constraints.schedules")
     out: dict[str, Window] = {}
     for action_id, raw in obj.items():
@@ -210,7 +210,7 @@ def _inventory(body: object, limits: Limits) -> Inventory | None:
     return Inventory(sku_field, threshold, unknown)
 
 
-def _caps(body: object, ids: frozenset[str], limits: Limits) -> tuple[Cap, ...]:
+def _caps(body: object, ids: Container[str], limits: Limits) -> tuple[Cap, ...]:
     items = _array(body, "constraints.frequency_caps", MAX_CAPS)
     names: set[str] = set()
     return tuple(
@@ -219,7 +219,7 @@ def _caps(body: object, ids: frozenset[str], limits: Limits) -> tuple[Cap, ...]:
     )
 
 
-def _cap(raw: object, where: str, ids: frozenset[str], limits: Limits, names: set[str]) -> Cap:
+def _cap(raw: object, where: str, ids: Container[str], limits: Limits, names: set[str]) -> Cap:
     obj = as_object(raw, where)
     no_unknown(obj, ("name", "actions", "group", "limit", "window_seconds"), where + ".")
     name = _name(obj.get("name"), f"{where}.name", names)
@@ -250,7 +250,7 @@ def _cap(raw: object, where: str, ids: frozenset[str], limits: Limits, names: se
     return Cap(name, limit, window, actions=frozenset(members))
 
 
-def _pinned(value: object, ids: frozenset[str]) -> str | None:
+def _pinned(value: object, ids: Container[str]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -261,7 +261,7 @@ def _pinned(value: object, ids: frozenset[str]) -> str | None:
     return _known_id(value, ids, "constraints.pinned")
 
 
-def _boost(body: object, ids: frozenset[str], limits: Limits) -> dict[str, float]:
+def _boost(body: object, ids: Container[str], limits: Limits) -> dict[str, float]:
     obj = as_object(body, "constraints.boost")
     out: dict[str, float] = {}
     for action_id, raw in obj.items():
@@ -276,7 +276,7 @@ def _boost(body: object, ids: frozenset[str], limits: Limits) -> dict[str, float
     return out
 
 
-def _fallback(body: object, ids: frozenset[str], limits: Limits) -> Fallback | None:
+def _fallback(body: object, ids: Container[str], limits: Limits) -> Fallback | None:
     if body is None:
         return None
     where = "constraints.fallback"
@@ -348,13 +348,13 @@ def _name(value: object, where: str, seen: set[str]) -> str:
     return value
 
 
-def _known_id(action_id: str, ids: frozenset[str], where: str) -> str:
+def _known_id(action_id: str, ids: Container[str], where: str) -> str:
     if action_id not in ids:
         raise InvalidInput(f"{where}: {action_id!r} is not an action of the catalog", field=where)
     return action_id
 
 
-def _id_list(body: object, ids: frozenset[str], where: str, limits: Limits) -> list[str]:
+def _id_list(body: object, ids: Container[str], where: str, limits: Limits) -> list[str]:
     items = _array(body, where, limits.max_actions)
     if not items:
         raise InvalidInput(f"{where} must name at least one action", field=where)

@@ -19,9 +19,13 @@ def eligible(
     for where, ids in (("candidates", candidates or ()), ("exclude", exclude)):
         for i, action_id in enumerate(ids):
             if action_id not in catalog.index:
+                of = (
+                    "the request's actions"
+                    if catalog.inline
+                    else f"catalog {catalog.name!r} version {catalog.version}"
+                )
                 raise InvalidInput(
-                    f"{where}[{i}] {action_id!r} is not an action of catalog "
-                    f"{catalog.name!r} version {catalog.version}",
+                    f"{where}[{i}] {action_id!r} is not an action of {of}",
                     field=f"{where}[{i}]",
                 )
     allowed = set(candidates) if candidates is not None else None

@@ -68,7 +68,7 @@ class Row:
 
     example: TrainingExample
     actions: list[Action]  # the eligible actions, with the features joined as used
-    catalog: Catalog  # the version it was decided with
+    catalog: Catalog  # the version it was decided with (over the request's own actions)
 
 
 class RowPolicy(Protocol):

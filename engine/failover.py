@@ -14,7 +14,7 @@ Ranker types / sampling / validate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,7 @@ from engine.errors import InvalidInput
 from engine.features import Features
 from engine.limits import Limits
 from engine.sampling import Pmf
-from engine.validate import as_number, as_object, no_unknown, one_of
+from engine.validate import as_number, as_object, known_ids, no_unknown, one_of
 
 SAFE_POLICIES = ("uniform", "first", "priority")
 # name -> (default, minimum, maximum)
@@ -67,7 +67,7 @@ def parse_failover(body: object, action_ids: Sequence[str], limits: Limits) -> F
     obj = as_object(body, "failover")
     no_unknown(obj, {"safe_policy", "priority", *BOUNDS}, "failover.")
     safe = one_of(obj.get("safe_policy", "uniform"), SAFE_POLICIES, "failover.safe_policy")
-    priority = _priority(obj.get("priority"), safe, set(action_ids))
+    priority = _priority(obj.get("priority"), safe, known_ids(action_ids))
     values: dict[str, float] = {}
     for name, (default, low, high) in BOUNDS.items():
         where = f"failover.{name}"
@@ -86,7 +86,7 @@ def parse_failover(body: object, action_ids: Sequence[str], limits: Limits) -> F
     )
 
 
-def _priority(raw: object, safe: str, known: set[str]) -> tuple[str, ...]:
+def _priority(raw: object, safe: str, known: Container[str]) -> tuple[str, ...]:
     if raw is None:
         if safe == "priority":
             raise InvalidInput(

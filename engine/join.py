@@ -13,6 +13,14 @@ Decisions and rewards meet here, in any order, any number of times:
 - the entry is kept `retention_seconds` past its window so that late and duplicate
   rewards are still recognised, then deleted.
 
+A decision made with `defer_activation` (`deferred`) is learned only if an activation
+(EventActivated, on the rewards topic) with a time inside its window reaches it, in
+either order: rewards are held meanwhile, as for any decision, and count once it is
+activated. Its window starts at the decision, as Personalizer's does. One never activated
+is not learned when its window closes: counted (`unactivated`, and its rewards as
+`unactivated_rewards`), kept for the retention like an emitted one, then deleted. A
+second activation changes nothing.
+
 Why learn at the window's close even when the first reward is known earlier: learning
 clicks at once but no-clicks only when their window closes shows the model a biased
 sample (every recent choice looks good), and it locks onto wrong actions. Measured on
@@ -30,7 +38,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from engine.errors import InvalidInput
-from engine.records import DecisionLogged, RewardObserved, TrainingExample
+from engine.records import DecisionLogged, EventActivated, RewardObserved, TrainingExample
 
 
 class HeldReward(msgspec.Struct, array_like=True, frozen=True):
@@ -47,6 +55,13 @@ class JoinEntry(msgspec.Struct, kw_only=True):
     emitted: bool = False
     late: int = 0
     duplicates: int = 0
+    activated: float | None = None  # when a deferred decision was activated (it may come first)
+    inactive: bool = False  # deferred, and its window closed unactivated: never learned
+
+    @property
+    def settled(self) -> bool:
+        """Its window has closed: learned, or never to be (deferred, not activated)."""
+        return self.emitted or self.inactive
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +94,7 @@ def deadline(entry: JoinEntry, config: JoinConfig) -> float:
 def due(entry: JoinEntry, config: JoinConfig) -> float:
     """When `on_tick` next has work for this entry."""
     end = deadline(entry, config)
-    return end + config.retention_seconds if entry.emitted else end
+    return end + config.retention_seconds if entry.settled else end
 
 
 def on_decision(entry: JoinEntry | None, decision: DecisionLogged, config: JoinConfig) -> Outcome:
@@ -103,6 +118,12 @@ def on_decision(entry: JoinEntry | None, decision: DecisionLogged, config: JoinC
         in_window = in_window[:1]
     entry.rewards = in_window
     entry.late += late
+    if entry.activated is not None:  # the activation came first
+        if not decision.deferred:
+            counts["undeferred_activations"] = 1
+        elif entry.activated > end:
+            counts["late_activations"] = 1
+            entry.activated = None
     return Outcome(entry, counts=counts)
 
 
@@ -117,7 +138,7 @@ def on_reward(entry: JoinEntry | None, reward: RewardObserved, config: JoinConfi
     if entry.decision is None:
         entry.rewards.append(HeldReward(reward.value, reward.ts))
         return Outcome(entry, counts={"held_rewards": 1})
-    if entry.emitted or reward.ts > deadline(entry, config):
+    if entry.settled or reward.ts > deadline(entry, config):
         entry.late += 1
         return Outcome(entry, counts={"late_rewards": 1})
     if entry.decision.aggregation == "earliest" and entry.rewards:
@@ -126,13 +147,39 @@ def on_reward(entry: JoinEntry | None, reward: RewardObserved, config: JoinConfi
     return Outcome(entry, counts={"rewards": 1})
 
 
+def on_activation(
+    entry: JoinEntry | None, activation: EventActivated, config: JoinConfig
+) -> Outcome:
+    if entry is None:
+        entry = JoinEntry(event_id=activation.event_id, first_seen=activation.ts)
+    elif entry.activated is not None:
+        entry.duplicates += 1
+        return Outcome(entry, counts={"duplicate_activations": 1})
+    if entry.decision is None:  # held until the decision comes, as a reward is
+        entry.activated = activation.ts
+        return Outcome(entry, counts={"held_activations": 1})
+    if entry.settled or activation.ts > deadline(entry, config):
+        entry.late += 1
+        return Outcome(entry, counts={"late_activations": 1})
+    if not entry.decision.deferred:
+        return Outcome(entry, counts={"undeferred_activations": 1})  # learned anyway
+    entry.activated = activation.ts
+    return Outcome(entry, counts={"activations": 1})
+
+
 def on_tick(entry: JoinEntry, now: float, config: JoinConfig) -> Outcome:
     if now < due(entry, config):
         return Outcome(entry)
     if entry.decision is None:
-        return Outcome(None, counts={"orphaned_rewards": len(entry.rewards)})
-    if entry.emitted:
+        counts = {"orphaned_rewards": len(entry.rewards)}
+        if entry.activated is not None:
+            counts["orphaned_activations"] = 1
+        return Outcome(None, counts=counts)
+    if entry.settled:
         return Outcome(None, counts={"expired": 1})
+    if entry.decision.deferred and entry.activated is None:
+        entry.inactive = True
+        return Outcome(entry, counts={"unactivated": 1, "unactivated_rewards": len(entry.rewards)})
     return _emit(entry, entry.decision, now)
 
 
@@ -175,6 +222,7 @@ def training_example(
         pmf=decision.pmf,
         mode=decision.mode,
         model_choice=decision.model_choice,
+        actions=decision.actions,
     )
 
 

@@ -4,6 +4,9 @@ Each field is set from the environment as LOOPWISE_LIMIT_<FIELD> (streams.settin
 `max_body_*` bounds hold for every decoded body, JSON or YAML, whatever the route
 (api.bodies); `max_depth` bounds the nesting of features; the metadata bounds are the
 bytes of an action's `metadata` as compact JSON, per action and summed over a catalog.
+The `max_inline_*` and `max_action_*` bounds hold for the actions a decision request sends
+with itself (engine.inline): how many, the features of each, the bytes of each, and the
+bytes all of them add to the decisions log (once per record: per slot of a slate).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ class Limits:
     max_body_nodes: int = 100_000
     max_metadata_bytes: int = 4_096
     max_catalog_metadata_bytes: int = 1_048_576
+    max_inline_actions: int = 200
+    max_action_features: int = 256
+    max_action_bytes: int = 8_192
+    max_inline_bytes: int = 262_144
 
     def __post_init__(self) -> None:
         for name in self.__slots__:

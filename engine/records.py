@@ -6,11 +6,23 @@ malformed message fails decoding (to be logged and skipped), never half-parsed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from engine.behaviour import BehaviourObserved, UserErased
 from engine.errors import InvalidInput
 from engine.features import Features
+
+
+class ActionUsed(msgspec.Struct, array_like=True, frozen=True):
+    """An action the request sent with itself (engine.inline), as decided with: its id,
+    features (flattened) and metadata. A catalog's stored actions are not logged: the
+    logged catalog version names them."""
+
+    id: str
+    features: Features
+    metadata: dict[str, Any] = {}
 
 
 class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
@@ -55,12 +67,24 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     client_event_id: bool = False  # the event id came with the request (its answer is kept)
     origin: str = ""  # the serving process that decided
     pseudonyms: str = ""  # the id of the key that pseudonymised user_id
+    # the request's own actions, when it sent them: its whole action universe (`eligible`
+    # names the ones left after the constraints); empty: the catalog version's actions
+    actions: list[ActionUsed] = []
+    deferred: bool = False  # decided with defer_activation: learned only once activated
 
 
 class RewardObserved(msgspec.Struct, tag="reward", kw_only=True, frozen=True):
     event_id: str
     reward_id: str
     value: float
+    ts: float
+
+
+class EventActivated(msgspec.Struct, tag="activation", kw_only=True, frozen=True):
+    """A deferred decision (or one slot of it) was shown after all: learn it. Sent on
+    the rewards topic, keyed by the event id, so the join meets it with its decision."""
+
+    event_id: str
     ts: float
 
 
@@ -90,6 +114,7 @@ class TrainingExample(msgspec.Struct, tag="training", kw_only=True, frozen=True)
     pmf: list[float] = []  # the logged pmf over `eligible` (off-policy evaluation needs it)
     mode: str = "online"  # as in DecisionLogged
     model_choice: str | None = None
+    actions: list[ActionUsed] = []  # as in DecisionLogged: learned with exactly these
 
 
 class InventoryUpdate(msgspec.Struct, tag="inventory", kw_only=True, frozen=True):
@@ -103,6 +128,7 @@ class InventoryUpdate(msgspec.Struct, tag="inventory", kw_only=True, frozen=True
 Message = (
     DecisionLogged
     | RewardObserved
+    | EventActivated
     | Tick
     | TrainingExample
     | InventoryUpdate

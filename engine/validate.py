@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from typing import TypeVar
 
 from engine.errors import InvalidInput
@@ -12,6 +12,23 @@ from engine.limits import Limits
 
 T = TypeVar("T")
 ID_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")  # ids: 1-128 printable characters
+
+
+class AnyId:
+    """The action ids a catalog that stores no actions may name (its requests send their
+    own, engine.inline): any well-formed id."""
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and ID_RE.fullmatch(value) is not None
+
+
+ANY_ID = AnyId()
+
+
+def known_ids(action_ids: Collection[str]) -> Container[str]:
+    """The action ids a catalog's settings may name: those of its stored actions, or any
+    well-formed id when it stores none."""
+    return frozenset(action_ids) if action_ids else ANY_ID
 
 
 def optional_id(value: object, where: str) -> str | None:

@@ -33,6 +33,7 @@ from engine.evaluation import (
     RulePolicy,
     parse_candidates,
 )
+from engine.inline import actions_of, rebuilt, with_inline
 from engine.limits import UNBOUNDED, Limits
 from engine.optimize import choose
 from engine.records import TrainingExample
@@ -103,9 +104,15 @@ async def _evaluate(spec: dict[str, Any], job: Path, started: float) -> dict[str
             counts["without_pmf"] += 1  # logged before pmfs were kept, or an unknown version
         else:
             catalog = versions[ex.catalog_version]
-            extra = ex.action_features
-            actions = [with_features(catalog.action(a), extra.get(a)) for a in ex.eligible]
-            evaluation.add(Row(ex, actions, catalog))
+            if ex.actions:  # decided over the request's own actions: its universe as logged
+                catalog = with_inline(catalog, tuple(rebuilt(ex.actions).values()))
+            found = actions_of(catalog, (), ex.eligible)
+            if found is None:
+                counts["invalid"] += 1  # names an action of neither
+            else:
+                extra = ex.action_features
+                actions = [with_features(a, extra.get(a.id)) for a in found]
+                evaluation.add(Row(ex, actions, catalog))
         if time.monotonic() - last > PROGRESS_SECONDS:
             last = time.monotonic()
             _progress(job, spec, counts, evaluation.rows, started)

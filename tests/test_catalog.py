@@ -72,7 +72,7 @@ def with_change(path: str, value: object) -> dict[str, object]:
     ("body", "field", "message"),
     [
         ("not an object", "body", "must be an object"),
-        (with_change("actions", []), "actions", "non-empty"),
+        (with_change("actions", {"id": "a"}), "actions", "must be an array"),
         (with_change("actions.1.id", "a"), "actions[1].id", "appears twice"),
         (with_change("actions.0.id", ""), "actions[0].id", "1-128"),
         (with_change("actions.0.id", "a\nb"), "actions[0].id", "printable"),

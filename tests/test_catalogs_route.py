@@ -114,7 +114,15 @@ def test_a_bad_rule_is_refused_with_its_position(client: TestClient) -> None:
 # (name, path, body, status, field, type slug, fragment of the detail)
 INVALID: list[tuple[str, str, object, int, str, str, str]] = [
     # moved from test_stack.py (it needs no broker)
-    ("no actions", "/v1/catalogs/colours", {"actions": []}, 422, "actions", "invalid-input", ""),
+    (
+        "actions not an array",
+        "/v1/catalogs/colours",
+        {"actions": "a"},
+        422,
+        "actions",
+        "invalid-input",
+        "",
+    ),
     ("bad name", "/v1/catalogs/-x", ONE, 422, "name", "invalid-input", "starting with a letter"),
     ("long name", "/v1/catalogs/" + "n" * 65, ONE, 422, "name", "invalid-input", "1-64"),
     (

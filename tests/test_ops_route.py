@@ -118,11 +118,12 @@ def test_the_model_of_an_unknown_catalog_is_a_404(client: TestClient) -> None:
 def test_event_status_says_whether_this_process_decided_it(client: TestClient) -> None:
     r = client.get("/v1/events/never")
     assert r.status_code == 200
-    assert r.json() == {"event_id": "never", "decided": False, "learned": False}
+    assert r.json() == {"event_id": "never", "decided": False, "deferred": False, "learned": False}
     one = client.post("/v1/decide", json={"catalog": "shop"}).json()["event_id"]
     assert client.get(f"/v1/events/{one}").json() == {
         "event_id": one,
         "decided": True,
+        "deferred": False,
         "learned": False,
     }
     slate = client.post("/v1/decide", json={"catalog": "shop", "slots": [{"id": "hero"}]}).json()

@@ -24,6 +24,8 @@ def answer(event_id: str, records: Sequence[DecisionLogged], logged: bool) -> di
         "logged": logged,
         "removed": dict(first.removed),
     }
+    if first.deferred:  # learned only once activated
+        out["deferred"] = True
     if first.arm is not None:
         out["experiment"] = {
             "name": first.experiment,

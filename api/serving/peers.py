@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -85,7 +85,9 @@ class Peers(LogFollower):
             self._decided(message)
 
     def _decided(self, r: DecisionLogged) -> None:
-        self.index.put(r.event_id, Decided(r.catalog, r.ts, r.wait_seconds))
+        self.index.put(r.event_id, Decided(r.catalog, r.ts, r.wait_seconds, r.deferred))
+        if r.slot is not None:  # an activation names the slate, and reaches every slot
+            self.index.add_slot(r.event_id.rsplit("/", 1)[0], r.event_id, r.slots)
         if r.user_id is not None:
             self.exposures.record_seen(r.catalog, r.user_id, r.eligible[r.chosen], r.ts)
         if not r.request:  # logged before requests carried fingerprints
@@ -121,11 +123,20 @@ class Peers(LogFollower):
         """Wait up to `timeout` seconds until the index holds every event id; the ones
         it still lacks."""
         missing = {e for e in event_ids if e not in self.index}
+
+        def found() -> bool:
+            missing.difference_update([e for e in missing if e in self.index])
+            return not missing
+
+        await self.wait(found, timeout)
+        return missing
+
+    async def wait(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait up to `timeout` seconds, a batch of the log at a time, until `ready()`."""
         deadline = time.monotonic() + timeout
-        while missing and (left := deadline - time.monotonic()) > 0:
+        while not (done := ready()) and (left := deadline - time.monotonic()) > 0:
             try:
                 await asyncio.wait_for(self._progress.wait(), left)
             except TimeoutError:
-                break
-            missing = {e for e in missing if e not in self.index}
-        return missing
+                return ready()
+        return done

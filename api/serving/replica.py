@@ -25,6 +25,7 @@ from engine.apprentice import ApprenticeBook
 from engine.catalog import Catalog
 from engine.errors import CorruptCheckpoint, EngineError
 from engine.experiment import Arm, arm_model
+from engine.inline import actions_of
 from engine.learning import Learning
 from engine.ledger import Ledger
 from engine.records import TrainingExample
@@ -161,13 +162,13 @@ class ModelReplica(LogFollower):
         if not continues(model_key(catalog.learning), model_key(current.learning)):
             self.counts["stale_model_settings"] += 1  # learned by a model since replaced
             return False
-        if not 0 <= ex.chosen < len(ex.eligible) or any(
-            a not in catalog.index for a in ex.eligible
-        ):
+        # the actions as decided: the request's own when it sent them, else the version's
+        found = actions_of(catalog, ex.actions, ex.eligible)
+        if found is None or not 0 <= ex.chosen < len(ex.eligible):
             self.counts["invalid_examples"] += 1
             return False
         extra = ex.action_features
-        actions = [with_features(catalog.action(a), extra.get(a)) for a in ex.eligible]
+        actions = [with_features(a, extra.get(a.id)) for a in found]
         example = Example(ex.context, actions, ex.chosen, ex.probability, ex.reward)
         bounds = current.learning.exploration.reward_range()
         if ex.mode == "logging":  # decided in logging mode: kept for evaluation, not learned

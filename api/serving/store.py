@@ -14,8 +14,11 @@ from engine.features import Features, merge
 MAX_CACHED = 50_000  # (catalog version, action) popularity entries; cleared when full
 
 # (catalog, version, action id) -> (its product's key, the stats read, the second, the
-# popularity features, the action with them joined)
-_popularity: dict[tuple[str, int, str], tuple[bytes, object, int, Features | None, Action]] = {}
+# popularity features, the action with them joined, the action they were joined to: a
+# request's own actions share ids with other requests' of other features)
+_popularity: dict[
+    tuple[str, int, str], tuple[bytes, object, int, Features | None, Action, Action]
+] = {}
 # catalog -> ((version, second, replica serial, replica changes), the joined actions of the
 # whole catalog, their features)
 _whole: dict[str, tuple[tuple[int, int, int, int], tuple[Action, ...], dict[str, Features]]] = {}
@@ -62,7 +65,7 @@ def popular(
     this join's cost."""
     if not any(a.key == "action" for a in catalog.features) or not st.popularity.data:
         return offered, {}
-    whole = offered is catalog.actions
+    whole = offered is catalog.actions and not catalog.inline  # inline: each request's own
     version = (catalog.version, int(now), st.popularity.serial, st.popularity.changes)
     if whole:
         hit = _whole.get(catalog.name)
@@ -85,10 +88,13 @@ def _joined_all(
     for action in offered:
         key = (catalog.name, catalog.version, action.id)
         hit = _popularity.get(key)
+        if hit is not None and hit[5] is not action:
+            hit = None
         product = hit[0] if hit is not None else product_of(action).encode()
         raw = st.popularity.get(product)
         if hit is None or hit[1] is not raw or hit[2] != second:
-            hit = _popularity[key] = (product, raw, second, *_joined(st, catalog, action, raw, now))
+            joined = _joined(st, catalog, action, raw, now)
+            hit = _popularity[key] = (product, raw, second, *joined, action)
         if hit[3] is None:
             out.append(action)
         else:
