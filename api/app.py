@@ -22,6 +22,7 @@ from api import (
     rewards,
     users,
 )
+from api.personalizer.routes import routes as personalizer_routes
 from api.serving.state import lifespan_for
 from engine.errors import EngineError
 from streams.settings import Settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/users/{user_id:path}/features", users.features),
         Route("/v1/users", users.erase, methods=["DELETE"]),
         Route("/v1/users/{user_id:path}", users.erase, methods=["DELETE"]),
+        *personalizer_routes(),  # Azure Personalizer's API (docs/migration-from-personalizer.md)
     ]
     return Starlette(
         routes=routes,

@@ -38,6 +38,7 @@ class Settings:
     ledger_capacity: int = 200_000
     pseudonym_key: str = ""  # the HMAC key of user ids in logs; empty: one per data directory
     api_keys: str = ""  # "role:key,role:key"; empty: no authentication (embedded default)
+    personalizer_loop: str = "personalizer"  # the catalog of Personalizer URLs naming no loop
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -95,6 +96,27 @@ class Jobs:
             return {**head, "state": "starting"}
         log = (path / "log.txt").read_text(errors="replace")[-2000:]
         return {**head, "state": "stopped", "log": log}
+
+    def spec(self, catalog: str, job_id: str) -> dict[str, Any]:
+        """The spec a job was started with (UnknownEvent if there is no such job)."""
+        path = self.root / catalog / job_id / "spec.json"
+        if "/" in job_id or job_id.startswith(".") or not path.exists():
+            raise UnknownEvent(f"no evaluation {job_id!r} of catalog {catalog!r}", field="id")
+        spec: dict[str, Any] = json.loads(path.read_text())
+        return spec
+
+    def delete(self, catalog: str, job_id: str) -> None:
+        """Stop a job if it runs and remove it with its results."""
+        self.spec(catalog, job_id)
+        process = self.running.pop(job_id, None)
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.optimizing.pop(job_id, None)
+        shutil.rmtree(self.root / catalog / job_id, ignore_errors=True)
 
     def list(self, catalog: str) -> list[dict[str, Any]]:
         folder = self.root / catalog
