@@ -14,7 +14,6 @@ from starlette.requests import Request
 
 from api.serving.state import State
 from engine.catalog import check_name
-from engine.errors import InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +39,16 @@ def loop_name(request: Request, st: State) -> str:
     return check_name(str(name), "loop")
 
 
-def check_api_version(request: Request, dialect: Dialect) -> None:
-    """An unversioned path takes its version from `api-version` (default: the 2022 preview)."""
+def unserved_version(request: Request, dialect: Dialect) -> str | None:
+    """Why the request's `api-version` is not served, or None: an unversioned path takes
+    its version from `api-version` (default: the 2022 preview)."""
     if dialect is not PREVIEW_2022:
-        return
+        return None
     asked = request.query_params.get("api-version", PREVIEW_2022.name)
-    if asked not in {d.name for d in UNVERSIONED}:
-        raise InvalidInput(
-            f"api-version {asked!r} is not served here; this path serves "
-            f"{', '.join(d.name for d in UNVERSIONED)}, and /personalizer/v1.0/ and "
-            "/personalizer/v1.1-preview.3/ serve those versions",
-            field="api-version",
-        )
+    if asked in {d.name for d in UNVERSIONED}:
+        return None
+    return (
+        f"api-version {asked!r} is not served here; this path serves "
+        f"{', '.join(d.name for d in UNVERSIONED)}, and /personalizer/v1.0/ and "
+        "/personalizer/v1.1-preview.3/ serve those versions"
+    )

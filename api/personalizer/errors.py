@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.personalizer.dialects import Dialect, check_api_version
+from api.personalizer.dialects import Dialect, unserved_version
 from api.problems import slug
 from engine.errors import EngineError
 
@@ -82,7 +82,9 @@ def endpoint(handler: Handler, dialect: Dialect, invalid: str = BAD_REQUEST) -> 
     @functools.wraps(handler)
     async def run(request: Request) -> Response:
         try:
-            check_api_version(request, dialect)
+            unserved = unserved_version(request, dialect)
+            if unserved is not None:
+                raise PersonalizerError(400, BAD_REQUEST, unserved, "api-version")
             return await handler(request, dialect)
         except EngineError as exc:
             status = status_of(exc)
