@@ -18,7 +18,7 @@ from api.serving.state import State, of
 from engine.catalog import Catalog
 from engine.errors import InvalidInput
 from engine.evaluation import parse_candidates, parse_window
-from engine.optimize import CURRENT, GRID
+from engine.optimize import CURRENT, GRID, candidate_alpha
 from engine.validate import as_number, no_unknown
 
 
@@ -68,6 +68,10 @@ def _start(
     alpha = as_number(body.get("alpha", 0.05), limits, "alpha")
     if not 0.0 < alpha < 0.5:
         raise InvalidInput("alpha must be in (0, 0.5)", field="alpha")
+    if extra.get("kind") == "optimize":  # each candidate's interval at its Bonferroni share
+        assert isinstance(candidates, list)
+        extra = {**extra, "family_alpha": alpha}
+        alpha = candidate_alpha(alpha, len(candidates) - 1)
     spec = job_spec(st, catalog, (since, until), alpha, candidates, extra)
     job_id = st.jobs.start(catalog.name, spec)
     location = f"/v1/catalogs/{catalog.name}/evaluations/{job_id}"

@@ -40,7 +40,7 @@ from engine.evaluation import Evaluation, Row, RowPolicy
 from engine.learning import DEFAULT_FLOOR, Learning, parse_learning
 from engine.limits import Limits
 from engine.ope import Report
-from engine.optimize import CURRENT, GRID, choose
+from engine.optimize import CURRENT, GRID, candidate_alpha, choose
 from engine.records import TrainingExample
 from engine.sampling import Pmf
 from jobs.evaluate import LearningPolicy
@@ -112,7 +112,7 @@ def _optimise(
     catalog = Catalog(CATALOG, 1, env.actions, current, 0.0)
     candidates = {CURRENT: current, **grid}
     policies: dict[str, RowPolicy] = {n: LearningPolicy(build(lr)) for n, lr in candidates.items()}
-    evaluation = Evaluation(policies)
+    evaluation = Evaluation(policies, candidate_alpha(0.05, len(grid)))  # as the API does
     ids = [a.id for a in env.actions]
     for t, (pmf, e) in enumerate(log):
         ex = TrainingExample(

@@ -53,6 +53,14 @@ GRID: tuple[dict[str, object], ...] = (
 )
 
 
+def candidate_alpha(alpha: float, candidates: int) -> float:
+    """The level of each candidate's interval when `candidates` are compared with the
+    current settings: Bonferroni, so that the chance that any of them clears the bar by
+    luck stays below alpha. With a 95% interval each, the best of six wide intervals
+    cleared it by luck on the quality benchmark (`python -m benchmarks.optimize`)."""
+    return alpha / max(1, candidates)
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     promote: str | None  # the candidate promoted, or None

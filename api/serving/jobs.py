@@ -85,6 +85,8 @@ class Jobs:
         head["kind"] = spec.get("kind", "evaluation")
         if spec.get("scheduled"):
             head["scheduled"] = True
+        if "family_alpha" in spec:  # an optimisation: each candidate at its Bonferroni share
+            head["family_alpha"] = spec["family_alpha"]
         if (path / "applied.json").exists():
             head["applied"] = json.loads((path / "applied.json").read_text())
         for name in ("result.json", "progress.json"):

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 from engine.catalog import Catalog
 from engine.errors import EngineError
 from engine.learning import learning_json
-from engine.optimize import CURRENT, GRID, Schedule
+from engine.optimize import CURRENT, GRID, Schedule, candidate_alpha
 
 if TYPE_CHECKING:
     from api.serving.state import State
 
 log = logging.getLogger(__name__)
 SCHEDULED = "scheduled"
+ALPHA = 0.05  # a scheduled run's chance of promoting on luck, over all its candidates
 
 
 def job_spec(
@@ -71,8 +72,14 @@ def start_scheduled(st: State, catalog: Catalog, schedule: Schedule, now: float)
     if st.jobs.exists(catalog.name, job_id):
         return None
     candidates = with_current(catalog, [dict(c) for c in schedule.candidates or GRID])
-    extra: dict[str, object] = {"kind": "optimize", "promote": schedule.promote, "scheduled": True}
-    spec = job_spec(st, catalog, (now - schedule.window_seconds, now), 0.05, candidates, extra)
+    extra: dict[str, object] = {
+        "kind": "optimize",
+        "promote": schedule.promote,
+        "scheduled": True,
+        "family_alpha": ALPHA,
+    }
+    alpha = candidate_alpha(ALPHA, len(candidates) - 1)
+    spec = job_spec(st, catalog, (now - schedule.window_seconds, now), alpha, candidates, extra)
     try:
         st.jobs.start(catalog.name, spec, job_id)
     except FileExistsError:  # started meanwhile
