@@ -19,9 +19,22 @@ from engine.errors import InvalidInput, LimitExceeded
 from engine.learning import parse_learning
 from engine.limits import Limits
 from policies.registry import model_key
+from tests.conftest import ROOT
 from tests.routes import app_client
 
-SPECS = Path("/work/shared/reference/personalizer")
+# the specs are in shared/reference beside the repository (CI lays a copy there too)
+SPECS = (
+    next(
+        (
+            p
+            for p in (ROOT.parent / "shared", Path("/work/shared"))
+            if (p / "reference" / "personalizer").exists()
+        ),
+        ROOT.parent / "shared",
+    )
+    / "reference"
+    / "personalizer"
+)
 V1, V11 = "/personalizer/v1.0", "/personalizer/v1.1-preview.3"
 ACTIONS = [
     {"id": "a", "features": [{"kind": {"t": "x"}}]},

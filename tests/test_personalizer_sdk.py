@@ -216,6 +216,11 @@ def test_an_evaluation_through_the_preview_sdk(stack: Stack) -> None:
         "Random": "Random",
         "eps": "Custom",
     }
+    admin.apply_from_evaluation({"evaluationId": "eval-1", "policyName": "eps"})
+    assert admin.get_policy()["arguments"].startswith("--cb_explore_adf --epsilon 0.3")
+    with pytest.raises(HttpResponseError) as rule:
+        admin.apply_from_evaluation({"evaluationId": "eval-1", "policyName": "Random"})
+    assert rule.value.status_code == 404 and "LearningSettingsNotFound" in str(rule.value)
     admin.delete_evaluation("eval-1")
     assert list(admin.list_evaluations()) == []
 
