@@ -11,7 +11,8 @@ Reading guide:
 - `bodies`: the request bodies as msgspec Structs, parsed once at the edge.
 - `features`: Personalizer's lists of feature objects as Loopwise namespaces.
 - `durations`: ISO 8601 (and .NET TimeSpan) durations.
-- `loops`: a loop is a catalog, created on first use.
+- `loops`: a loop is a catalog, created on first use; `extras`: what a loop's
+  configuration says that no catalog setting holds.
 - `policy`: VW argument strings to and from a catalog's learning settings.
 - `configuration`: the service configuration to and from a catalog.
 - `rank`, `events`, `admin`, `evaluations`: the route handlers; `routes` mounts them.
