@@ -3,8 +3,9 @@
 Each agent handles one message at a time under `agents.guard`: the join (decisions and
 rewards, `agents.joiner`), stock (inventory events, `agents.stock`), profiles (behaviour
 events by user, `agents.profiler`) and popularity (the same events again, by product).
-A timer sends a Tick to every partition of the decisions topic; another writes the
-worker's counters and exits when table recovery crashed.
+A timer sends a Tick to every partition of the decisions and rewards topics (a window
+closes when both have passed its deadline, agents.joiner); another writes the worker's
+counters and exits when table recovery crashed.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
         producer_linger=0.0,
         recovery_consistency_check=consistency_check,
     )
-    decisions = app.topic(settings.topic("decisions"), **RAW)
+    ticked = [app.topic(settings.topic(t), **RAW) for t in ("decisions", "rewards")]
     source = app.topic(settings.topic("decisions"), settings.topic("rewards"), **RAW)
     training = app.topic(settings.topic("training"), **RAW)
     events = app.topic(settings.topic("events"), **RAW)
@@ -99,8 +100,9 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
     @app.timer(settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def ticker() -> None:
         body = encode(Tick(ts=time.time()))
-        for p in range(settings.partitions):
-            await decisions.send(value=body, partition=p)
+        for topic in ticked:
+            for p in range(settings.partitions):
+                await topic.send(value=body, partition=p)
 
     @app.timer(2.0)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def stats() -> None:

@@ -152,6 +152,27 @@ def test_no_entry_is_marked_emitted_before_every_ack_of_the_batch() -> None:
     asyncio.run(scenario())
 
 
+def test_a_window_closes_only_once_both_topics_ticks_have_passed_it() -> None:
+    """One agent reads decisions and rewards with no order between the two topics: when
+    the rewards partition is read behind, a decisions tick past the deadline must not
+    close the window before the rewards sent inside it are read."""
+
+    async def scenario() -> None:
+        joiner, _, topic = make()
+        decisions, rewards = SETTINGS.topic("decisions"), SETTINGS.topic("rewards")
+        await joiner.handle([encode(decision("e0"))], 0, position=(decisions, 1))
+        await joiner.handle([tick(END + 1)], 0, position=(decisions, 2))
+        assert topic.sent == []  # the rewards topic has not been read that far
+        await joiner.handle([encode(reward("e0", "r", 1.0, END - 1))], 0, position=(rewards, 1))
+        await joiner.handle([tick(END - 5)], 0, position=(rewards, 2))
+        assert topic.sent == []  # the earlier of the two ticks is before the deadline
+        await joiner.handle([tick(END + 1)], 0, position=(rewards, 3))
+        assert [(e.event_id, e.reward, e.reason) for e in topic.sent] == [("e0", 1.0, "reward")]
+        assert joiner.counts["late_rewards"] == 0
+
+    asyncio.run(scenario())
+
+
 def test_an_unacknowledged_example_is_not_marked_and_is_sent_again() -> None:
     async def scenario() -> None:
         joiner, table, topic = make(auto_ack=False)
@@ -355,7 +376,7 @@ def test_whatever_the_consumer_delivers_each_message_is_joined_once_in_log_order
     workers: list[Joiner] = []
 
     def worker() -> Joiner:
-        workers.append(Joiner(SETTINGS, table, topic))
+        workers.append(Joiner(SETTINGS, table, topic, sources=(TOPIC,)))  # one topic
         workers[-1].reader = reader  # type: ignore[assignment]  # the log, not a broker
         return workers[-1]
 
