@@ -62,7 +62,8 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
     started = time.perf_counter() if started is None else started
     limits = st.settings.limits
     event_id = _event_id(req.event_id)
-    fingerprint = req.fingerprint()
+    keys = req.action_keys() if req.actions is not None else None
+    fingerprint = req.fingerprint(keys)
     now = time.time()
     replay = _replay(st, event_id, fingerprint, now)
     if replay is not None:
@@ -70,7 +71,7 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
         return replay
     catalog = st.catalogs.latest(req.catalog)
     slots = _slots(req.slots, st)
-    inline = _inline(catalog, req.actions, slots, limits)
+    inline = _inline(catalog, req.actions, keys, slots, limits)
     if inline is not None:  # the request's actions, the catalog's everything else
         catalog = with_inline(catalog, inline.actions)
     features = flatten(req.context, limits)
@@ -310,7 +311,11 @@ def _log(st: State, event_id: str, records: list[DecisionLogged]) -> bool:
 
 
 def _inline(
-    catalog: Catalog, actions: list[ActionRequest] | None, slots: list[Slot] | None, limits: Limits
+    catalog: Catalog,
+    actions: list[ActionRequest] | None,
+    keys: list[bytes] | None,
+    slots: list[Slot] | None,
+    limits: Limits,
 ) -> Inline | None:
     """The request's own actions, checked (None: it decides over the catalog's)."""
     if actions is None:
@@ -320,7 +325,7 @@ def _inline(
                 field="actions",
             )
         return None
-    return parse_inline(actions, limits, len(slots) if slots else 1)
+    return parse_inline(actions, limits, len(slots) if slots else 1, keys)
 
 
 def _response(

@@ -26,6 +26,7 @@ _MISSING = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
 _EXPECTED = re.compile(r"Expected `(?P<expected>[^`]*)`(?:, got `(?P<got>[^`]*)`)?")
 _INVALID_VALUE = re.compile(r"Invalid value (?P<value>.*)")
 _fingerprint = msgspec.json.Encoder(order="sorted")
+_plain = msgspec.json.Encoder()
 _KINDS = {  # msgspec's type names, as engine.validate says them
     "str": "a string",
     "float": "a number",
@@ -80,11 +81,21 @@ class DecideRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     defer_activation: bool = False  # logged, learned only once activated (api.activate)
     debug: bool = False
 
-    def fingerprint(self) -> bytes:
+    def action_keys(self) -> list[bytes]:
+        """Each inline action as JSON, in the order sent: what identifies it (engine.inline
+        caches by it, and the fingerprint reads it)."""
+        return [_plain.encode(a) for a in self.actions or ()]
+
+    def fingerprint(self, action_keys: list[bytes] | None = None) -> bytes:
         """What makes two requests for one event id the same decision: every field but
-        the event id and `debug` (which only changes what the answer shows)."""
-        same = msgspec.structs.replace(self, event_id=None, debug=False)
-        return hashlib.blake2b(_fingerprint.encode(same), digest_size=16).digest()
+        the event id and `debug` (which only changes what the answer shows). Inline
+        actions count as sent (`action_keys`), their keys' order included."""
+        same = msgspec.structs.replace(self, event_id=None, debug=False, actions=None)
+        digest = hashlib.blake2b(_fingerprint.encode(same), digest_size=16)
+        if self.actions is not None:
+            keys = self.action_keys() if action_keys is None else action_keys
+            digest.update(b"\x00actions[" + b",".join(keys) + b"]")
+        return digest.digest()
 
 
 class RewardRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -21,10 +21,12 @@ class Action:
     id: str
     features: Features
     metadata: Mapping[str, object] = field(default_factory=dict)
-    vw_body: str = field(default="", compare=False, repr=False)
+    # built with the action; None: built where it is needed (policies.vw.action_body), for
+    # an action made once, to learn one example, whose line may never be read
+    vw_body: str | None = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.vw_body:
+        if self.vw_body == "":
             object.__setattr__(self, "vw_body", vwformat.action_body(self.features, self.id))
 
 
@@ -32,4 +34,5 @@ def with_features(action: Action, extra: Features | None) -> Action:
     """`action` with `extra` features joined (they win a clash), as decided and learned."""
     if not extra:
         return action
-    return Action(action.id, merge(action.features, extra), action.metadata)
+    lazy = None if action.vw_body is None else ""
+    return Action(action.id, merge(action.features, extra), action.metadata, lazy)

@@ -34,21 +34,9 @@ from engine.limits import Limits
 from engine.records import ActionUsed
 from engine.validate import ID_RE
 
-MAX_CACHED = 8_192  # inline actions kept parsed per set of limits (a few KB each)
+MAX_CACHED = 8_192  # inline actions kept checked per set of limits (a few KB each)
+MAX_LISTS = 256  # whole lists of them (a storefront often sends the same list again)
 _encode = msgspec.json.Encoder().encode
-# limits -> (id, features JSON, metadata JSON) -> (the action, as logged), least recent first
-_cache: dict[Limits, dict[tuple[str, bytes, bytes], tuple[Action, ActionUsed]]] = {}
-
-
-class InlineAction(Protocol):
-    """What a request sends per action (api.requests.ActionRequest)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def features(self) -> dict[str, Any] | None: ...
-    @property
-    def metadata(self) -> dict[str, Any] | None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,11 +48,39 @@ class Inline:
     bytes: int  # their JSON bytes (ids, features, metadata), once
 
 
+@dataclasses.dataclass
+class _Cache:
+    """Per set of limits, least recently used first: each action's JSON -> the action
+    and its log form; a whole list's JSON -> the list."""
+
+    actions: dict[bytes, tuple[Action, ActionUsed]] = dataclasses.field(default_factory=dict)
+    lists: dict[bytes, Inline] = dataclasses.field(default_factory=dict)
+
+
+_caches: dict[Limits, _Cache] = {}
+
+
+class InlineAction(Protocol):
+    """What a request sends per action (api.requests.ActionRequest, a msgspec Struct)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def features(self) -> dict[str, Any] | None: ...
+    @property
+    def metadata(self) -> dict[str, Any] | None: ...
+
+
 def parse_inline(
-    items: Sequence[InlineAction], limits: Limits, records: int = 1, where: str = "actions"
+    items: Sequence[InlineAction],
+    limits: Limits,
+    records: int = 1,
+    keys: list[bytes] | None = None,
+    where: str = "actions",
 ) -> Inline:
     """The request's actions, in its order, within the inline limits; `records` is how
-    many records will carry them (the slots asked for). Errors name the field."""
+    many records will carry them (the slots asked for), `keys` each one's JSON (computed
+    when not given). Errors name the field."""
     if not items:
         raise InvalidInput(f"{where} must hold at least one action", field=where)
     if len(items) > limits.max_inline_actions:
@@ -73,54 +89,71 @@ def parse_inline(
             f"{limits.max_inline_actions}",
             field=where,
         )
-    cache = _cache.setdefault(limits, {})
+    cache = _caches.get(limits) or _caches.setdefault(limits, _Cache())
+    if keys is None:
+        keys = [_encode(item) for item in items]  # each action's JSON: its identity here
+    whole = b",".join(keys)
+    found = cache.lists.pop(whole, None)
+    if found is None:
+        found = _parsed(items, keys, cache.actions, limits, where)
+        _bounded(cache.lists, MAX_LISTS)
+    cache.lists[whole] = found
+    if found.bytes * records > limits.max_inline_bytes:
+        per = f", logged with each of the {records} slots' records" if records > 1 else ""
+        raise LimitExceeded(
+            f"{where} is {found.bytes} bytes as JSON{per}: {found.bytes * records} bytes, more "
+            f"than the limit max_inline_bytes of {limits.max_inline_bytes}",
+            field=where,
+        )
+    return found
+
+
+def _parsed(
+    items: Sequence[InlineAction],
+    keys: list[bytes],
+    cache: dict[bytes, tuple[Action, ActionUsed]],
+    limits: Limits,
+    where: str,
+) -> Inline:
     actions: list[Action] = []
     used: list[ActionUsed] = []
     seen: set[str] = set()
-    total = 0
-    for i, item in enumerate(items):
-        at = f"{where}[{i}]"
-        features = _encode(item.features) if item.features else b"{}"
-        metadata = _encode(item.metadata) if item.metadata else b"{}"
-        key = (item.id, features, metadata)
+    for i, (item, key) in enumerate(zip(items, keys, strict=True)):
         hit = cache.pop(key, None)  # re-inserted: the most recently used last
         if hit is None:
-            hit = _checked(item, at, len(features) + len(metadata), len(metadata), limits)
-            if len(cache) >= MAX_CACHED:
-                for old in list(cache)[: MAX_CACHED // 4]:
-                    del cache[old]
+            hit = _checked(item, f"{where}[{i}]", len(key), limits)
+            _bounded(cache, MAX_CACHED)
         cache[key] = hit
         if item.id in seen:
-            raise InvalidInput(f"{at}.id {item.id!r} appears twice", field=f"{at}.id")
+            raise InvalidInput(
+                f"{where}[{i}].id {item.id!r} appears twice", field=f"{where}[{i}].id"
+            )
         seen.add(item.id)
-        total += len(item.id) + len(features) + len(metadata)
         actions.append(hit[0])
         used.append(hit[1])
-    if total * records > limits.max_inline_bytes:
-        per = f", logged with each of the {records} slots' records" if records > 1 else ""
-        raise LimitExceeded(
-            f"{where} is {total} bytes as JSON{per}: {total * records} bytes, more than the "
-            f"limit max_inline_bytes of {limits.max_inline_bytes}",
-            field=where,
-        )
-    return Inline(tuple(actions), used, total)
+    return Inline(tuple(actions), used, sum(map(len, keys)))
 
 
-def _checked(
-    item: InlineAction, at: str, size: int, metadata_size: int, limits: Limits
-) -> tuple[Action, ActionUsed]:
+def _bounded(cache: dict[bytes, Any], most: int) -> None:
+    """Room for one more: drop the least recently used quarter when full."""
+    if len(cache) >= most:
+        for old in list(cache)[: most // 4]:
+            del cache[old]
+
+
+def _checked(item: InlineAction, at: str, size: int, limits: Limits) -> tuple[Action, ActionUsed]:
     if not ID_RE.fullmatch(item.id):
         raise InvalidInput(
             f"{at}.id must be a string of 1-128 printable characters, got {item.id!r}",
             field=f"{at}.id",
         )
-    size += len(item.id)
     if size > limits.max_action_bytes:
         raise LimitExceeded(
-            f"{at} is {size} bytes as JSON (id, features, metadata), more than the limit "
-            f"max_action_bytes of {limits.max_action_bytes}",
+            f"{at} is {size} bytes as JSON, more than the limit max_action_bytes of "
+            f"{limits.max_action_bytes}",
             field=at,
         )
+    metadata_size = len(_encode(item.metadata)) if item.metadata else 0
     if metadata_size > limits.max_metadata_bytes:
         raise LimitExceeded(
             f"{at}.metadata is {metadata_size} bytes as JSON, more than the limit "
@@ -145,8 +178,9 @@ def with_inline(catalog: Catalog, actions: tuple[Action, ...]) -> Catalog:
 
 
 def rebuilt(used: Sequence[ActionUsed]) -> dict[str, Action]:
-    """A record's inline actions by id, as they were decided with."""
-    return {a.id: Action(a.id, a.features, a.metadata) for a in used}
+    """A record's inline actions by id, as they were decided with (their VW lines built
+    only if read: learning reads the chosen action's alone, policies.vw.CHOSEN_ONLY)."""
+    return {a.id: Action(a.id, a.features, a.metadata, None) for a in used}
 
 
 def actions_of(

@@ -152,8 +152,9 @@ def on_activation(
 ) -> Outcome:
     if entry is None:
         entry = JoinEntry(event_id=activation.event_id, first_seen=activation.ts)
-    elif entry.activated is not None:
+    if entry.activated is not None:  # the earliest counts: the window decides, once known
         entry.duplicates += 1
+        entry.activated = min(entry.activated, activation.ts)
         return Outcome(entry, counts={"duplicate_activations": 1})
     if entry.decision is None:  # held until the decision comes, as a reward is
         entry.activated = activation.ts

@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import join
-from engine.records import DecisionLogged, RewardObserved, TrainingExample, decode, encode
+from engine.records import (
+    ActionUsed,
+    DecisionLogged,
+    EventActivated,
+    RewardObserved,
+    TrainingExample,
+    decode,
+    encode,
+)
 
 CONFIG = join.JoinConfig(orphan_seconds=100.0, retention_seconds=5.0)
 DECIDED, WAIT = 1000.0, 10.0
@@ -47,7 +55,7 @@ class TickAt:
     ts: float
 
 
-Message = DecisionLogged | RewardObserved | TickAt
+Message = DecisionLogged | RewardObserved | EventActivated | TickAt
 
 
 def play(
@@ -61,6 +69,8 @@ def play(
             out = join.on_decision(entry, m, CONFIG)
         elif isinstance(m, RewardObserved):
             out = join.on_reward(entry, m, CONFIG)
+        elif isinstance(m, EventActivated):
+            out = join.on_activation(entry, m, CONFIG)
         elif entry is not None:
             out = join.on_tick(entry, m.ts, CONFIG)
         else:
@@ -237,3 +247,151 @@ def test_join_config_rejects_non_positive_values(field: str, value: float) -> No
 
     with pytest.raises(InvalidInput, match=field):
         join.JoinConfig(**{field: value})  # type: ignore[arg-type]
+
+
+# --- deferred activation ---------------------------------------------------------------
+
+
+def deferred(aggregation: str = "earliest", default: float = -1.0) -> DecisionLogged:
+    return msgspec.structs.replace(decision(aggregation, default), deferred=True)
+
+
+def activation(ts: float, eid: str = "e1") -> EventActivated:
+    return EventActivated(event_id=eid, ts=ts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    aggregation=st.sampled_from(["earliest", "sum"]),
+    rewards=rewards_strategy,
+    activations=st.lists(
+        st.floats(min_value=DECIDED - 1, max_value=DECIDED + 2 * WAIT), max_size=3
+    ),
+    ticks=st.lists(st.floats(min_value=DECIDED - 5, max_value=DECIDED + 3 * WAIT), max_size=4),
+    copies=st.integers(min_value=1, max_value=2),
+    data=st.data(),
+)
+def test_a_deferred_decision_is_learned_once_if_activated_in_its_window_and_never_if_not(
+    aggregation: str,
+    rewards: list[tuple[str, float, float]],
+    activations: list[float],
+    ticks: list[float],
+    copies: int,
+    data: st.DataObject,
+) -> None:
+    """Any order of the decision, its rewards and activations (rewards and activations
+    delivered again too) and ticks at any time: learned exactly once, with the value a
+    decision that was never deferred would learn, if and only if an activation with a time
+    inside the window arrived no later than the window's closing tick; else never, and
+    counted."""
+    d = deferred(aggregation)
+    messages: list[Message] = [d]
+    messages += [reward(r, v, t) for r, v, t in rewards] * copies
+    messages += [activation(t) for t in activations] * copies
+    messages += [TickAt(t) for t in ticks]
+    order = data.draw(st.permutations(messages))
+    end = DECIDED + WAIT
+    final = [  # what came after its entry expired waits as an orphan, then goes
+        TickAt(end + 1),
+        TickAt(end + CONFIG.retention_seconds + 2),
+        TickAt(end + CONFIG.orphan_seconds + 3 * WAIT),
+    ]
+    entry, emitted, counts = play([*order, *final])
+    # the activations that count: inside the window, and delivered before the window closed
+    # (the first tick at or after the deadline once the decision is there closes it)
+    closed_at = None
+    saw_decision = False
+    for i, m in enumerate([*order, *final]):
+        saw_decision = saw_decision or isinstance(m, DecisionLogged)
+        if saw_decision and isinstance(m, TickAt) and m.ts >= end:
+            closed_at = i
+            break
+    assert closed_at is not None
+    counted = [
+        m for m in [*order, *final][:closed_at] if isinstance(m, EventActivated) and m.ts <= end
+    ]
+    if counted:
+        assert len(emitted) == 1, "an activated decision is learned exactly once"
+        undeferred: list[Message] = [
+            msgspec.structs.replace(m, deferred=False) if isinstance(m, DecisionLogged) else m
+            for m in [*order, *final]
+            if not isinstance(m, EventActivated)
+        ]
+        _, reference, _ = play(undeferred)
+        assert emitted[0].reward == pytest.approx(reference[0].reward)
+        assert "unactivated" not in counts
+    else:
+        assert emitted == [], "a deferred decision never activated is never learned"
+        assert counts["unactivated"] == 1
+    assert entry is None, "the entry is deleted after its retention either way"
+
+
+def test_rewards_of_an_unactivated_decision_are_held_then_counted_never_learned() -> None:
+    entry, emitted, counts = play([deferred("sum"), reward("r1", 1.0, DECIDED + 1)])
+    assert entry is not None and len(entry.rewards) == 1 and counts["rewards"] == 1
+    out = join.on_tick(entry, DECIDED + WAIT, CONFIG)
+    assert out.emit is None and out.counts == {"unactivated": 1, "unactivated_rewards": 1}
+    assert out.entry is not None and out.entry.inactive
+    late = join.on_activation(out.entry, activation(DECIDED + WAIT + 1), CONFIG)
+    assert late.emit is None and late.counts == {"late_activations": 1}
+    assert late.entry is not None
+    after = join.on_reward(late.entry, reward("r2", 1.0, DECIDED + 2), CONFIG)
+    assert after.counts == {"late_rewards": 1}, "its window has closed"
+    assert after.entry is not None
+    gone = join.on_tick(after.entry, DECIDED + WAIT + CONFIG.retention_seconds, CONFIG)
+    assert gone.entry is None and gone.counts == {"expired": 1} and emitted == []
+
+
+def test_an_activation_before_its_decision_is_held_and_counts() -> None:
+    entry, _, counts = play([activation(DECIDED + 1), reward("r1", 1.0, DECIDED + 2)])
+    assert counts == {"held_activations": 1, "held_rewards": 1}
+    assert entry is not None and entry.activated == DECIDED + 1
+    entry, emitted, counts = play([activation(DECIDED + 1), deferred(), TickAt(DECIDED + WAIT)])
+    assert [e.reward for e in emitted] == [-1.0]  # activated, no reward: the default
+    assert counts["held_activations"] == 1 and counts["emitted_default"] == 1
+
+
+def test_activating_twice_changes_nothing_and_an_orphan_activation_expires() -> None:
+    _, emitted, counts = play(
+        [
+            deferred(),
+            activation(DECIDED + 1),
+            reward("r1", 0.5, DECIDED + 2),
+            activation(DECIDED + 3),
+            TickAt(DECIDED + WAIT),
+        ]
+    )
+    assert [e.reward for e in emitted] == [0.5]
+    assert counts["activations"] == 1 and counts["duplicate_activations"] == 1
+    entry, _, _ = play([activation(5.0)])
+    assert entry is not None
+    out = join.on_tick(entry, 5.0 + CONFIG.orphan_seconds, CONFIG)
+    assert out.entry is None and out.counts["orphaned_activations"] == 1
+
+
+def test_an_activation_of_a_decision_not_deferred_changes_nothing() -> None:
+    _, emitted, counts = play(
+        [decision(default=-1.0), activation(DECIDED + 1), TickAt(DECIDED + WAIT)]
+    )
+    assert [e.reward for e in emitted] == [-1.0]
+    assert counts["undeferred_activations"] == 1
+
+
+def test_the_example_carries_the_inline_actions_and_old_records_still_decode() -> None:
+    used = [
+        ActionUsed("a", {"item": {"price": 1.0}}, {"sku": "A-1"}),
+        ActionUsed("b", {"item": {"colour": "red"}}, {}),
+    ]
+    logged = msgspec.structs.replace(decision(), actions=used)
+    _, emitted, _ = play([logged, TickAt(DECIDED + WAIT)])
+    assert emitted[0].actions == used
+    again = decode(encode(emitted[0]))
+    assert isinstance(again, TrainingExample) and again.actions == used
+    # a decision logged before actions and deferral were fields
+    old = msgspec.json.decode(encode(decision()))
+    del old["actions"], old["deferred"]
+    read = decode(msgspec.json.encode(old))
+    assert isinstance(read, DecisionLogged) and read.actions == [] and not read.deferred
+    entry = msgspec.json.decode(join.encode_entry(join.JoinEntry(event_id="e", first_seen=1.0)))
+    del entry["activated"], entry["inactive"]
+    assert join.decode_entry(msgspec.json.encode(entry)).activated is None
