@@ -8,7 +8,9 @@ Reading guide:
   yamlbody   YAML bodies, composed so that they cannot grow (no aliases)
   problems   RFC 9457 problem+json responses for every EngineError
   decide     POST /v1/decide: parse -> context -> decide -> log -> respond
+             (decide_request: the same for a typed request, from any front end)
   rewards    POST /v1/rewards (any serving process takes any decision's rewards)
+  activate   POST /v1/events/{id}/activate: a deferred decision may be learned
   events     POST /v1/events (inventory and behaviour), GET /v1/inventory/{sku}
   users      the feature store's user routes, and erasure
   catalogs   PUT/GET/DELETE /v1/catalogs/{name}, GET /v1/catalogs

@@ -19,6 +19,7 @@ Reading guide, roughly in the order a decision uses them:
   caps            frequency caps: the exposures that count, a slate's earlier slots
   adjust          pinned, boosts, exploration floor: the policy's pmf before sampling
   eligibility     a request's candidates and exclusions, checked against the catalog
+  inline          actions a request sends with itself: checked, cached, logged, rebuilt
   policy          the policy step: what a decision asks of a policy, its guard, the fallback
   failover        a catalog's safe policy (uniform, first, priority) and when it answers
   breaker         the circuit breaker between a model and its decisions

@@ -102,17 +102,10 @@ async def _evaluate(spec: dict[str, Any], job: Path, started: float) -> dict[str
             counts["outside_window"] += 1
         elif not ex.pmf or ex.catalog_version not in versions:
             counts["without_pmf"] += 1  # logged before pmfs were kept, or an unknown version
+        elif (found := row(ex, versions[ex.catalog_version])) is None:
+            counts["invalid"] += 1  # names an action its version and its record lack
         else:
-            catalog = versions[ex.catalog_version]
-            if ex.actions:  # decided over the request's own actions: its universe as logged
-                catalog = with_inline(catalog, tuple(rebuilt(ex.actions).values()))
-            found = actions_of(catalog, (), ex.eligible)
-            if found is None:
-                counts["invalid"] += 1  # names an action of neither
-            else:
-                extra = ex.action_features
-                actions = [with_features(a, extra.get(a.id)) for a in found]
-                evaluation.add(Row(ex, actions, catalog))
+            evaluation.add(found)
         if time.monotonic() - last > PROGRESS_SECONDS:
             last = time.monotonic()
             _progress(job, spec, counts, evaluation.rows, started)
@@ -136,6 +129,19 @@ async def _evaluate(spec: dict[str, Any], job: Path, started: float) -> dict[str
             for c in candidates
         ],
     }
+
+
+def row(ex: TrainingExample, catalog: Catalog) -> Row | None:
+    """The logged decision as the candidates see it: its actions as decided with (the
+    request's own, logged with it, when it sent them: then they are also the universe a
+    constraints candidate reads; else the version's), with the features joined then."""
+    if ex.actions:
+        catalog = with_inline(catalog, tuple(rebuilt(ex.actions).values()))
+    found = actions_of(catalog, (), ex.eligible)
+    if found is None:
+        return None
+    extra = ex.action_features
+    return Row(ex, [with_features(a, extra.get(a.id)) for a in found], catalog)
 
 
 def _versions(spec: dict[str, Any]) -> dict[int, Catalog]:
