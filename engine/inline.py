@@ -45,7 +45,7 @@ class Inline:
 
     actions: tuple[Action, ...]
     used: list[ActionUsed]
-    bytes: int  # their JSON bytes (ids, features, metadata), once
+    size: int  # their bytes as JSON (ids, features, metadata), once
 
 
 @dataclasses.dataclass
@@ -98,10 +98,10 @@ def parse_inline(
         found = _parsed(items, keys, cache.actions, limits, where)
         _bounded(cache.lists, MAX_LISTS)
     cache.lists[whole] = found
-    if found.bytes * records > limits.max_inline_bytes:
+    if found.size * records > limits.max_inline_bytes:
         per = f", logged with each of the {records} slots' records" if records > 1 else ""
         raise LimitExceeded(
-            f"{where} is {found.bytes} bytes as JSON{per}: {found.bytes * records} bytes, more "
+            f"{where} is {found.size} bytes as JSON{per}: {found.size * records} bytes, more "
             f"than the limit max_inline_bytes of {limits.max_inline_bytes}",
             field=where,
         )

@@ -12,11 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from api.requests import ActionRequest
+from api.serving import store
+from engine import profilefold, profiles
+from engine.behaviour import BehaviourObserved, Product
+from engine.inline import parse_inline, with_inline
 from engine.join import training_example
 from engine.limits import Limits
 from engine.records import DecisionLogged, EventActivated, decode, encode_stock
@@ -354,3 +360,37 @@ def test_a_deferred_decision_says_so_and_activation_answers_its_status(
     never = client.post("/v1/events/never-decided/activate").json()
     assert never["status"] == "pending", "no broker: the log is not followed live"
     problem(client.post(f"/v1/events/{'x' * 129}/activate"), 422, "event_id")
+
+
+def test_popularity_joins_each_request_s_own_actions(client: TestClient) -> None:
+    """Two requests in one second sending an action of the same id with other features:
+    each decides over its own, with the product's popularity joined (the join keeps the
+    whole catalog's answer per second, which must not serve one request's actions to
+    another)."""
+    st = state_of(client)
+    now = time.time()
+    stats = None
+    for k in range(2):
+        seen = BehaviourObserved(
+            kind="product_view", user_id="u", ts=now - k, product=Product(id="p1")
+        )
+        stats = profilefold.observe_product(stats, seen)
+    assert stats is not None
+    st.popularity.apply(0, 0, b"p1", profiles.encode(stats))
+    body = {
+        "actions": [],
+        "features": [{"name": "views", "key": "action", "event": "product_view"}],
+    }
+    assert client.put("/v1/catalogs/popular", json=body).status_code == 201
+    catalog = st.catalogs.latest("popular")
+    for colour in ("red", "blue"):
+        sent = [{"id": "x", "features": {"item": {"c": colour}}, "metadata": {"product_id": "p1"}}]
+        inline = parse_inline(msgspec.convert(sent, list[ActionRequest]), st.settings.limits)
+        scoped = with_inline(catalog, inline.actions)
+        offered, extra = store.popular(st, scoped, scoped.actions, now)
+        assert offered[0].features["item"] == {"c": colour}
+        assert "views" in offered[0].features["popularity"] and extra["x"]["popularity"]
+        answer = client.post(
+            "/v1/decide", json={"catalog": "popular", "actions": sent, "debug": True}
+        ).json()
+        assert "views" in answer["action_features"]["x"]["popularity"]

@@ -121,6 +121,27 @@ def test_every_reward_sent_to_the_other_process_is_learned(pair: Pair) -> None:
         )
 
 
+def test_a_deferred_slate_decided_on_one_process_is_activated_on_the_other(pair: Pair) -> None:
+    """B knows A's slate by its event id from the decisions log, and activates every
+    slot; each slot is learned once, with the reward B took for it."""
+    slate = _decide(pair.api_a, context={"x": 3}, slots=2, defer_activation=True)
+    slots = [str(s["event_id"]) for s in slate["slots"]]  # type: ignore[attr-defined]
+    r = pair.api_b.post(f"/v1/events/{slate['event_id']}/activate")
+    assert r.status_code == 202 and r.json() == {
+        "event_id": slate["event_id"],
+        "events": slots,
+        "status": "activated",
+    }, r.text
+    reward = pair.api_b.post("/v1/rewards", json={"event_id": slots[0], "value": 1.0})
+    assert reward.json()["status"] == "accepted"
+    for eid in slots:
+        wait_until(
+            lambda e=eid: pair.api_a.get(f"/v1/events/{e}").json()["learned"],  # type: ignore[misc]
+            30,
+            f"{eid} learned",
+        )
+
+
 @pytest.mark.parametrize("slots", [None, 2])
 def test_a_repeated_event_id_is_replayed_or_refused_by_the_other_process(
     pair: Pair, slots: int | None
