@@ -2,6 +2,9 @@
 
 Single-slot by default; with `slots` (a count, or named slots with their own features) one
 action per slot, no action twice, each slot's probability conditional on the slots before.
+With `actions` the request's own actions are the universe, the catalog all the rest
+(engine.inline); with `defer_activation` the decision is logged as deferred, to be learned
+only once activated (api.activate).
 
 The seam: `decide_request(st, req)` is the whole decision for a parsed `DecideRequest`
 (idempotency, features, constraints, the policy, the log, the answer) and returns the
