@@ -31,8 +31,9 @@ NAMES = (
     "soak",
     "ope",
     "experiments",
+    "optimize",
 )
-OFFLINE = ("quality", "cost", "constraints", "ope")
+OFFLINE = ("quality", "cost", "constraints", "ope", "optimize")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

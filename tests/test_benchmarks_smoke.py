@@ -93,6 +93,20 @@ def test_quick_offline_benchmarks_write_finite_results(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+def test_quick_optimisation_benchmark_judges_every_run_on_its_unseen_half(tmp_path: Path) -> None:
+    result = run_quick(tmp_path, ["optimize"], timeout=240)["benchmarks"]["optimize"]
+    outcomes = result["outcomes"]
+    assert len(outcomes) == 2 * len(ENVS) * 2  # starts x storefronts x seeds
+    for o in outcomes:
+        assert o["reason"] and set(o["cold"]) == {g for g in result["settings"]["grid"]}
+        assert o["kept"] == (o["cold"][o["promoted"]] if o["promoted"] else o["replaced"])
+        assert all(math.isfinite(v) and v >= 0 for v in (o["replaced"], *o["cold"].values()))
+    for key, row in result["summary"].items():
+        if isinstance(row, dict):
+            assert 0 <= row["promoted_worse"] <= row["promoted"] <= row["runs"] == 2, key
+    assert (tmp_path / "optimize.png").stat().st_size > 10_000
+
+
 def test_quick_features_benchmark_exercises_every_measurement(tmp_path: Path) -> None:
     features = run_quick(tmp_path, ["features"], timeout=300)["benchmarks"]["features"]
     assert "error" not in features, features
