@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import EngineError
+from engine.learning import DEFAULT_FLOOR
 from loopwise.supervisor import Stack
 from streams.children import exit_after_parent
 from streams.settings import Settings, from_env
@@ -118,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     tour.add_argument("--concurrency", type=int, default=8)
     tour.add_argument("--decisions", type=int, default=10_000, help="visitors of the A/B")
     tour.add_argument("--window", type=int, default=500, help="read the results every N")
-    tour.add_argument("--exploration-floor", type=float, default=0.05)
+    tour.add_argument(
+        "--exploration-floor", type=float, default=DEFAULT_FLOOR, help="the catalog default"
+    )
     tour.add_argument("--apprentice-decisions", type=int, default=2000)
     tour.add_argument("--failover-decisions", type=int, default=200)
     tour.add_argument("--api-key", default=os.environ.get("LOOPWISE_SIM_API_KEY"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from engine.errors import InvalidInput
+from engine.learning import DEFAULT_FLOOR
 from sim.config import SimConfig
 from sim.environments import environment
 
@@ -20,7 +21,7 @@ class TourConfig:
     seed: int = 0
     concurrency: int = 8
     api_key: str | None = None
-    exploration_floor: float = 0.05  # keeps every banner's probability above 0: evaluable
+    exploration_floor: float = DEFAULT_FLOOR  # the catalog default: every banner stays evaluable
     ab_decisions: int = 10_000  # visitors of the A/B
     window: int = 500  # a read of the A/B's results is kept every `window` decisions learned
     apprentice_decisions: int = 2000
