@@ -66,6 +66,15 @@ class ArmChange(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     keep_running: bool | None = None
 
 
+# The fields a decision's fingerprint hashes as a whole: those of the release before
+# inline actions, so that a retry across an upgrade still matches its decision. A field
+# added since counts only when it is set (`fingerprint`).
+_FINGERPRINTED = (
+    "catalog", "context", "user_id", "session_id", "candidates", "exclude", "event_id",
+    "slots", "baseline", "debug",
+)  # fmt: skip
+
+
 class DecideRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     catalog: str
     context: dict[str, Any] | None = None
@@ -90,8 +99,11 @@ class DecideRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         """What makes two requests for one event id the same decision: every field but
         the event id and `debug` (which only changes what the answer shows). Inline
         actions count as sent (`action_keys`), their keys' order included."""
-        same = msgspec.structs.replace(self, event_id=None, debug=False, actions=None)
+        same = {name: getattr(self, name) for name in _FINGERPRINTED}
+        same.update(event_id=None, debug=False)
         digest = hashlib.blake2b(_fingerprint.encode(same), digest_size=16)
+        if self.defer_activation:
+            digest.update(b"\x00defer_activation")
         if self.actions is not None:
             keys = self.action_keys() if action_keys is None else action_keys
             digest.update(b"\x00actions[" + b",".join(keys) + b"]")

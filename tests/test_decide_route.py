@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from api.requests import DecideRequest
 from streams.broker import free_port
 from streams.settings import Settings
 from tests.routes import app_client, problem
@@ -57,6 +58,19 @@ def test_every_field_of_a_decide_is_type_checked(
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["field"] == field, r.json()
+
+
+def test_a_request_keeps_the_fingerprint_the_release_before_inline_actions_gave_it() -> None:
+    """A retry across an upgrade must match its decision: the digests below are what
+    api.requests computed before inline actions and deferred activation were added."""
+    full = DecideRequest(
+        catalog="shop", context={"user": {"segment": "runner"}}, user_id="u1",
+        candidates=["a", "b"], slots=2, event_id="e1",
+    )  # fmt: skip
+    assert full.fingerprint().hex() == "5597e65e2610aeb4972ce93797824a98"
+    assert DecideRequest(catalog="shop").fingerprint().hex() == "84975dedd1d41c9180e00e94ff503796"
+    deferred = DecideRequest(catalog="shop", defer_activation=True)
+    assert deferred.fingerprint() != DecideRequest(catalog="shop").fingerprint()
 
 
 @pytest.mark.parametrize("slots", [None, 3])
