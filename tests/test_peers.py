@@ -16,8 +16,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from api.serving.decided import DecisionIndex
 from loopwise.supervisor import Child
 from streams.broker import free_port
+from streams.kv import KV
 from streams.settings import Settings
 from tests.conftest import Stack, loopwise_env, read_topic, ready, wait_until
 
@@ -207,3 +209,19 @@ def test_without_the_decisions_log_an_unknown_reward_is_kept_as_pending(tmp_path
         r = client.post("/v1/rewards", json={"event_id": "decided-elsewhere", "value": 1.0})
         assert r.status_code == 202 and r.json()["status"] == "pending", r.text
         assert len(client.app_state["lw"].outbox) == 1, "kept in the outbox for the broker"
+
+
+def test_a_slates_slots_are_kept_in_slot_order_whatever_order_the_log_brings_them(
+    tmp_path: Path,
+) -> None:
+    index = DecisionIndex(KV(tmp_path / "decisions"))
+    index.add_slot("e", "e/side", 3, 1)
+    assert index.slate("e") == (3, ["e/side"])  # known so far, in their places
+    index.add_slot("e", "e/foot", 3, 2)
+    index.add_slot("e", "e/side", 3, 1)  # a repeat changes nothing
+    index.add_slot("e", "e/hero", 3, 0)
+    assert index.slate("e") == (3, ["e/hero", "e/side", "e/foot"])
+    index.add_slot("e", "e/bad", 3, 7)  # a position the slate does not have
+    assert index.slate("e") == (3, ["e/hero", "e/side", "e/foot"])
+    assert index.slate("other") is None
+    index.kv.close()

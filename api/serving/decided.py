@@ -56,14 +56,23 @@ class DecisionIndex:
         total = len(slots) if size is None else size
         self.kv.put(SLATE + event_id.encode(), _encoder.encode((total, slots)))
 
-    def add_slot(self, event_id: str, slot_event_id: str, size: int) -> None:
-        """One slot of the slate `event_id` (of `size` slots), as the log brings them."""
-        known = self.slate(event_id)
-        slots = known[1] if known is not None else []
-        if slot_event_id not in slots:
-            self.put_slate(event_id, [*slots, slot_event_id], size)
+    def add_slot(self, event_id: str, slot_event_id: str, size: int, position: int) -> None:
+        """One slot of the slate `event_id` (of `size` slots) at its `position`, as the
+        log brings them: the slots' partitions arrive in any order, so a slot not known
+        yet is an empty id in its place."""
+        raw = self.kv.get(SLATE + event_id.encode())
+        slots = _slate_decoder.decode(raw)[1] if raw is not None else []
+        if slot_event_id in slots or not 0 <= position < max(size, 1):
+            return
+        slots = [*slots, *[""] * (size - len(slots))]
+        slots[position] = slot_event_id
+        self.put_slate(event_id, slots, size)
 
     def slate(self, event_id: str) -> tuple[int, list[str]] | None:
-        """(slots the slate has, the slots' event ids known here), or None: not a slate."""
+        """(slots the slate has, the slots' event ids known here, in slot order), or None:
+        not a slate."""
         raw = self.kv.get(SLATE + event_id.encode())
-        return _slate_decoder.decode(raw) if raw is not None else None
+        if raw is None:
+            return None
+        size, slots = _slate_decoder.decode(raw)
+        return size, [s for s in slots if s]

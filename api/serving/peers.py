@@ -87,7 +87,7 @@ class Peers(LogFollower):
     def _decided(self, r: DecisionLogged) -> None:
         self.index.put(r.event_id, Decided(r.catalog, r.ts, r.wait_seconds, r.deferred))
         if r.slot is not None:  # an activation names the slate, and reaches every slot
-            self.index.add_slot(r.event_id.rsplit("/", 1)[0], r.event_id, r.slots)
+            self.index.add_slot(r.event_id.rsplit("/", 1)[0], r.event_id, r.slots, r.position)
         if r.user_id is not None:
             self.exposures.record_seen(r.catalog, r.user_id, r.eligible[r.chosen], r.ts)
         if not r.request:  # logged before requests carried fingerprints
