@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="catalog exploration floor: each banner keeps at least floor/K probability",
     )
+    sim.add_argument(
+        "--exploration", help="the catalog's exploration algorithm (default: the storefront's)"
+    )
     sim.add_argument("--catalog", default="sim")
     sim.add_argument("--api-key", default=os.environ.get("LOOPWISE_SIM_API_KEY"))
     sim.add_argument("--out", type=Path, default=Path("simulation.png"))
@@ -226,6 +229,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         seed=args.seed,
         exploration_floor=args.exploration_floor,
+        exploration=args.exploration,
         api_key=args.api_key,
         stock=args.stock,
         restock_after=args.restock_after,

@@ -33,6 +33,7 @@ class SimConfig:
     setup_catalog: bool = True
     uniform: bool = False  # the same storefront against a uniform-random policy (baseline)
     exploration_floor: float = 0.0  # catalog constraint: every banner keeps >= floor/K
+    exploration: str | None = None  # the catalog's algorithm (None: the storefront's own)
     stock: int | None = None  # initial units per banner; each click buys one
     restock_after: float | None = None  # seconds after a sell-out to restock to `stock`
     cap: int | None = None  # at most this many exposures per banner per user per hour
@@ -61,6 +62,10 @@ class SimConfig:
             raise InvalidInput(
                 f"exploration_floor must be in [0, 1], got {self.exploration_floor!r}",
                 field="exploration_floor",
+            )
+        if self.exploration == "":
+            raise InvalidInput(
+                "exploration must be None or an algorithm name, got ''", field="exploration"
             )
         if self.api_key == "":
             raise InvalidInput("api_key must be None or a non-empty key, got ''", field="api_key")

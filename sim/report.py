@@ -22,6 +22,9 @@ def summary(result: SimResult) -> str:
         _lift_line(result.overall_ctr, last, result.best_ctr, result.uniform_ctr),
         _probe_line(result.best_action_probability, result.n_actions),
     ]
+    if result.served_best_late:
+        shares = ", ".join(f"{s} {v:.2f}" for s, v in result.served_best_late.items())
+        lines.append(f"served its best banner in the second half: {shares}")
     if result.constrained:
         lines.extend(_constraint_lines(result))
     if result.feature_store is not None:

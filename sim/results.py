@@ -42,6 +42,9 @@ class SimResult:
     # noise of the simulated clicks (empty / None: not recorded)
     expected_ctr_by_window: list[tuple[int, float]] = field(default_factory=list)
     expected_ctr: float | None = None
+    # each segment's share of its decisions in the run's second half that were shown its
+    # best banner: the traffic served, which a probe of a greedy policy's pmf misreads
+    served_best_late: dict[str, float] = field(default_factory=dict)
     # --- under constraints (stock, cap); defaults describe an unconstrained run --------
     constrained: bool = False
     stock: int | None = None
@@ -194,7 +197,22 @@ def base_result(
             tally.p_click[: tally.done], tally.shown[: tally.done], config.window
         ),
         expected_ctr=_nanmean(tally.p_click[: tally.done]),
+        served_best_late=_served_best_late(tally),
     )
+
+
+def _served_best_late(tally: Tally) -> dict[str, float]:
+    """Per segment, the share of its shown decisions in the second half that got its best."""
+    late = range(tally.done // 2, tally.done)
+    counts: dict[str, list[int]] = {}
+    for i in late:
+        segment = tally.segment[i]
+        if segment is None or not tally.shown[i]:
+            continue
+        tallied = counts.setdefault(segment, [0, 0])
+        tallied[0] += int(tally.served_best[i])
+        tallied[1] += 1
+    return {segment: best / shown for segment, (best, shown) in sorted(counts.items())}
 
 
 def _windows(

@@ -61,6 +61,8 @@ STORE_SYNC_S = 60.0  # how long a run waits for the feature store to show a firs
 async def run(config: SimConfig, progress: bool = True) -> SimResult:
     """Play `config.decisions` visitors against the server at `config.base_url`."""
     env = environment(config.env, config.seed)
+    if config.exploration is not None:  # the server validates the name
+        env = replace(env, exploration=config.exploration, exploration_parameters=())
     shop = _shop(config, env)
     async with server.connect(config) as client:
         if config.setup_catalog:
@@ -201,7 +203,17 @@ async def _step(run: _Run, rng: np.random.Generator, index: int) -> Outcome:
         if run.shop is not None:
             await _purchase(run, run.shop, action, index)
     best, mean = answers.eligible_ctr(decision, env, visitor)
-    return Outcome(clicked, True, removed, best, mean, p_click)
+    served_best = action == env.best_action(visitor.segment)
+    return Outcome(
+        clicked,
+        True,
+        removed,
+        best,
+        mean,
+        p_click,
+        segment=visitor.segment,
+        served_best=served_best,
+    )
 
 
 async def _visit(run: _Run, rng: np.random.Generator, shoppers: Shoppers) -> Outcome:
@@ -228,7 +240,15 @@ async def _visit(run: _Run, rng: np.random.Generator, shoppers: Shoppers) -> Out
     clicked = bool(rng.random() < p_click)
     if clicked:
         await server.reward(client, event_id, 1.0)
-    return Outcome(clicked, p_click=p_click, seen=seen, joined=joined)
+    served_best = action == env.best_action(visitor.segment)
+    return Outcome(
+        clicked,
+        p_click=p_click,
+        seen=seen,
+        joined=joined,
+        segment=visitor.segment,
+        served_best=served_best,
+    )
 
 
 async def _purchase(run: _Run, shop: Shop, action: str, index: int) -> None:

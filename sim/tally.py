@@ -22,6 +22,8 @@ class Outcome:
     p_click: float = math.nan  # the click model's probability for the banner shown
     seen: str | None = None  # with behaviour: FRESH, STALE or NO_SESSION
     joined: bool = False  # with behaviour: the features held anything from the store
+    segment: str | None = None  # the visitor's segment (or intent)
+    served_best: bool = False  # the banner shown was the segment's best
 
 
 NOT_SHOWN = Outcome(clicked=False, shown=False)
@@ -41,6 +43,8 @@ class Tally:
     event_latencies_ms: list[float] = field(default_factory=list)
     seen: list[str | None] = field(default_factory=list)
     p_click: list[float] = field(default_factory=list)
+    segment: list[str | None] = field(default_factory=list)
+    served_best: list[bool] = field(default_factory=list)
     joined: int = 0
     fresh: int = 0
     events_posted: int = 0
@@ -57,6 +61,8 @@ class Tally:
         self.mean = [math.nan] * self.total
         self.seen = [None] * self.total
         self.p_click = [math.nan] * self.total
+        self.segment = [None] * self.total
+        self.served_best = [False] * self.total
 
     def claim(self) -> int | None:
         if self.next_index >= self.total:
@@ -72,6 +78,8 @@ class Tally:
         self.mean[index] = outcome.mean
         self.seen[index] = outcome.seen
         self.p_click[index] = outcome.p_click
+        self.segment[index] = outcome.segment
+        self.served_best[index] = outcome.served_best
         self.joined += int(outcome.joined)
         self.fresh += int(outcome.seen == FRESH)
         self.done += 1

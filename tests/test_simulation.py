@@ -7,6 +7,7 @@ import itertools
 import json
 import pathlib
 from collections import Counter
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -32,7 +33,7 @@ from sim.environments import (
 )
 from sim.plots import plot
 from sim.report import summary
-from sim.results import SimResult, _removals_by_window, _windows
+from sim.results import SimResult, _removals_by_window, _served_best_late, _windows
 from sim.server import put_catalog
 from sim.shop import Shop
 from sim.shoppers import Shoppers, shopper_ids
@@ -49,6 +50,7 @@ from sim.storefront import (
     Segment,
     Visitor,
 )
+from sim.tally import NOT_SHOWN, Outcome, Tally
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DRAWS = 20_000
@@ -555,6 +557,30 @@ def test_sim_config_refuses_an_exploration_floor_outside_0_1(floor: float) -> No
     with pytest.raises(InvalidInput) as info:
         SimConfig(base_url="http://127.0.0.1:1", exploration_floor=floor)
     assert info.value.field == "exploration_floor"
+
+
+def test_sim_config_refuses_an_empty_exploration_name() -> None:
+    with pytest.raises(InvalidInput) as info:
+        SimConfig(base_url="http://127.0.0.1:1", exploration="")
+    assert info.value.field == "exploration"
+
+
+def test_served_best_late_counts_each_segments_second_half_only() -> None:
+    tally = Tally(8)
+    # the first half is never best and must not count; a decision that showed nothing neither
+    plan = [Outcome(False, segment="a")] * 4 + [
+        Outcome(False, segment="a", served_best=True),
+        Outcome(False, segment="a"),
+        Outcome(False, segment="b", served_best=True),
+        replace(NOT_SHOWN, segment="c"),
+    ]
+    for outcome in plan:
+        index = tally.claim()
+        assert index is not None
+        tally.record(index, outcome)
+    assert _served_best_late(tally) == {"a": 0.5, "b": 1.0}
+    text = summary(replace(_result(), served_best_late={"a": 0.75, "b": 0.5}))
+    assert "served its best banner in the second half: a 0.75, b 0.50" in text
 
 
 # --- the intent storefront: sessions, behaviour, a context that hides the intent -----------
