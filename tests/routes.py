@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.serving.state import State
+from engine.records import DecisionLogged, decode
 from streams.broker import free_port
 from streams.settings import Settings
 
@@ -56,3 +57,13 @@ def problem(
     if title is not None:
         assert body["title"] == title, body
     return body
+
+
+def logged(st: State, event_id: str) -> DecisionLogged:
+    """The decision `event_id` as the API wrote it to its outbox."""
+    for p in st.outbox.pending:
+        if p.key == event_id.encode():
+            record = decode(p.value)
+            assert isinstance(record, DecisionLogged)
+            return record
+    raise AssertionError(f"{event_id} was not logged")

@@ -18,8 +18,8 @@ from engine.features import flatten
 from engine.join import training_example
 from engine.learning import DEFAULT_FLOOR
 from engine.limits import Limits
-from engine.records import DecisionLogged, decode
-from tests.routes import app_client, problem, state_of
+from engine.records import DecisionLogged
+from tests.routes import app_client, logged, problem, state_of
 
 ACTIONS = [{"id": f"b{i}", "features": {"banner": {"i": i}}} for i in range(4)]
 EPSILON = {"learning": {"exploration": {"algorithm": "epsilon", "epsilon": 0.2}}}
@@ -51,15 +51,6 @@ def decide(client: TestClient, name: str, user: str, **extra: Any) -> dict[str, 
     assert r.status_code == 200, r.text
     answer: dict[str, Any] = r.json()
     return answer
-
-
-def logged(st: State, event_id: str) -> DecisionLogged:
-    for p in st.outbox.pending:
-        if p.key == event_id.encode():
-            record = decode(p.value)
-            assert isinstance(record, DecisionLogged)
-            return record
-    raise AssertionError(f"{event_id} was not logged")
 
 
 def train(st: State, d: DecisionLogged, reward: float) -> None:

@@ -16,8 +16,7 @@ from starlette.testclient import TestClient
 from api.serving.state import State
 from engine.experiment import arm_model
 from engine.join import training_example
-from engine.records import DecisionLogged, decode
-from tests.routes import app_client, problem, state_of
+from tests.routes import app_client, logged, problem, state_of
 
 ACTIONS = [{"id": f"b{i}", "features": {"banner": {"i": i}}} for i in range(4)]
 # the click rate of each action (column) for each segment (row): each segment has its best
@@ -38,15 +37,6 @@ def put(client: TestClient, name: str, **body: object) -> dict[str, Any]:
     assert r.status_code in (200, 201), r.text
     answer: dict[str, Any] = r.json()
     return answer
-
-
-def logged(st: State, event_id: str) -> DecisionLogged:
-    for p in st.outbox.pending:
-        if p.key == event_id.encode():
-            record = decode(p.value)
-            assert isinstance(record, DecisionLogged)
-            return record
-    raise AssertionError(f"{event_id} was not logged")
 
 
 def play(client: TestClient, catalog: str, n: int, seed: int) -> list[dict[str, Any]]:

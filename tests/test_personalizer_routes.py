@@ -22,19 +22,7 @@ from policies.registry import model_key
 from tests.conftest import ROOT
 from tests.routes import app_client
 
-# the specs are in shared/reference beside the repository (CI lays a copy there too)
-SPECS = (
-    next(
-        (
-            p
-            for p in (ROOT.parent / "shared", Path("/work/shared"))
-            if (p / "reference" / "personalizer").exists()
-        ),
-        ROOT.parent / "shared",
-    )
-    / "reference"
-    / "personalizer"
-)
+SPECS = ROOT / "docs" / "reference" / "personalizer"  # Microsoft's, vendored
 V1, V11 = "/personalizer/v1.0", "/personalizer/v1.1-preview.3"
 ACTIONS = [
     {"id": "a", "features": [{"kind": {"t": "x"}}]},
@@ -69,7 +57,6 @@ def _spec_routes() -> list[tuple[str, str, str]]:
     return out
 
 
-@pytest.mark.skipif(not SPECS.exists(), reason="the Personalizer specs are in shared/reference")
 @pytest.mark.parametrize(("method", "base", "path"), _spec_routes())
 def test_every_route_of_both_specs_is_served_or_refused_with_a_reason(
     client: TestClient, method: str, base: str, path: str

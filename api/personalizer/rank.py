@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Generic, NamedTuple, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -30,21 +31,35 @@ from api.personalizer.bodies import MultiSlotRankRequest, RankableAction, RankRe
 from api.personalizer.dialects import Dialect, loop_name
 from api.personalizer.loops import loop
 from api.requests import ActionRequest, DecideRequest, SlotRequest
-from api.serving.state import of
+from api.serving.state import State, of
 from engine.catalog import Catalog
 from engine.errors import InvalidInput
 from engine.limits import Limits
 
 _decode = msgspec.json.Decoder()
+Body = TypeVar("Body", RankRequest, MultiSlotRankRequest)
 
 
-async def rank(request: Request, dialect: Dialect) -> Response:
+class _Call(NamedTuple, Generic[Body]):
+    """A rank call parsed at the edge: its state, body, loop, and when it arrived."""
+
+    started: float
+    st: State
+    req: Body
+    catalog: Catalog
+
+
+async def _call(request: Request, body_type: type[Body]) -> _Call[Body]:
     started = time.perf_counter()
     st = of(request)
     st.authorize(request, "storefront")
     body = await bodies.json_object(request, st.settings.limits)
-    req = requests.convert(body, RankRequest)
-    catalog = await loop(st, loop_name(request, st))
+    req = requests.convert(body, body_type)
+    return _Call(started, st, req, await loop(st, loop_name(request, st)))
+
+
+async def rank(request: Request, dialect: Dialect) -> Response:
+    started, st, req, catalog = await _call(request, RankRequest)
     limits = st.settings.limits
     excluded = _excluded(req.excluded_actions, req.actions, "excludedActions")
     decision = DecideRequest(
@@ -68,12 +83,7 @@ async def rank(request: Request, dialect: Dialect) -> Response:
 
 
 async def multislot_rank(request: Request, dialect: Dialect) -> Response:
-    started = time.perf_counter()
-    st = of(request)
-    st.authorize(request, "storefront")
-    body = await bodies.json_object(request, st.settings.limits)
-    req = requests.convert(body, MultiSlotRankRequest)
-    catalog = await loop(st, loop_name(request, st))
+    started, st, req, catalog = await _call(request, MultiSlotRankRequest)
     limits = st.settings.limits
     if catalog.mode != "online":
         raise InvalidInput(
