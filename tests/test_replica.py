@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from api.serving.catalogs import CatalogStore
-from api.serving.replica import LEDGER, ModelReplica
+from api.serving.replica import LEDGER, Model, ModelReplica
 from engine import checkpoint
 from engine.actions import with_features
 from engine.features import Features
 from engine.ledger import Ledger
 from engine.records import TrainingExample, decode, encode
+from policies.registry import build
 from streams.kv import KV
 from streams.settings import Settings
 
@@ -159,6 +160,28 @@ def test_changed_learning_settings_start_a_new_model_generation(tmp_path: Path) 
     r.replica.apply(0, 1, None, example(2))  # an example decided under the old settings
     assert r.replica.counts["stale_model_settings"] == 1
     r.close()
+
+
+def test_a_replaced_model_is_a_new_generation_that_learns_on_and_is_checkpointed(
+    tmp_path: Path,
+) -> None:
+    """What PUT and DELETE /model do: the catalog's model swapped for another (here a
+    fresh one), a generation up, learning on from the log, and kept across a restart."""
+    trained = learned_then_closed(tmp_path)
+    r = Replica(tmp_path)
+    catalog = r.catalogs.latest("shop")
+    old = r.replica.policy(catalog)
+    assert r.replica.model_version("shop") == "1.30"
+    fresh = Model(old.key, build(catalog.learning), 0)
+    assert r.replica.replace(catalog, fresh) is fresh
+    assert r.replica.model_version("shop") == "2.0"
+    assert not np.array_equal(r.pmf(), trained), "the replaced model forgot what it learned"
+    r.replica.apply(1, 30, None, example(30))
+    assert r.replica.model_version("shop") == "2.1"
+    r.close()
+    again = Replica(tmp_path)
+    assert again.replica.model_version("shop") == "2.1", "the replacement was checkpointed"
+    again.close()
 
 
 @pytest.mark.parametrize("policy", ["linucb", "thompson"])

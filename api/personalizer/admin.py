@@ -194,16 +194,8 @@ def _unpacked(raw: bytes) -> tuple[bytes, dict[str, Any]]:
 
 
 def _replace(st: State, catalog: Catalog, model: Model) -> None:
-    """This process's model of `catalog` replaced by `model` (a new generation); it goes on
-    learning from the training log where the replica is. Seam wanted: a ModelReplica
-    method for this (api/serving/replica.py is not this adapter's to edit)."""
-    replica = st.replica
-    old = replica.policy(catalog)  # loaded from the checkpoint if not used yet
-    model.generation = old.generation + 1
-    replica.models[catalog.name] = model
-    replica.saved.pop(catalog.name, None)
-    old.policy.close()
-    replica.dirty = True
+    """This process's model of `catalog` replaced by `model`, and when, for its properties."""
+    st.replica.replace(catalog, model)
     extras.update(st, catalog.name, modelStarted=time.time())
 
 

@@ -108,6 +108,18 @@ class ModelReplica(LogFollower):
         self.models[name] = Model(key, policy, generation)
         return self.models[name]
 
+    def replace(self, catalog: Catalog, model: Model) -> Model:
+        """The catalog's model replaced by `model` (an import, or a reset to a new one) as
+        a new generation; it goes on learning from the training log where this replica is.
+        The old model is closed; the replaced one is checkpointed with the next save."""
+        old = self.policy(catalog)  # loaded from the checkpoint if not used yet
+        model.generation = old.generation + 1
+        self.models[catalog.name] = model
+        self.saved.pop(catalog.name, None)
+        old.policy.close()
+        self.dirty = True
+        return model
+
     def unavailable(self, name: str) -> str | None:
         """Why the model of catalog `name` cannot serve yet, or None when it can: after a
         refused checkpoint the replica relearns from the start of the training log, and
