@@ -5,7 +5,9 @@ pin, boost and the exploration floor shape the policy's pmf *before* sampling; s
 draws with exact probabilities; nothing replaces a sampled action afterwards. A
 multi-slot decision samples slot after slot, each from what the slots before it left
 (no action twice; diversity limits and frequency caps count the earlier slots), and logs
-each slot's probability conditional on the slots before it. The position is a context
+each slot's probability conditional on the slots before it. A slot may exclude actions
+of its own (`Slot.exclude`, on top of the request's); a slot left with nothing is empty
+(`Decision.empty`, with the reason) and the later slots are still filled. The position is a context
 feature (namespace `slot`), so the default context x action interaction learns position
 effects.
 """
@@ -33,6 +35,16 @@ from engine.slates import BlockedAfter, sample_slate
 class Slot:
     id: str
     features: Features
+    exclude: frozenset[str] = frozenset()  # what this slot may not show (others may)
+
+
+@dataclass(frozen=True, slots=True)
+class EmptySlot:
+    """A slot of a slate that nothing was left for: not shown, not logged, not learned."""
+
+    slot: Slot
+    position: int  # its place among the slots asked for, from 0
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,7 @@ class Decision:
     removed: dict[str, list[str]]
     reason: str | None = None  # why nothing is shown, when nothing is
     failures: list[Failure] = field(default_factory=list)  # why the model did not answer
+    empty: list[EmptySlot] = field(default_factory=list)  # a slate's slots left empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +133,21 @@ def decide(
         return Decision([one], allowed.removed, failures=[failure] if failure else [])
     blocked_after = partial(capped_by_slate, constraints.caps, catalog.actions, now, exposures)
     answers: dict[int, Scored] = {}
+    left_empty: dict[int, str] = {}
     chosen_slots = _slate(
-        catalog, allowed.actions, context, event_id, (policy, safe), slots, blocked_after, answers
+        catalog,
+        allowed.actions,
+        context,
+        event_id,
+        (policy, safe),
+        slots,
+        blocked_after,
+        (answers, left_empty),
     )
     failures = [f for f in map(Failure.of, answers.values()) if f is not None]
-    return Decision(chosen_slots, allowed.removed, failures=failures)
+    empty = [EmptySlot(slots[k], k, why) for k, why in sorted(left_empty.items())]
+    reason = f"no slot could be filled: {empty[0].reason}" if not chosen_slots else None
+    return Decision(chosen_slots, allowed.removed, reason, failures, empty)
 
 
 def _apprentice(
@@ -175,9 +198,11 @@ def _slate(
     policies: tuple[Ranker, Ranker],  # the policy, and the safe policy
     slots: Sequence[Slot],
     blocked_after: BlockedAfter,
-    answers: dict[int, Scored],
+    out_params: tuple[dict[int, Scored], dict[int, str]],
 ) -> list[SlotDecision]:
-    """The slate's slots; `answers` receives the policy's answer per slot."""
+    """The slate's filled slots; `out_params` receive the policy's answer per slot and
+    why each slot left empty is."""
+    answers, left_empty = out_params
     contexts = [
         merge(context, {"slot": {"position": float(k), "id": s.id}}, s.features)
         for k, s in enumerate(slots)
@@ -194,6 +219,8 @@ def _slate(
         rng_for(event_id),
         catalog.constraints.diversity,
         blocked_after,
+        [s.exclude for s in slots],
+        left_empty,
     )
     out = []
     for c in choices:

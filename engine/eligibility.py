@@ -16,18 +16,8 @@ def eligible(
     (the catalog's own tuple when nothing narrows it: what is cached per list stays hot)."""
     if candidates is None and not exclude:
         return catalog.actions
-    for where, ids in (("candidates", candidates or ()), ("exclude", exclude)):
-        for i, action_id in enumerate(ids):
-            if action_id not in catalog.index:
-                of = (
-                    "the request's actions"
-                    if catalog.inline
-                    else f"catalog {catalog.name!r} version {catalog.version}"
-                )
-                raise InvalidInput(
-                    f"{where}[{i}] {action_id!r} is not an action of {of}",
-                    field=f"{where}[{i}]",
-                )
+    known(catalog, candidates or (), "candidates")
+    known(catalog, exclude, "exclude")
     allowed = set(candidates) if candidates is not None else None
     removed = set(exclude)
     out = [
@@ -36,3 +26,17 @@ def eligible(
     if not out:
         raise InvalidInput("no action is left after candidates and exclude", field="candidates")
     return out
+
+
+def known(catalog: Catalog, ids: Sequence[str], where: str) -> None:
+    """Refuses an id of `ids` (the request's field `where`) that is not a catalog action."""
+    for i, action_id in enumerate(ids):
+        if action_id not in catalog.index:
+            of = (
+                "the request's actions"
+                if catalog.inline
+                else f"catalog {catalog.name!r} version {catalog.version}"
+            )
+            raise InvalidInput(
+                f"{where}[{i}] {action_id!r} is not an action of {of}", field=f"{where}[{i}]"
+            )

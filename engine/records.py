@@ -25,6 +25,15 @@ class ActionUsed(msgspec.Struct, array_like=True, frozen=True):
     metadata: dict[str, Any] = {}
 
 
+class EmptySlotLogged(msgspec.Struct, array_like=True, frozen=True):
+    """A slot of a slate that nothing was left for (engine.decision.EmptySlot): it has no
+    record of its own, so the slate's records name it for the answer."""
+
+    position: int  # its place among the slots asked for, from 0
+    slot: str
+    reason: str
+
+
 class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     event_id: str
     ts: float
@@ -71,6 +80,9 @@ class DecisionLogged(msgspec.Struct, tag="decision", kw_only=True, frozen=True):
     # names the ones left after the constraints); empty: the catalog version's actions
     actions: list[ActionUsed] = []
     deferred: bool = False  # decided with defer_activation: learned only once activated
+    # multi-slot: the slate's slots left empty, on every record of the slate (`slots`
+    # and `position` count the filled ones only)
+    empty_slots: list[EmptySlotLogged] = []
 
 
 class RewardObserved(msgspec.Struct, tag="reward", kw_only=True, frozen=True):

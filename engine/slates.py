@@ -1,9 +1,12 @@
 """Multi-slot decisions (slates) sampled slot by slot with exact conditional probabilities.
 
-Slot k draws from the eligible actions not chosen in slots 0..k-1 and not breaking a
-diversity limit or a frequency cap once slots 0..k-1 count; its logged probability is
-the probability of its action *given* the earlier slots, so the probability of the whole
-slate is the product over its slots.
+Slot k draws from the eligible actions not chosen in slots 0..k-1, not breaking a
+diversity limit or a frequency cap once slots 0..k-1 count, and not in slot k's own
+`exclude`; its logged probability is the probability of its action *given* the earlier
+slots, so the probability of the whole slate is the product over its filled slots. An
+action one slot excludes may fill another. A slot with nothing left is left empty (with
+the reason) and the later slots are still filled: a slot's own exclusion can empty it
+while the next still has candidates.
 Diversity (`max_per`: key -> k) allows at most k chosen actions sharing a value of the
 key, looked up first in the action's metadata (a list of strings counts each element),
 then as a feature name in any namespace (also a flattened list feature `key=value`).
@@ -45,12 +48,17 @@ def sample_slate(
     rng: Uniform,
     diversity: Mapping[str, int] | None = None,
     blocked_after: BlockedAfter | None = None,
+    exclude: Sequence[Collection[str]] = (),
+    empty: dict[int, str] | None = None,
 ) -> list[SlotChoice]:
-    """Fill up to `n_slots` slots; stops early (fewer choices) when no candidate is left.
-    `blocked_after` removes what the earlier slots used up of a limit other than
-    diversity (frequency caps), before the slot is sampled."""
+    """Fill up to `n_slots` slots, one choice per slot that has a candidate left (in slot
+    order). `blocked_after` removes what the earlier slots used up of a limit other than
+    diversity (frequency caps), before the slot is sampled; `exclude[k]` is what slot k
+    may not show. `empty` receives each slot left without a candidate, and why."""
     if n_slots < 1:
         raise InvalidInput(f"slots must be at least 1, got {n_slots}", field="slots")
+    if len(exclude) > n_slots:
+        raise InvalidInput(f"{len(exclude)} slot exclusions for {n_slots} slots", field="slots")
     limits = dict(diversity or {})
     values = {a.id: diversity_values(a, limits) for a in eligible}
     used: Counter[tuple[str, object]] = Counter()
@@ -59,13 +67,17 @@ def sample_slate(
     out: list[SlotChoice] = []
     for slot in range(n_slots):
         blocked = blocked_after(shown) if blocked_after is not None and shown else ()
-        candidates = [
+        left = [
             a
             for a in eligible
             if a.id not in chosen and a.id not in blocked and _fits(values[a.id], used, limits)
         ]
+        own = exclude[slot] if slot < len(exclude) else ()
+        candidates = [a for a in left if a.id not in own] if own else left
         if not candidates:
-            break
+            if empty is not None:
+                empty[slot] = _why_empty(len(left))
+            continue
         pmf = _checked(pmf_for_slot(slot, candidates), len(candidates), slot)
         index, probability = sample(pmf, rng)
         action = candidates[index]
@@ -82,6 +94,18 @@ def sample_slate(
             )
         )
     return out
+
+
+def _why_empty(left: int) -> str:
+    if left:
+        return (
+            f"nothing left for this slot: its exclude removes all {left} actions the earlier "
+            "slots, diversity and frequency caps left"
+        )
+    return (
+        "nothing left for this slot: the earlier slots, diversity and frequency caps used "
+        "every eligible action"
+    )
 
 
 def diversity_values(action: Action, limits: Mapping[str, int]) -> list[tuple[str, object]]:

@@ -4,11 +4,13 @@ Hypothesis draws catalogs with every kind of constraint (rules, schedules, inven
 and group frequency caps, diversity, pinned, boosts, exploration floors, fallbacks), a
 user's exposure history (timestamps inside, outside and on the edge of the cap windows,
 for actions the catalog no longer has too), stock levels, a context, the request's
-candidates/exclude and its slots (none, a count, or named slots with features). Each
+candidates/exclude and its slots (none, a count, or named slots with features), each
+slot with its own exclude or none. Each
 answer is held against a plain reference written from the documented semantics
 (engine.constraints, engine.slates), not from the code under test: for every slot k the
 candidates are exactly the actions eligible once the user's exposures *and* slots
-0..k-1 count, and the logged pmf is the policy's pmf shaped by pin, boost and floor. A
+0..k-1 count, less slot k's own exclude (a slot left with none is empty, and the later
+slots are still filled), and the logged pmf is the policy's pmf shaped by pin, boost and floor. A
 small catalog is then sampled exhaustively: the frequency of each slate must match the
 product of its slots' conditional probabilities.
 """
@@ -131,6 +133,7 @@ class Case:
     candidates: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     slots: int | NamedSlots | None = None
+    slot_exclude: tuple[tuple[str, ...], ...] = ()  # slot k's own exclude, by position
     event_id: str = "ev"
 
     def slot_list(self) -> list[Slot] | None:
@@ -138,8 +141,15 @@ class Case:
         if self.slots is None:
             return None
         if isinstance(self.slots, int):
-            return [Slot(str(k), {}) for k in range(self.slots)]
-        return [Slot(sid, {} if t is None else {"hint": {"tilt": t}}) for sid, t in self.slots]
+            return [Slot(str(k), {}, self.own(k)) for k in range(self.slots)]
+        return [
+            Slot(sid, {} if t is None else {"hint": {"tilt": t}}, self.own(k))
+            for k, (sid, t) in enumerate(self.slots)
+        ]
+
+    def own(self, k: int) -> frozenset[str]:
+        """What slot k may not show, besides the request's exclude."""
+        return frozenset(self.slot_exclude[k]) if k < len(self.slot_exclude) else frozenset()
 
     def tilt(self, k: int) -> float:
         if isinstance(self.slots, tuple):
@@ -333,6 +343,8 @@ def cases(draw: st.DrawFn) -> Case:
         )
     )
     candidates = draw(st.one_of(st.none(), st.lists(some_id, max_size=n).map(tuple)))
+    slots = draw(slot_requests())
+    n_slots = 0 if slots is None else slots if isinstance(slots, int) else len(slots)
     return Case(
         actions=actions,
         rules=rules,
@@ -351,7 +363,12 @@ def cases(draw: st.DrawFn) -> Case:
         ),
         candidates=candidates,
         exclude=tuple(draw(st.lists(some_id, unique=True, max_size=n - 1))),
-        slots=draw(slot_requests()),
+        slots=slots,
+        slot_exclude=tuple(
+            tuple(draw(st.lists(some_id, unique=True, max_size=n))) for _ in range(n_slots)
+        )
+        if draw(st.booleans())
+        else (),
         event_id=f"ev-{draw(st.integers(0, 10**6))}",
     )
 
@@ -452,10 +469,13 @@ class Reference:
                     return cap.name
         return None
 
-    def why_not(self, aid: str, shown: Sequence[str]) -> str | None:
-        """Why `aid` may not fill the slot after `shown` (None: it may)."""
+    def why_not(self, aid: str, shown: Sequence[str], k: int | None = None) -> str | None:
+        """Why `aid` may not fill slot `k` after `shown` (None: it may; k None: any slot,
+        its own exclude aside)."""
         if aid not in self.offered():
             return "not offered (candidates/exclude)"
+        if k is not None and aid in self.case.own(k):
+            return f"in slot {k}'s own exclude"
         base = self.reason(aid)
         if base is not None:
             return base
@@ -472,8 +492,8 @@ class Reference:
                     return f"diversity {key}={value!r} already {n} of {most}"
         return None
 
-    def candidates(self, shown: Sequence[str]) -> list[str]:
-        return [aid for aid in self.offered() if self.why_not(aid, shown) is None]
+    def candidates(self, shown: Sequence[str], k: int | None = None) -> list[str]:
+        return [aid for aid in self.offered() if self.why_not(aid, shown, k) is None]
 
     def pmf(self, k: int, candidates: Sequence[str]) -> list[float]:
         """The policy's pmf over the slot's candidates, then pin, boost and floor."""
@@ -515,9 +535,11 @@ def check_slot(ref: Reference, k: int, s: SlotDecision, shown: list[str]) -> str
     got = [a.id for a in s.actions]
     aid = got[s.chosen]
     where = f"slot {k} after {shown}: showed {aid!r} from {got}"
-    why = ref.why_not(aid, shown)
+    position = k if s.slot is not None else None
+    why = ref.why_not(aid, shown, position)
     assert why is None, f"{where}, which may not be shown: {why}"
-    assert got == ref.candidates(shown), f"{where}; eligible: {ref.candidates(shown)}"
+    wanted = ref.candidates(shown, position)
+    assert got == wanted, f"{where}; eligible: {wanted}"
     assert not s.fallback
     pmf = np.asarray(s.pmf, dtype=np.float64)
     assert pmf.shape == (len(got),) and bool(np.all(pmf >= 0)), f"{where}: pmf {pmf}"
@@ -556,18 +578,31 @@ def check_answer(case: Case) -> None:
         check_fallback(case, d)
         return
     slots = case.slot_list()
-    wanted = 1 if slots is None else len(slots)
-    assert 1 <= len(d.slots) <= wanted
+    if slots is None:
+        assert len(d.slots) == 1 and not d.empty
+        check_slot(ref, 0, d.slots[0], [])
+        return
+    filled, empty = iter(d.slots), {e.position: e for e in d.empty}
+    assert len(d.slots) + len(empty) == len(slots), "every slot is filled or empty"
     shown: list[str] = []
-    for k, s in enumerate(d.slots):
-        assert s.slot == (None if slots is None else slots[k])
-        shown.append(check_slot(ref, k, s, shown))
+    for k, slot in enumerate(slots):
+        if not ref.candidates(shown, k):  # empty: the later slots are still filled
+            assert k in empty and empty[k].slot == slot, f"slot {k} after {shown}: not empty"
+            own = [a for a in ref.candidates(shown) if a in case.own(k)]
+            assert ("its exclude" in empty[k].reason) == bool(own), empty[k].reason
+            continue
+        assert k not in empty, f"slot {k} left empty after {shown}: {ref.candidates(shown, k)}"
+        s = next(filled)
+        assert s.slot == slot
+        aid = check_slot(ref, k, s, shown)
+        assert aid not in case.own(k), f"slot {k} showed {aid!r}, which it excludes"
+        shown.append(aid)
     assert len(set(shown)) == len(shown), f"repeats: {shown}"
     for key, most in case.diversity.items():
         counts = Counter(v for aid in shown for v in ref.by_id[aid].diversity_values(key))
         assert all(n <= most for n in counts.values()), f"max_per {key}={most}: {shown}"
-    if len(d.slots) < wanted:  # stopped early: nothing else could fill the next slot
-        assert not ref.candidates(shown), f"stopped after {shown}: {ref.candidates(shown)}"
+    if not d.slots:
+        assert d.reason is not None and d.reason.startswith("no slot could be filled"), d
 
 
 def check_fallback(case: Case, d: Decision) -> None:
@@ -611,9 +646,18 @@ ISSUE_22_NO_USER = Case(
     event_id="ev-22n",
 )
 
+# a slot its own exclude empties, between two filled ones
+PER_SLOT_HOLE = Case(
+    actions=ISSUE_22.actions,
+    slots=(("hero", None), ("side", 2.0), ("footer", None)),
+    slot_exclude=(("promo-a",), tuple(a.id for a in ISSUE_22.actions), ("promo-b",)),
+    event_id="ev-hole",
+)
+
 
 @settings(max_examples=600, deadline=None)
 @given(cases())
+@example(PER_SLOT_HOLE)
 @example(ISSUE_22)
 @example(ISSUE_22_GROUP)
 @example(ISSUE_22_NO_USER)
@@ -643,21 +687,47 @@ SMALL_CAPS = (
 )
 
 
-def exhaustive(ref: Reference, n_slots: int) -> dict[tuple[str, ...], float]:
-    """Every slate the reference allows, with the product of its conditional probabilities."""
-    out: dict[tuple[str, ...], float] = {}
+Slate = tuple[str | None, ...]  # per slot, what it shows (None: left empty)
 
-    def fill(shown: tuple[str, ...], p: float) -> None:
-        candidates = ref.candidates(shown)
-        if len(shown) == n_slots or not candidates:
-            out[shown] = out.get(shown, 0.0) + p
+
+def exhaustive(ref: Reference, n_slots: int) -> dict[Slate, float]:
+    """Every slate the reference allows, with the product of its conditional probabilities
+    (a slot left empty draws nothing: it multiplies by 1)."""
+    out: dict[Slate, float] = {}
+
+    def fill(slate: Slate, p: float) -> None:
+        k = len(slate)
+        shown = [aid for aid in slate if aid is not None]
+        candidates = ref.candidates(shown, k)
+        if k == n_slots or not ref.candidates(shown):  # full, or nothing left for any slot
+            out[trimmed(slate)] = out.get(trimmed(slate), 0.0) + p
             return
-        for aid, q in zip(candidates, ref.pmf(len(shown), candidates), strict=True):
+        if not candidates:
+            fill((*slate, None), p)
+            return
+        for aid, q in zip(candidates, ref.pmf(k, candidates), strict=True):
             if q > 0:
-                fill((*shown, aid), p * q)
+                fill((*slate, aid), p * q)
 
     fill((), 1.0)
     return out
+
+
+def slate_of(d: Decision) -> Slate:
+    """What each slot showed, up to the last one filled (a trailing run of empty slots is
+    the reference's early end)."""
+    by_slot: dict[int, str | None] = {e.position: None for e in d.empty}
+    filled = [k for k in range(len(d.slots) + len(d.empty)) if k not in by_slot]
+    for k, s in zip(filled, d.slots, strict=True):
+        by_slot[k] = s.actions[s.chosen].id
+    return trimmed(tuple(by_slot[k] for k in sorted(by_slot)))
+
+
+def trimmed(slate: Slate) -> Slate:
+    out = list(slate)
+    while out and out[-1] is None:
+        out.pop()
+    return tuple(out)
 
 
 @pytest.mark.parametrize(
@@ -673,8 +743,15 @@ def exhaustive(ref: Reference, n_slots: int) -> dict[tuple[str, ...], float]:
             slots=3,
         ),
         Case(actions=SMALL, caps=SMALL_CAPS, boost={"b": 0.5}, slots=4),  # no user
+        Case(  # slot 1 excludes everything: empty, and slots 2 and 3 are still filled
+            actions=SMALL,
+            caps=(SMALL_CAPS[1],),
+            floor=0.1,
+            slots=4,
+            slot_exclude=(("a",), ("a", "b", "c", "d", "e"), ("b", "c"), ("e",)),
+        ),
     ],
-    ids=["history-floor-diversity", "no-user"],
+    ids=["history-floor-diversity", "no-user", "per-slot-exclude"],
 )
 def test_slate_frequencies_match_the_product_of_conditional_probabilities(case: Case) -> None:
     ref = Reference(case)
@@ -682,10 +759,10 @@ def test_slate_frequencies_match_the_product_of_conditional_probabilities(case: 
     expected = exhaustive(ref, len(case.slot_list() or ()))
     assert abs(sum(expected.values()) - 1.0) < 1e-12
     n = 20_000
-    seen: Counter[tuple[str, ...]] = Counter()
+    seen: Counter[Slate] = Counter()
     for i in range(n):
         d = run(replace(case, event_id=f"freq-{i}"), catalog, catalog.actions)
-        slate = tuple(s.actions[s.chosen].id for s in d.slots)
+        slate = slate_of(d)
         assert slate in expected, f"{slate} has probability 0 under the reference"
         logged = float(np.prod([s.probability for s in d.slots]))
         assert logged == pytest.approx(expected[slate], rel=1e-9), slate

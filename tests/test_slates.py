@@ -39,10 +39,30 @@ def test_slots_are_filled_in_order_without_duplicates() -> None:
         assert sum(choice.pmf) == pytest.approx(1.0, abs=1e-12)
 
 
-def test_stops_early_when_candidates_run_out() -> None:
-    slate = sample_slate(5, ACTIONS, policy, rng_for("e-2"), {"category": 1})
+def test_slots_after_the_candidates_run_out_are_left_empty() -> None:
+    empty: dict[int, str] = {}
+    slate = sample_slate(5, ACTIONS, policy, rng_for("e-2"), {"category": 1}, empty=empty)
     assert len(slate) == 3  # three categories, one action each
     assert sorted(CATEGORY[c.action.id] for c in slate) == ["bags", "hats", "shoes"]
+    assert sorted(empty) == [3, 4] and "used every eligible action" in empty[3]
+
+
+def test_an_action_one_slot_excludes_may_fill_another() -> None:
+    slate = sample_slate(2, ACTIONS[:2], policy, rng_for("e-4"), exclude=[{"a"}, set()])
+    assert [(c.action.id, c.probability, c.candidates) for c in slate] == [
+        ("b", 1.0, ["b"]),
+        ("a", 1.0, ["a"]),
+    ]
+
+
+def test_a_slot_its_own_exclude_empties_is_left_empty_and_the_next_filled() -> None:
+    empty: dict[int, str] = {}
+    everything = set(WEIGHTS)
+    slate = sample_slate(3, ACTIONS, policy, rng_for("e-5"), exclude=[(), everything], empty=empty)
+    assert [c.slot for c in slate] == [0, 2]
+    assert list(empty) == [1] and "its exclude removes all 4 actions" in empty[1]
+    with pytest.raises(InvalidInput):
+        sample_slate(1, ACTIONS, policy, rng_for("x"), exclude=[(), ()])
 
 
 def test_same_seed_same_slate() -> None:
@@ -120,6 +140,49 @@ def test_no_duplicates_and_diversity_respected(
 
 def policy_uniform(slot: int, candidates: Sequence[Action]) -> Pmf:
     return normalise(np.ones(len(candidates)))
+
+
+@st.composite
+def slot_exclusions(draw: st.DrawFn, actions: list[Action], n_slots: int) -> list[set[str]]:
+    ids = st.sampled_from([a.id for a in actions])
+    return [draw(st.sets(ids, max_size=len(actions))) for _ in range(n_slots)]
+
+
+def policy_tilted(slot: int, candidates: Sequence[Action]) -> Pmf:
+    """Unequal weights that change with the slot, with a floor."""
+    weights = [1.0 + (int(a.id[1:]) * (slot + 1)) % 5 for a in candidates]
+    return normalise(weights, floor=0.05)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), actions=catalogs(), n_slots=st.integers(1, 6), max_kind=st.integers(1, 3))
+def test_a_slot_never_shows_what_it_excludes_and_its_pmf_is_over_its_own_candidates(
+    data: st.DataObject, actions: list[Action], n_slots: int, max_kind: int
+) -> None:
+    own = data.draw(slot_exclusions(actions, n_slots))
+    limits = {"kind": max_kind}
+    empty: dict[int, str] = {}
+    seed = data.draw(st.text(max_size=6))
+    slate = sample_slate(n_slots, actions, policy_tilted, rng_for(seed), limits, None, own, empty)
+    assert sorted([c.slot for c in slate] + list(empty)) == list(range(n_slots))
+    filled = {c.slot: c for c in slate}
+    shown: list[Action] = []
+    for k in range(n_slots):
+        kinds = Counter(a.features["f"]["kind"] for a in shown)
+        expected = [
+            a.id
+            for a in actions
+            if a not in shown and a.id not in own[k] and kinds[a.features["f"]["kind"]] < max_kind
+        ]
+        if k in empty:  # nothing left for it: the earlier slots, diversity, its exclude
+            assert expected == [], (k, expected)
+            continue
+        c = filled[k]
+        assert c.candidates == expected, "exactly what the slot may show, in catalog order"
+        assert c.action.id not in own[k] and c.action not in shown
+        assert sum(c.pmf) == pytest.approx(1.0, abs=1e-12) and min(c.pmf) > 0
+        assert c.probability == c.pmf[c.candidates.index(c.action.id)]
+        shown.append(c.action)
 
 
 def test_conditional_frequencies_match_logged_probabilities() -> None:
