@@ -1,7 +1,8 @@
 """POST /v1/decide: context in, ranked actions with exact probabilities out.
 
-Single-slot by default; with `slots` (a count, or named slots with their own features) one
-action per slot, no action twice, each slot's probability conditional on the slots before.
+Single-slot by default; with `slots` (a count, or named slots with their own features and
+`exclude`) one action per slot, no action twice, each slot's probability conditional on
+the slots before; a slot left with nothing is answered empty in its place.
 With `actions` the request's own actions are the universe, the catalog all the rest
 (engine.inline); with `defer_activation` the decision is logged as deferred, to be learned
 only once activated (api.activate).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -30,15 +32,16 @@ from api.serving import answers, store
 from api.serving.decided import Decided
 from api.serving.mirror import StockView
 from api.serving.state import State, of
+from engine.actions import Action
 from engine.catalog import Catalog
 from engine.decision import Decision, Slot, decide
-from engine.eligibility import eligible
+from engine.eligibility import eligible, known
 from engine.errors import Conflict, InvalidInput, LimitExceeded
 from engine.experiment import Assignment, arm_model, assign
 from engine.features import Features, flatten
 from engine.inline import Inline, parse_inline, with_inline
 from engine.limits import Limits
-from engine.records import ActionUsed, DecisionLogged, encode
+from engine.records import ActionUsed, DecisionLogged, EmptySlotLogged, encode
 from engine.validate import ID_RE, optional_id
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
         _ids(req.candidates, "candidates", limits.max_actions),
         _ids(req.exclude, "exclude", limits.max_actions) or (),
     )
+    slots = _slot_exclusions(slots, req.slots, catalog, offered)
     baseline = _baseline(catalog, req, slots)
     features = store.with_context(
         store.user_features(st, catalog, user_id, session_id, now), features
@@ -240,6 +244,7 @@ def _records(
     if assignment is not None and assignment.arm.kind in ("learning", "frozen"):
         model = arm_model(catalog.name, assignment.arm.name)
     model_version = st.replica.model_version(model)
+    empty = [EmptySlotLogged(e.position, e.slot.id, e.reason) for e in decision.empty]
     records: list[DecisionLogged] = []
     for position, s in enumerate(decision.slots):
         sku = inventory.sku(s.actions[s.chosen]) if inventory else None
@@ -284,6 +289,7 @@ def _records(
                 model_probability=s.model_probability,
                 actions=shown.actions,
                 deferred=shown.deferred,
+                empty_slots=empty,
             )
         )
     return records
@@ -380,7 +386,35 @@ def _slots(raw: int | list[SlotRequest] | None, st: State) -> list[Slot] | None:
         if any(s.id == item.id for s in out):
             raise InvalidInput(f"{where}.id {item.id!r} appears twice", field=f"{where}.id")
         features = flatten(item.features, st.settings.limits, field=f"{where}.features")
+        _ids(item.exclude, f"{where}.exclude", st.settings.limits.max_actions)
         out.append(Slot(item.id, features))
+    return out
+
+
+def _slot_exclusions(
+    slots: list[Slot] | None,
+    raw: int | list[SlotRequest] | None,
+    catalog: Catalog,
+    offered: Sequence[Action],
+) -> list[Slot] | None:
+    """The slots with their own `exclude`, each id an action of the catalog (of the
+    request's actions when sent), as the request's `exclude` is; a slot may not exclude
+    every action the request offers (as `exclude` may not)."""
+    if slots is None or not isinstance(raw, list):
+        return slots
+    out = []
+    for i, (slot, item) in enumerate(zip(slots, raw, strict=True)):
+        if item.exclude is None:
+            out.append(slot)
+            continue
+        where = f"slots[{i}].exclude"
+        known(catalog, item.exclude, where)
+        exclude = frozenset(item.exclude)
+        if all(a.id in exclude for a in offered):
+            raise InvalidInput(
+                f"{where} leaves this slot no action after candidates and exclude", field=where
+            )
+        out.append(Slot(slot.id, slot.features, exclude))
     return out
 
 

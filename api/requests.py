@@ -41,6 +41,7 @@ _KINDS = {  # msgspec's type names, as engine.validate says them
 class SlotRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     id: str
     features: dict[str, Any] | None = None
+    exclude: list[str] | None = None  # this slot may not show these (the others may)
 
 
 class ActionRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -68,7 +69,8 @@ class ArmChange(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 # The fields a decision's fingerprint hashes as a whole: those of the release before
 # inline actions, so that a retry across an upgrade still matches its decision. A field
-# added since counts only when it is set (`fingerprint`).
+# added since counts only when it is set (`fingerprint`), a slot's `exclude` included: a
+# slot is hashed as `{id, features}`, as it was.
 _FINGERPRINTED = (
     "catalog", "context", "user_id", "session_id", "candidates", "exclude", "event_id",
     "slots", "baseline", "debug",
@@ -101,9 +103,14 @@ class DecideRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         actions count as sent (`action_keys`), their keys' order included."""
         same = {name: getattr(self, name) for name in _FINGERPRINTED}
         same.update(event_id=None, debug=False)
+        slots = self.slots if isinstance(self.slots, list) else []
+        if slots:  # a slot as the release before per-slot exclude hashed it
+            same["slots"] = [{"id": s.id, "features": s.features} for s in slots]
         digest = hashlib.blake2b(_fingerprint.encode(same), digest_size=16)
         if self.defer_activation:
             digest.update(b"\x00defer_activation")
+        if any(s.exclude is not None for s in slots):
+            digest.update(b"\x00slots.exclude" + _fingerprint.encode([s.exclude for s in slots]))
         if self.actions is not None:
             keys = self.action_keys() if action_keys is None else action_keys
             digest.update(b"\x00actions[" + b",".join(keys) + b"]")

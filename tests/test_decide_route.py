@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.app import create_app
-from api.requests import DecideRequest
+from api.requests import DecideRequest, SlotRequest
 from streams.broker import free_port
 from streams.settings import Settings
 from tests.routes import app_client, problem
@@ -71,6 +71,14 @@ def test_a_request_keeps_the_fingerprint_the_release_before_inline_actions_gave_
     assert DecideRequest(catalog="shop").fingerprint().hex() == "84975dedd1d41c9180e00e94ff503796"
     deferred = DecideRequest(catalog="shop", defer_activation=True)
     assert deferred.fingerprint() != DecideRequest(catalog="shop").fingerprint()
+    named = [SlotRequest(id="hero", features={"size": 2}), SlotRequest(id="side")]
+    slate = DecideRequest(catalog="shop", slots=named, exclude=["a"], event_id="e2")
+    assert slate.fingerprint().hex() == "40dfc967f14e58cc2cbe6bd5561a2186"  # before slot exclude
+    own = [named[0], SlotRequest(id="side", exclude=["a"])]
+    assert DecideRequest(catalog="shop", slots=own, exclude=["a"]).fingerprint() not in (
+        slate.fingerprint(),
+        DecideRequest(catalog="shop", slots=[own[1], named[0]], exclude=["a"]).fingerprint(),
+    )
 
 
 @pytest.mark.parametrize("slots", [None, 3])

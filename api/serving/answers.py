@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.records import DecisionLogged
+from engine.records import DecisionLogged, EmptySlotLogged
 
 
 def answer(event_id: str, records: Sequence[DecisionLogged], logged: bool) -> dict[str, object]:
     """The answer to a decision that showed something: one record, or a slate's records
-    in slot order (`position`)."""
+    in slot order (`position`), each slot left empty in its place among them."""
     first = records[0]
     out: dict[str, object] = {
         "event_id": event_id,
@@ -35,8 +35,24 @@ def answer(event_id: str, records: Sequence[DecisionLogged], logged: bool) -> di
     if first.slot is None:
         out.update(_slot(first))
         return out
-    out["slots"] = [{"slot": r.slot, "event_id": r.event_id, **_slot(r)} for r in records]
+    filled = iter([{"slot": r.slot, "event_id": r.event_id, **_slot(r)} for r in records])
+    empty = {e.position: _empty(e) for e in first.empty_slots}
+    out["slots"] = [
+        empty[k] if k in empty else next(filled) for k in range(len(records) + len(empty))
+    ]
     return out
+
+
+def _empty(e: EmptySlotLogged) -> dict[str, object]:
+    """A slot nothing was left for, in its place: no event, nothing shown, and why."""
+    return {
+        "slot": e.slot,
+        "event_id": None,
+        "ranking": [],
+        "chosen": None,
+        "fallback": False,
+        "reason": e.reason,
+    }
 
 
 def _slot(r: DecisionLogged) -> dict[str, object]:
