@@ -136,16 +136,39 @@ def test_apprentice_mode_shows_the_first_action_not_excluded(client: TestClient)
     _error(refused, 400, "InvalidRankRequest", "slots")
 
 
-def test_multi_slot_exclusions_must_agree(client: TestClient) -> None:
-    slots = [
+def test_multi_slot_exclusions_are_each_slots_own(client: TestClient) -> None:
+    """Slots that exclude different actions rank, each slot avoiding only its own: an
+    action one slot excludes still fills another."""
+    slots: list[dict[str, Any]] = [
         {"id": "s1", "baselineAction": "a", "excludedActions": ["c"]},
         {"id": "s2", "baselineAction": "b", "excludedActions": ["c"], "features": [{"p": 2}]},
     ]
     ok = client.post(f"{V11}/multislot/rank", json={"actions": ACTIONS, "slots": slots})
     assert ok.status_code == 201, ok.text
     assert {s["rewardActionId"] for s in ok.json()["slots"]} == {"a", "b"}
-    differ = [slots[0], {**slots[1], "excludedActions": []}]
-    r = client.post(f"{V11}/multislot/rank", json={"actions": ACTIONS, "slots": differ})
+    differ = [
+        {"id": "s1", "baselineAction": "a", "excludedActions": ["b", "c"]},
+        {"id": "s2", "baselineAction": "b", "excludedActions": ["a"]},
+        {"id": "s3", "baselineAction": "c", "excludedActions": []},
+    ]
+    seen: set[str] = set()
+    for n in range(12):
+        body = {"actions": ACTIONS, "slots": differ, "eventId": f"per-slot-{n}"}
+        r = client.post(f"{V11}/multislot/rank", json=body)
+        assert r.status_code == 201, r.text
+        answered = r.json()["slots"]
+        assert [s["id"] for s in answered] == ["s1", "s2", "s3"]
+        chosen = [s["rewardActionId"] for s in answered]
+        assert chosen[0] == "a" and answered[0]["probability"] == 1.0  # b and c excluded
+        assert chosen[1] in ("b", "c") and len(set(chosen)) == 3
+        assert {x["id"] for x in answered[1]["ranking"]} == {"b", "c"}  # a: excluded, or s1's
+        seen.add(chosen[1])
+    assert seen == {"b", "c"}, "slot s2 draws from both of what it may show"
+    unknown = [slots[0], {**slots[1], "excludedActions": ["a", "zz"]}]
+    r = client.post(f"{V11}/multislot/rank", json={"actions": ACTIONS, "slots": unknown})
+    _error(r, 400, "InvalidRankRequest", "slots[1].excludedActions[1]")
+    everything = [slots[0], {**slots[1], "excludedActions": ["a", "b", "c"]}]
+    r = client.post(f"{V11}/multislot/rank", json={"actions": ACTIONS, "slots": everything})
     _error(r, 400, "InvalidRankRequest", "slots[1].excludedActions")
     lost = [{**slots[0], "baselineAction": "zz"}]
     r = client.post(f"{V11}/multislot/rank", json={"actions": ACTIONS, "slots": lost})

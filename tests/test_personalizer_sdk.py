@@ -130,15 +130,19 @@ def test_the_preview_sdk_ranks_one_and_many_slots(stack: Stack) -> None:
         wait_until(
             lambda slot=slot: _learned(stack, f"{many['eventId']}/{slot}"), 30, f"{slot} learned"
         )
-    with pytest.raises(HttpResponseError) as differing:
+    differing = client.rank_multi_slot(  # each slot's own excludedActions
+        {
+            "actions": ACTIONS,
+            "slots": [{**slots[0], "excludedActions": ["music"]}, slots[1]],
+        }
+    )
+    assert differing["slots"][0]["rewardActionId"] != "music"
+    with pytest.raises(HttpResponseError) as unknown:
         client.rank_multi_slot(
-            {
-                "actions": ACTIONS,
-                "slots": [{**slots[0], "excludedActions": ["music"]}, slots[1]],
-            }
+            {"actions": ACTIONS, "slots": [{**slots[0], "excludedActions": ["zz"]}, slots[1]]}
         )
-    assert differing.value.status_code == 400
-    assert "excludedActions" in str(differing.value)
+    assert unknown.value.status_code == 400
+    assert "excludedActions" in str(unknown.value)
 
 
 def test_the_preview_sdk_configures_the_loop_and_moves_its_model(stack: Stack) -> None:

@@ -11,15 +11,17 @@ api.decide.decide_request, the answer back in Personalizer's words. Nothing else
 - `deferActivation` is `defer_activation`: learned only once activated.
 - The ranking is Loopwise's (by probability, then by the model's estimate), with the
   excluded actions after it at probability 0, so every action sent is ranked.
-- Multi-slot: one slot per Personalizer slot, its `features` its own; each slot's answer
-  carries its conditional `probability` and its `ranking` as an extension.
+- Multi-slot: one slot per Personalizer slot, its `features` and `excludedActions` its
+  own (`SlotRequest.exclude`: an action one slot excludes may fill another); each slot's
+  answer carries its conditional `probability` and its `ranking` as an extension. A slot
+  nothing was left for is answered without `rewardActionId`, with the `reason`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -91,7 +93,7 @@ async def multislot_rank(request: Request, dialect: Dialect) -> Response:
             "in Loopwise: rank each slot with /rank, or set learningMode Online",
             field="slots",
         )
-    excluded = _slot_exclusions(req)
+    excluded, own = _slot_exclusions(req)
     ids = {a.id for a in req.actions}
     for i, slot in enumerate(req.slots):
         if slot.baseline_action not in ids:
@@ -108,25 +110,32 @@ async def multislot_rank(request: Request, dialect: Dialect) -> Response:
         event_id=req.event_id,
         slots=[
             SlotRequest(
-                id=s.id, features=features.namespaces(s.features, limits, f"slots[{i}].features")
+                id=s.id,
+                features=features.namespaces(s.features, limits, f"slots[{i}].features"),
+                exclude=own[i] or None,
             )
             for i, s in enumerate(req.slots)
         ],
         defer_activation=req.defer_activation,
     )
     answer = _decode.decode(await decide.decide_request(st, decision, started=started))
-    slots = [
-        {
-            "id": s["slot"],
-            "rewardActionId": s["chosen"]["id"],
-            "probability": s["chosen"]["probability"],
-            "ranking": s["ranking"],
-        }
-        for s in answer.get("slots", [])
-    ]
+    slots = [_slot_answer(s) for s in answer.get("slots", [])]
     if not slots:
         raise InvalidInput(str(answer.get("reason") or "no action could be ranked"))
     return JSONResponse({"slots": slots, "eventId": answer["event_id"]}, status_code=201)
+
+
+def _slot_answer(s: dict[str, Any]) -> dict[str, Any]:
+    """One slot in Personalizer's words; a slot nothing was left for has no
+    rewardActionId (the spec's SlotResponse requires only `id`)."""
+    if s["chosen"] is None:
+        return {"id": s["slot"], "ranking": [], "reason": s["reason"]}
+    return {
+        "id": s["slot"],
+        "rewardActionId": s["chosen"]["id"],
+        "probability": s["chosen"]["probability"],
+        "ranking": s["ranking"],
+    }
 
 
 def _actions(actions: Sequence[RankableAction], limits: Limits) -> list[ActionRequest]:
@@ -160,23 +169,25 @@ def _baseline(
     return next((a.id for a in actions if a.id not in excluded), None)
 
 
-def _slot_exclusions(req: MultiSlotRankRequest) -> list[str]:
-    """The slots' `excludedActions`, which Loopwise applies to the whole slate: every slot
-    must exclude the same actions (see the migration guide, multi-slot)."""
+def _slot_exclusions(req: MultiSlotRankRequest) -> tuple[list[str], list[list[str]]]:
+    """The slots' `excludedActions` (each id one of the request's actions) as the
+    request's `exclude`, what every slot excludes, and each slot's own `exclude`, the
+    rest: slots that exclude alike ask what they asked before per-slot exclude (the same
+    request and fingerprint, so a retry across the upgrade matches its decision)."""
     per_slot = [
         _excluded(s.excluded_actions, req.actions, f"slots[{i}].excludedActions")
         for i, s in enumerate(req.slots)
     ]
-    first = set(per_slot[0]) if per_slot else set()
-    for i, ids in enumerate(per_slot[1:], start=1):
-        if set(ids) != first:
+    for i, ids in enumerate(per_slot):
+        if len(ids) >= len(req.actions):
             raise InvalidInput(
-                f"slots[{i}].excludedActions differs from slots[0].excludedActions: Loopwise "
-                "excludes actions from the whole slate, not from one slot; send the same "
-                "excludedActions in every slot (or rank the slots one by one with /rank)",
+                f"slots[{i}].excludedActions excludes every action: the slot has none left",
                 field=f"slots[{i}].excludedActions",
             )
-    return per_slot[0] if per_slot else []
+    if not per_slot:
+        return [], []
+    common = [a for a in per_slot[0] if all(a in ids for ids in per_slot[1:])]
+    return common, [[a for a in ids if a not in common] for ids in per_slot]
 
 
 def _mode(catalog: Catalog) -> str:
