@@ -32,6 +32,7 @@ NAMES = (
     "ope",
     "experiments",
     "optimize",
+    "personalizer_latency",
     "personalizer_storefront",
 )
 OFFLINE = ("quality", "cost", "constraints", "ope", "optimize")

@@ -252,3 +252,21 @@ def test_quick_soak_samples_every_process(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "soak.json").read_text())
     assert len(saved["samples"]) == len(samples)
     assert Path(soak["plot"]).stat().st_size > 0
+
+
+def test_quick_personalizer_latency_measures_every_target_and_the_sdk(tmp_path: Path) -> None:
+    result = run_quick(tmp_path, ["personalizer_latency"], timeout=300)
+    latency = result["benchmarks"]["personalizer_latency"]
+    assert "error" not in latency, latency
+    server = latency["server"]
+    for run in server["runs"]:  # every request of every target answered with a success
+        assert run["errors"] == 0 and run["ok"] == run["sent"] > 0, run
+    assert set(server["quantiles_ms"]) == {"stored", "inline", "rank"}
+    assert set(server["ratios"]) == {
+        f"{t}/stored {q}" for t in ("inline", "rank") for q in ("p50", "p99")
+    }
+    client = latency["client"]["quantiles_ms"]
+    assert set(client) == {"sdk rank", "httpx stored", "httpx inline"}
+    assert all(math.isfinite(x) and x > 0 for x in _numbers(latency["server"]["ratios"]))
+    assert all(math.isfinite(x) and x > 0 for x in _numbers(client))
+    assert Path(server["plot"]).stat().st_size > 10_000
