@@ -270,3 +270,30 @@ def test_quick_personalizer_latency_measures_every_target_and_the_sdk(tmp_path: 
     assert all(math.isfinite(x) and x > 0 for x in _numbers(latency["server"]["ratios"]))
     assert all(math.isfinite(x) and x > 0 for x in _numbers(client))
     assert Path(server["plot"]).stat().st_size > 10_000
+
+
+@pytest.mark.integration
+def test_quick_personalizer_storefront_plays_three_arms_on_one_stream(tmp_path: Path) -> None:
+    """Inline, stored and uniform catalogs on one stack see the same visitors: every
+    decision is learned, every click's reward accepted, and no arm beats the oracle."""
+    name = "personalizer_storefront"
+    result = run_quick(tmp_path, [name], timeout=180)["benchmarks"][name]
+    assert "error" not in result, result
+    visitors = result["settings"]["visitors_per_seed"]
+    (seed,) = result["per_seed"]
+    for arm, row in seed["arms"].items():
+        assert row["learned"] >= visitors and row["fallbacks"] == 0, arm
+        assert set(row["rewards"]) == {"accepted"} and row["rewards"]["accepted"] == row["clicks"]
+        assert 0 < row["min_logged_probability"] <= 1
+    assert set(seed["arms"]["stored"]["policies"]) == {"vw:regcbopt"}
+    assert set(seed["arms"]["uniform"]["policies"]) == {"uniform"}
+    whole = result["summary"]["whole_run"]
+    oracle = whole["oracle"]["mean"]
+    assert oracle > whole["stable_best"]["mean"] > whole["uniform_expected"]["mean"]
+    assert all(whole[arm]["expected_ctr"]["mean"] < oracle for arm in ("inline", "stored"))
+    uniform = whole["uniform"]["expected_ctr"]["mean"]  # uniform shows a random candidate
+    assert abs(uniform - whole["uniform_expected"]["mean"]) < 0.03
+    curves = result["curves"]
+    assert len(curves["inline_expected_ctr"]["mean"]) == len(curves["decisions"]) >= 3
+    assert all(math.isfinite(x) for x in _numbers(result["summary"]) + _numbers(curves))
+    assert Path(result["plot"]).stat().st_size > 10_000
