@@ -43,7 +43,8 @@ class SimResult:
     expected_ctr_by_window: list[tuple[int, float]] = field(default_factory=list)
     expected_ctr: float | None = None
     # each segment's share of its decisions in the run's second half that were shown its
-    # best banner: the traffic served, which a probe of a greedy policy's pmf misreads
+    # best banner (ignoring stock and caps): the traffic served, which a probe of a greedy
+    # policy's pmf misreads
     served_best_late: dict[str, float] = field(default_factory=dict)
     # --- under constraints (stock, cap); defaults describe an unconstrained run --------
     constrained: bool = False
