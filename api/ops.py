@@ -46,7 +46,7 @@ async def model(request: Request) -> Response:
             "generation": m.generation,
             "learned": m.policy.learned,
             "replica": dict(st.replica.counts),
-            "freshness_seconds": _quantiles(list(st.replica.latencies)),
+            "freshness_seconds": _quantiles(list(st.replica.freshness.get(catalog.name, ()))),
             "caught_up": st.replica.caught_up,
         }
     )

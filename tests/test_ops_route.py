@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from tests.routes import app_client, problem, state_of
+from engine.join import training_example
+from tests.routes import app_client, logged, problem, state_of
 
 CATALOG = {"actions": [{"id": "a"}, {"id": "b"}]}
 
@@ -102,6 +104,21 @@ def test_the_model_of_a_catalog(client: TestClient) -> None:
     assert model["model_version"] == f"{model['generation']}.0"
     assert model["caught_up"] is False and model["freshness_seconds"] == {}
     assert isinstance(model["replica"], dict)
+
+
+def test_a_models_freshness_is_its_own_catalogs(tmp_path: Path) -> None:
+    """Each catalog's freshness counts only its own examples; /metrics has them all."""
+    with app_client(tmp_path) as c:
+        for name in ("busy", "idle"):
+            assert c.put(f"/v1/catalogs/{name}", json=CATALOG).status_code == 201
+        st = state_of(c)
+        for _ in range(3):
+            d = logged(st, c.post("/v1/decide", json={"catalog": "busy"}).json()["event_id"])
+            assert st.replica.learn(training_example(d, 1.0, 1, "reward", d.ts))
+        busy = c.get("/v1/models/busy").json()
+        assert busy["learned"] == 3 and set(busy["freshness_seconds"]) == {"0.5", "0.9", "0.99"}
+        assert c.get("/v1/models/idle").json()["freshness_seconds"] == {}
+        assert len(st.replica.latencies) == 3  # what /metrics summarises
 
 
 def test_the_model_of_an_unknown_catalog_is_a_404(client: TestClient) -> None:

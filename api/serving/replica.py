@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 LEDGER = "__ledger__"  # the checkpoint blob of the ledger (no catalog name starts with "_")
 RESULTS = "__results__"  # the checkpoint blob of the experiments' results
 APPRENTICE = "__apprentice__"  # the checkpoint blob of the apprentice tallies
+FRESHNESS_SAMPLES = 2048  # the latest examples' emission-to-learning times kept
 
 
 @dataclass
@@ -63,7 +64,8 @@ class ModelReplica(LogFollower):
         self.apprentice = ApprenticeBook()  # apprentice mode's agreement and rewards
         self.epoch: str | None = None
         self.counts: Counter[str] = Counter()
-        self.latencies: deque[float] = deque(maxlen=2048)
+        self.latencies: deque[float] = deque(maxlen=FRESHNESS_SAMPLES)  # every catalog's
+        self.freshness: dict[str, deque[float]] = {}  # per catalog
         self.dirty = False
         self.last_checkpoint = time.monotonic()
         self.loaded_from: str = "empty"
@@ -199,7 +201,9 @@ class ModelReplica(LogFollower):
         self.apprentice.observe(ex, bounds)
         self.ledger.add(ex.event_id)
         self.counts["learned"] += 1
-        self.latencies.append(max(0.0, time.time() - ex.emitted_ts))
+        lag = max(0.0, time.time() - ex.emitted_ts)
+        self.latencies.append(lag)
+        self.freshness.setdefault(ex.catalog, deque(maxlen=FRESHNESS_SAMPLES)).append(lag)
         return True
 
     def _learn_arms(self, catalog: Catalog, example: Example, ex: TrainingExample) -> None:
