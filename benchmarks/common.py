@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 
@@ -119,6 +120,27 @@ def env_with(extra: Mapping[str, str]) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
     env.update(extra)
     return env
+
+
+def settle(url: str, catalogs: Sequence[str], wait: float, timeout: float = 60.0) -> None:
+    """Wait until `catalogs` (every catalog of the stack) learned every decision made so far,
+    each learned with the default reward `wait` seconds after it: one run's learning must
+    not land in the next run's measurement, which would then measure that learning's load."""
+    deadline = time.monotonic() + timeout
+    time.sleep(wait)
+    while time.monotonic() < deadline:
+        learned = sum(int(httpx.get(f"{url}/v1/models/{c}").json()["learned"]) for c in catalogs)
+        if learned >= decisions(url):
+            return
+        time.sleep(0.25)
+
+
+def decisions(url: str) -> int:
+    """Decisions the server has made, from /metrics."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("loopwise_decisions_total "):
+            return int(float(line.split()[1]))
+    return 0
 
 
 @dataclass

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from benchmarks import common
 from benchmarks.common import (
     ROOT,
     Stack,
@@ -131,26 +132,8 @@ def prepare(url: str) -> None:
 
 
 def settle(url: str, timeout: float = 60.0) -> None:
-    """Wait until the server has learned every decision made so far (each is learned with
-    the default reward after SETTLE_WAIT_S): one step's learning must not land in the next
-    step's measurement, which would then measure the previous rate's learning load."""
-    deadline = time.monotonic() + timeout
-    time.sleep(SETTLE_WAIT_S)
-    while time.monotonic() < deadline:
-        learned = sum(
-            int(httpx.get(f"{url}/v1/models/{s.catalog}").json()["learned"]) for s in SHAPES
-        )
-        if learned >= _decisions(url):
-            return
-        time.sleep(0.25)
-
-
-def _decisions(url: str) -> int:
-    """Decisions the server has made (all catalogs here are this run's), from /metrics."""
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("loopwise_decisions_total "):
-            return int(float(line.split()[1]))
-    return 0
+    """Wait until every shape's catalog learned every decision made so far."""
+    common.settle(url, [shape.catalog for shape in SHAPES], SETTLE_WAIT_S, timeout)
 
 
 def ladder(

@@ -27,6 +27,7 @@ import httpx
 import msgspec
 from tqdm import tqdm
 
+from benchmarks import common
 from benchmarks.common import quantiles_ms, save_figure, stack, table
 from benchmarks.load import request_bytes, run_load
 from benchmarks.shapes import Shape, catalog_body, context
@@ -36,10 +37,11 @@ TARGETS = ("stored", "inline", "rank")
 RATE = 100.0  # decisions per second, each target in its own run
 LOOP = "bench-rank"
 CATALOGS = {"stored": "bench-stored", "inline": "bench-inline", "rank": LOOP}
+REWARD_WAIT_S = 2.0  # each decision is learned (with the default reward) this long after
 LEARNING = {
     # a Personalizer loop's defaults (api.personalizer.loops) on every target alike
     "exploration": {"algorithm": "regcbopt", "min_reward": -1.0, "max_reward": 1.0},
-    "reward_wait_seconds": 2.0,
+    "reward_wait_seconds": REWARD_WAIT_S,
 }
 CONSTRAINTS = {"exploration_floor": 0.2}
 TARGET_RATIO = 1.5  # inline / stored at p50 and p99 (the issue's target)
@@ -93,28 +95,9 @@ def prepare(url: str) -> None:
             assert r.status_code in (200, 201), (target, r.status_code, r.text)
 
 
-def settle(url: str, timeout: float = 60.0) -> None:
-    """Wait until every decision so far is learned (the default reward after the wait),
-    so one run's learning does not land in the next run's measurement."""
-    time.sleep(float(LEARNING["reward_wait_seconds"]))  # type: ignore[arg-type]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        metrics = httpx.get(f"{url}/metrics").text
-        decided = _metric(metrics, "loopwise_decisions_total")
-        learned = sum(
-            int(httpx.get(f"{url}/v1/models/{name}").json()["learned"])
-            for name in CATALOGS.values()
-        )
-        if learned >= decided:
-            return
-        time.sleep(0.25)
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
+def settle(url: str) -> None:
+    """Every decision so far learned, so one run's learning is not in the next run."""
+    common.settle(url, list(CATALOGS.values()), REWARD_WAIT_S)
 
 
 def server_side(url: str, rounds: int, duration: float) -> dict[str, Any]:

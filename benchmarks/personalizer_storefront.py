@@ -37,12 +37,11 @@ from tqdm import tqdm
 
 from benchmarks import storefront_world as world
 from benchmarks.common import Floats, curve_ci, mean_ci, quantiles_ms, save_figure, stack, table
+from sim.simulate import wait_learned
 
 ARMS = ("inline", "stored", "uniform")
 REWARD_WAIT_S = 1.0
 CONCURRENCY = 3  # visitors in flight, as sim/simulate.py's end-to-end storefront
-LEARN_TIMEOUT_S = 180.0
-STALL_S = 15.0
 LAST_SHARE = 0.25  # "learned": the last quarter of the decisions
 
 
@@ -150,7 +149,7 @@ async def _session(
             await asyncio.gather(*(shopper() for _ in range(CONCURRENCY)))
             lag.cancel()
         for arm in ARMS:
-            arms[arm].learned = await _wait_learned(http, arm, n)
+            arms[arm].learned = await wait_learned(http, arm, n, REWARD_WAIT_S)
             model = (await http.get(f"/v1/models/{arm}")).json()
             arms[arm].freshness_s = {k: float(v) for k, v in model["freshness_seconds"].items()}
     return arms
@@ -201,23 +200,6 @@ async def _sample_lag(http: httpx.AsyncClient, arms: dict[str, Arm]) -> None:
             response = await http.get(f"/v1/models/{arm}")
             if response.status_code == 200:
                 record.lag.append(len(record.latency_s) - int(response.json()["learned"]))
-
-
-async def _wait_learned(http: httpx.AsyncClient, catalog: str, target: int) -> int:
-    """Poll the catalog's model until it learned `target` examples or stops growing."""
-    now = time.monotonic()
-    deadline, last_growth, learned = now + LEARN_TIMEOUT_S, now, -1
-    while time.monotonic() < deadline:
-        response = await http.get(f"/v1/models/{catalog}")
-        current = int(response.json()["learned"]) if response.status_code == 200 else 0
-        if current >= target:
-            return current
-        if current > learned:
-            learned, last_growth = current, time.monotonic()
-        elif time.monotonic() - last_growth > REWARD_WAIT_S + STALL_S:
-            break
-        await asyncio.sleep(0.25)
-    return max(learned, 0)
 
 
 def _summarise(played: list[Played], n: int, window: int) -> dict[str, object]:
