@@ -115,7 +115,8 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
     )
     for failure in decision.failures:  # answered by the safe policy instead
         if failure.cause == "error":  # the others are states, counted, not news per decision
-            log.error("catalog %s: %s", catalog.name, failure.detail)
+            about = {"event_id": event_id, "catalog": catalog.name}  # fields (streams.logs)
+            log.error("catalog %s: %s", catalog.name, failure.detail, extra=about)
             st.metrics.counts["policy_failures"] += 1
     st.failovers.count(catalog.name, decision)
     shown = Shown(
@@ -138,7 +139,8 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
     until = now + catalog.learning.reward_wait_seconds
     st.replays.put(event_id, fingerprint, now, until, answer if shown.client_id else None)
     st.metrics.counts["decisions"] += 1
-    st.metrics.decide_seconds.append(time.perf_counter() - started)
+    st.metrics.removed(catalog.name, decision.removed)
+    st.metrics.decide_seconds.observe(time.perf_counter() - started)
     if req.debug:  # the context as decided with and logged: the request's and the stored features
         debug = msgspec.json.decode(answer)
         debug.update(

@@ -55,9 +55,12 @@ async def accept_all(st: State, parsed: Sequence[Reward]) -> list[dict[str, obje
     """Send parsed rewards on, each answered as the route answers it (its `status`:
     accepted, late, pending or unknown_event), after waiting up to PEER_WAIT_SECONDS for
     decisions other processes made that this one has not followed yet."""
+    started = time.perf_counter()
     unseen = await st.peers.wait_for((r.event_id for r in parsed), PEER_WAIT_SECONDS)
     pending = bool(unseen) and not st.peers.live
-    return [accept(st, reward, pending) for reward in parsed]
+    results = [accept(st, reward, pending) for reward in parsed]
+    st.metrics.reward_seconds.observe(time.perf_counter() - started)
+    return results
 
 
 def accept(st: State, reward: Reward, pending: bool) -> dict[str, object]:

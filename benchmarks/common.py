@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.broker import free_port
+from streams.telemetry import samples
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -135,12 +136,14 @@ def settle(url: str, catalogs: Sequence[str], wait: float, timeout: float = 60.0
         time.sleep(0.25)
 
 
+def metrics(url: str, timeout: float = 5.0) -> dict[str, float]:
+    """The server's /metrics samples (streams.telemetry.samples)."""
+    return samples(httpx.get(f"{url}/metrics", timeout=timeout).text)
+
+
 def decisions(url: str) -> int:
     """Decisions the server has made, from /metrics."""
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("loopwise_decisions_total "):
-            return int(float(line.split()[1]))
-    return 0
+    return int(metrics(url).get("loopwise_decisions_total", 0))
 
 
 @dataclass

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.common import ROOT, proc_stat, save_figure, stack, table
+from benchmarks.common import ROOT, metrics, proc_stat, save_figure, stack, table
 
 CATALOG = ROOT / "examples" / "storefront.yaml"
 REWARD_LAG_S = 2.0  # a reward names a decision made this long before it
@@ -217,10 +217,9 @@ def api_memory(url: str) -> dict[str, float]:
     included) in MB, the ledger's ids, the feature store's profiles in MB and the parsed
     VW examples its models cache (about 32 KB each), so RSS growth can be told apart."""
     try:
-        text = httpx.get(f"{url}/metrics", timeout=5.0).text
+        values = metrics(url)
     except httpx.HTTPError:
         return {}
-    values = dict(row.split(" ", 1) for row in text.splitlines() if row.count(" ") == 1)
     out: dict[str, float] = {}
     if "loopwise_rocksdb_cache_bytes" in values:
         out["api_rocksdb_mb"] = round(float(values["loopwise_rocksdb_cache_bytes"]) / 2**20, 1)

@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from engine.records import DecisionLogged, decode
+from streams.telemetry import samples
 from tests.routes import app_client, problem, state_of
 
 ACTIONS = [{"id": f"b{i}", "features": {"banner": {"i": i}}} for i in range(5)]
@@ -52,9 +53,9 @@ def test_forced_failover_is_one_call_each_way(client: TestClient) -> None:
     assert [s["chosen"]["id"] for s in slate["slots"]] == ["b3", "b1"]
     shown = client.get("/v1/catalogs/forced/failover").json()
     assert shown["failovers"]["forced"] == 7 and shown["model"] == "serving"
-    metrics = client.get("/metrics").text
-    assert 'loopwise_failovers_total{catalog="forced",cause="forced"} 7' in metrics
-    assert 'loopwise_breaker_open{catalog="forced"} 1' in metrics
+    metrics = samples(client.get("/metrics").text, strict=True)
+    assert metrics['loopwise_failovers_total{catalog="forced",cause="forced"}'] == 7
+    assert metrics['loopwise_breaker_open{catalog="forced"}'] == 1
     back = client.put("/v1/catalogs/forced/failover", json={"mode": "auto"})
     assert back.json()["breaker"]["state"] == "closed"
     d = decide(client, "forced")
@@ -127,4 +128,9 @@ def test_after_a_refused_checkpoint_every_decision_answers_from_the_safe_policy(
         assert (
             state["model"].startswith("model not loaded") and state["failovers"]["not_loaded"] == 30
         )
-        assert "loopwise_replica_corrupt_checkpoints_total 1" in c.get("/metrics").text
+        assert (
+            samples(c.get("/metrics").text, strict=True)[
+                "loopwise_replica_corrupt_checkpoints_total"
+            ]
+            == 1
+        )

@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from engine.join import training_example
+from streams.telemetry import samples
 from tests.routes import app_client, logged, problem, state_of
 
 CATALOG = {"actions": [{"id": "a"}, {"id": "b"}]}
@@ -25,13 +26,11 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield c
 
 
-def metrics(client: TestClient) -> dict[str, str]:
+def metrics(client: TestClient) -> dict[str, float]:
     r = client.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    lines = r.text.splitlines()
-    assert all(len(line.rsplit(" ", 1)) == 2 for line in lines), lines
-    return dict(line.rsplit(" ", 1) for line in lines)
+    return samples(r.text, strict=True)
 
 
 def test_health_answers_while_the_process_runs(client: TestClient) -> None:
@@ -65,7 +64,7 @@ def test_metrics_show_the_gauges_and_what_the_routes_counted(client: TestClient)
         "loopwise_peers_live",
     ):
         assert name in before, name
-    assert before["loopwise_broker_connected"] == "0" and before["loopwise_peers_live"] == "0"
+    assert before["loopwise_broker_connected"] == 0 and before["loopwise_peers_live"] == 0
     assert client.post("/v1/decide", json={"catalog": "shop"}).status_code == 200
     event = {"type": "inventory", "sku": "s", "level": 1}
     assert client.post("/v1/events", json={"events": [event, event]}).status_code == 202
@@ -77,7 +76,56 @@ def test_metrics_show_the_gauges_and_what_the_routes_counted(client: TestClient)
         before.get("loopwise_events_accepted_total", 0)
     )
     assert int(after["loopwise_outbox_pending"]) >= int(before["loopwise_outbox_pending"]) + 3
-    assert 'loopwise_decide_seconds{quantile="0.5"}' in after
+    decided = after["loopwise_decide_seconds_count"] - before["loopwise_decide_seconds_count"]
+    assert decided == 1
+    assert (
+        after['loopwise_decide_seconds_bucket{le="+Inf"}'] == after["loopwise_decide_seconds_count"]
+    )
+
+
+def test_metrics_count_constraint_removals_by_the_rule_that_removed(tmp_path: Path) -> None:
+    rules = [
+        {"name": "vip-only", "when": "context.segment == 'guest'", "exclude": "action.id == 'a'"},
+        {"name": "no-b", "exclude": "action.id == 'b'"},
+    ]
+    body = {
+        "actions": [
+            {"id": "a"},
+            {"id": "b"},
+            {"id": "c"},
+        ],
+        "constraints": {"rules": rules},
+    }
+    with app_client(tmp_path) as c:
+        assert c.put("/v1/catalogs/ruled", json=body).status_code == 201, "the catalog"
+        for segment in ("guest", "guest", "vip"):
+            ctx = {"segment": segment}
+            assert (
+                c.post("/v1/decide", json={"catalog": "ruled", "context": ctx}).status_code == 200
+            )
+        shown = metrics(c)
+    removals = "loopwise_constraint_removals_total"
+    assert shown[f'{removals}{{catalog="ruled",reason="rule:vip-only"}}'] == 2
+    assert shown[f'{removals}{{catalog="ruled",reason="rule:no-b"}}'] == 3
+
+
+def test_metrics_latencies_are_histograms_a_quantile_can_be_read_from(client: TestClient) -> None:
+    d = client.post("/v1/decide", json={"catalog": "shop"}).json()
+    assert (
+        client.post("/v1/rewards", json={"event_id": d["event_id"], "value": 1}).status_code == 202
+    )
+    shown = metrics(client)
+    for name in ("loopwise_decide_seconds", "loopwise_reward_seconds"):
+        buckets = sorted(
+            (float(k.split('le="')[1].rstrip('"}')), v)
+            for k, v in shown.items()
+            if k.startswith(f"{name}_bucket")
+        )
+        counts = [v for _, v in buckets]
+        assert counts == sorted(counts), f"{name}: buckets are cumulative"
+        assert buckets[-1] == (float("inf"), shown[f"{name}_count"]) and counts[-1] >= 1
+        assert buckets[0][0] <= 0.0005 and len(buckets) >= 15, "fine enough near the targets"
+        assert 0 < shown[f"{name}_sum"] < 10 * shown[f"{name}_count"]
 
 
 def test_metrics_show_the_workers_counters_from_its_stats_file(client: TestClient) -> None:
@@ -87,8 +135,9 @@ def test_metrics_show_the_workers_counters_from_its_stats_file(client: TestClien
     )
     try:
         shown = metrics(client)
-        assert shown["loopwise_join_failed_total"] == "2"
-        assert shown["loopwise_join_decisions_total"] == "7"
+        assert shown["loopwise_join_failed_total"] == 2
+        assert shown["loopwise_join_decisions_total"] == 7
+        assert shown["loopwise_join_pending"] == 0
         stats.write_text("{not json")  # a torn file: no worker counters, not a 500
         assert not [k for k in metrics(client) if k.startswith("loopwise_join_")]
     finally:
@@ -118,7 +167,9 @@ def test_a_models_freshness_is_its_own_catalogs(tmp_path: Path) -> None:
         busy = c.get("/v1/models/busy").json()
         assert busy["learned"] == 3 and set(busy["freshness_seconds"]) == {"0.5", "0.9", "0.99"}
         assert c.get("/v1/models/idle").json()["freshness_seconds"] == {}
-        assert len(st.replica.latencies) == 3  # what /metrics summarises
+        shown = metrics(c)  # /metrics has every catalog's, labelled
+        assert shown['loopwise_reward_to_model_seconds_count{catalog="busy"}'] == 3
+        assert 'loopwise_reward_to_model_seconds_count{catalog="idle"}' not in shown
 
 
 def test_the_model_of_an_unknown_catalog_is_a_404(client: TestClient) -> None:

@@ -31,6 +31,7 @@ class LogFollower:
         self.partitions = partitions
         self.offsets: dict[int, int] = {}
         self.caught_up = False
+        self.lag = 0  # records on the topic not applied yet, as of the last fetch
 
     def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
         raise NotImplementedError
@@ -82,4 +83,16 @@ class LogFollower:
             ):
                 self.caught_up = True
                 self.on_caught_up()
+            self.lag = self._lag(consumer, tps)
             await self.after_batch()
+
+    def _lag(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
+        """The end offsets the fetches reported, less what was applied. A partition nothing
+        was applied from yet is not counted (where its log starts after retention is not
+        known here); `caught_up` says whether the first reading is done."""
+        lag = 0
+        for tp in tps:
+            end = consumer.highwater(tp)
+            if end is not None and tp.partition in self.offsets:
+                lag += max(0, end - self.offsets[tp.partition])
+        return lag

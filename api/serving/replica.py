@@ -35,6 +35,7 @@ from policies.registry import build, continues, model_key
 from streams import messages
 from streams.files import write_atomic
 from streams.settings import Settings
+from streams.telemetry import Histogram
 
 log = logging.getLogger(__name__)
 LEDGER = "__ledger__"  # the checkpoint blob of the ledger (no catalog name starts with "_")
@@ -51,7 +52,9 @@ class Model:
 
 
 class ModelReplica(LogFollower):
-    def __init__(self, settings: Settings, catalogs: CatalogStore) -> None:
+    def __init__(
+        self, settings: Settings, catalogs: CatalogStore, lag: Histogram | None = None
+    ) -> None:
         super().__init__(settings.topic("training"), settings.partitions)
         self.settings = settings
         self.catalogs = catalogs
@@ -64,8 +67,8 @@ class ModelReplica(LogFollower):
         self.apprentice = ApprenticeBook()  # apprentice mode's agreement and rewards
         self.epoch: str | None = None
         self.counts: Counter[str] = Counter()
-        self.latencies: deque[float] = deque(maxlen=FRESHNESS_SAMPLES)  # every catalog's
-        self.freshness: dict[str, deque[float]] = {}  # per catalog
+        self.lag_seconds = lag  # emission-to-learning, every catalog's (for /metrics)
+        self.freshness: dict[str, deque[float]] = {}  # per catalog, the latest
         self.dirty = False
         self.last_checkpoint = time.monotonic()
         self.loaded_from: str = "empty"
@@ -194,7 +197,7 @@ class ModelReplica(LogFollower):
             self.policy(current).policy.learn(example)
         except EngineError as exc:
             self.counts["invalid_examples"] += 1
-            log.warning("could not learn event %s: %s", ex.event_id, exc)
+            log.warning("could not learn event %s: %s", ex.event_id, exc, extra=_about(ex))
             return False
         self._learn_arms(current, example, ex)
         self.results.observe(ex, current.experiment)
@@ -202,7 +205,8 @@ class ModelReplica(LogFollower):
         self.ledger.add(ex.event_id)
         self.counts["learned"] += 1
         lag = max(0.0, time.time() - ex.emitted_ts)
-        self.latencies.append(lag)
+        if self.lag_seconds is not None:
+            self.lag_seconds.labels(ex.catalog).observe(lag)
         self.freshness.setdefault(ex.catalog, deque(maxlen=FRESHNESS_SAMPLES)).append(lag)
         return True
 
@@ -220,7 +224,13 @@ class ModelReplica(LogFollower):
                 self.counts["arm_examples"] += 1
             except EngineError as exc:
                 self.counts["invalid_arm_examples"] += 1
-                log.warning("arm %s could not learn event %s: %s", arm.name, ex.event_id, exc)
+                log.warning(
+                    "arm %s could not learn event %s: %s",
+                    arm.name,
+                    ex.event_id,
+                    exc,
+                    extra=_about(ex),
+                )
 
     async def follow_log(self, bootstrap: str, epoch: str) -> None:
         """Follow the training topic forever, reconnecting while the broker is away."""
@@ -355,3 +365,8 @@ class ModelReplica(LogFollower):
         self.save_now()
         for model in self.models.values():
             model.policy.close()
+
+
+def _about(ex: TrainingExample) -> dict[str, str]:
+    """The structured log fields of a message about one example (streams.logs)."""
+    return {"event_id": ex.event_id, "catalog": ex.catalog}

@@ -9,7 +9,6 @@ import hmac
 import logging
 import time
 import uuid
-from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from api.serving.catalogs import CatalogStore
 from api.serving.exposures import Exposures
 from api.serving.failovers import Failovers
 from api.serving.jobs import Jobs
+from api.serving.metrics import Metrics, collect
 from api.serving.mirror import Mirror
 from api.serving.optimizations import apply_optimizations, schedule_optimizations
 from api.serving.outbox import Outbox
@@ -38,12 +38,6 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 ROLES = ("storefront", "marketer", "admin")
-
-
-@dataclass
-class Metrics:
-    counts: Counter[str] = field(default_factory=Counter)
-    decide_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
 
 
 @dataclass
@@ -115,11 +109,12 @@ def open_state(settings: Settings) -> State:
     replays = Replays(KV(root / "replays", ttl_seconds=decided.TTL_SECONDS))
     exposures = Exposures(KV(root / "exposures"))
     origin = _origin(root / "origin")
-    return State(
+    metrics = Metrics()
+    state = State(
         settings=settings,
         catalogs=catalogs,
         outbox=Outbox(KV(root / "outbox"), settings.outbox_capacity),
-        replica=ModelReplica(settings, catalogs),
+        replica=ModelReplica(settings, catalogs, metrics.model_lag_seconds),
         decisions=index,
         keys=parse_keys(settings.api_keys),
         stock=Mirror(stock_changelog(settings), settings.partitions, decode_stock),
@@ -133,7 +128,10 @@ def open_state(settings: Settings) -> State:
             settings.topic("decisions"), settings.partitions, origin, index, replays, exposures
         ),
         jobs=Jobs(root / "evaluations"),
+        metrics=metrics,
     )
+    metrics.registry.scraped(lambda out: collect(state, out))
+    return state
 
 
 def _origin(path: Path) -> str:

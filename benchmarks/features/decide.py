@@ -22,6 +22,7 @@ from engine import featurespec, profilefold, profileread, profiles
 from engine.behaviour import BehaviourObserved
 from engine.features import flatten, merge
 from engine.limits import Limits
+from streams.telemetry import samples
 
 
 def measure_wide(url: str, size: Sizes) -> dict[str, object]:
@@ -112,10 +113,7 @@ def _stored_events(client: httpx.Client, user: str) -> int:
 
 
 def _gauge(client: httpx.Client, name: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(f"loopwise_feature_store_{name} "):
-            return float(line.split()[1])
-    return 0.0
+    return samples(client.get("/metrics").text).get(f"loopwise_feature_store_{name}", 0.0)
 
 
 def _poll(done: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
