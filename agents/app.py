@@ -3,6 +3,7 @@
 Each agent handles one message at a time under `agents.guard`: the join (decisions and
 rewards, `agents.joiner`), stock (inventory events, `agents.stock`), profiles (behaviour
 events by user, `agents.profiler`) and popularity (the same events again, by product).
+Its /metrics (agents.metrics) is served from a thread once it starts.
 A timer sends a Tick to every partition of the decisions and rewards topics (a window
 closes when both have passed its deadline, agents.joiner); another writes the worker's
 counters and exits when table recovery crashed.
@@ -18,7 +19,7 @@ from typing import Any
 import faust
 from faust import EventT
 
-from agents import recovery, stock, tuning
+from agents import metrics, recovery, stock, tuning
 from agents.guard import per_message
 from agents.joiner import Joiner
 from agents.profiler import Profiler
@@ -72,6 +73,8 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
     profiler = Profiler(table("profiles"), table("popularity"), joiner.counts)
     counts = joiner.counts  # the worker's counters, written to worker-stats.json
     app.joiner = joiner  # type: ignore[attr-defined]  # reached by tests through the app
+    served = metrics.registry(joiner, lambda: app.consumer)
+    serving: dict[str, int] = {}  # the port, once the worker has started
 
     # Only a Tick emits, and it emits every due entry of its partition as one batch.
     @app.agent(source)
@@ -104,9 +107,14 @@ def create_app(settings: Settings, consistency_check: bool = True) -> faust.App:
             for p in range(settings.partitions):
                 await topic.send(value=body, partition=p)
 
+    @app.task  # type: ignore[untyped-decorator]  # faust is untyped here
+    async def serve_metrics() -> None:
+        serving["port"] = served.serve(settings.host, settings.worker_metrics_port)
+        log.info("worker metrics on http://%s:%d/metrics", settings.host, serving["port"])
+
     @app.timer(2.0)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def stats() -> None:
-        joiner.write_stats(len(app.consumer.assignment()))
+        joiner.write_stats(len(app.consumer.assignment()), serving.get("port"))
         restore = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager only
         if restore.crashed:  # Faust would wait forever; exit so the supervisor restarts us
             log.critical("table recovery crashed (%r): exiting", restore.crash_reason)

@@ -198,7 +198,7 @@ class Joiner:
             return join.decode_entry(raw)
         except msgspec.DecodeError:
             self.counts["corrupt_entries"] += 1
-            log.error("dropped an unreadable join entry for %r", eid)
+            log.error("dropped an unreadable join entry for %r", eid, extra=_about(eid))
             return None
 
     def stage(self, batch: Batch, eid: bytes, outcome: join.Outcome, partition: int) -> None:
@@ -252,12 +252,17 @@ class Joiner:
                 )
             except Exception:  # not sent: the entry stays due and is sent again
                 failed.add(eid)
-                log.exception("could not send the training example for %r", eid)
+                log.exception("could not send the training example for %r", eid, extra=_about(eid))
         results = await asyncio.gather(*acks.values(), return_exceptions=True)
         for eid, result in zip(acks, results, strict=True):
             if isinstance(result, BaseException):
                 failed.add(eid)
-                log.error("the broker did not acknowledge the example for %r: %r", eid, result)
+                log.error(
+                    "the broker did not acknowledge the example for %r: %r",
+                    eid,
+                    result,
+                    extra=_about(eid),
+                )
         for eid, outcome in emits.items():
             if eid not in failed:
                 self.counts.update(outcome.counts)
@@ -330,15 +335,19 @@ class Joiner:
             "join state: %d open entries on partitions %s", len(keys), sorted(self.assigned or ())
         )
 
-    def write_stats(self, assigned: int) -> None:
-        """Counters, open entries and how many partitions this worker consumes (0 until
-        the group has assigned it any: not yet ready)."""
-        pending = sum(len(h) for h in self.heaps.values())
+    def pending(self) -> int:
+        """Decisions whose reward windows are open (in this worker's partitions)."""
+        return sum(len(h) for h in self.heaps.values())
+
+    def write_stats(self, assigned: int, metrics_port: int | None = None) -> None:
+        """Counters, open entries, how many partitions this worker consumes (0 until the
+        group has assigned it any: not yet ready) and where its /metrics is served."""
         body = msgspec.json.encode(
             {
                 "counts": dict(self.counts),
-                "pending": pending,
+                "pending": self.pending(),
                 "assigned": assigned,
+                "metrics_port": metrics_port,
                 "ts": time.time(),
             }
         )
@@ -351,3 +360,8 @@ def _where(i: int, n: int, partition: int, position: tuple[str, int] | None) -> 
     if position is not None and i == n - 1:
         return place(position[0], partition, position[1] - 1)
     return f"{i + 1} of {n} on partition {partition}"
+
+
+def _about(eid: bytes) -> dict[str, str]:
+    """The structured log fields of a message about one decision (streams.logs)."""
+    return {"event_id": eid.decode(errors="replace")}

@@ -25,7 +25,9 @@ def run(settings: Settings) -> None:
     # so a table that remembers more than the changelog holds means a lost log.
     check = settings.consistency_check == "on"
     app = create_app(settings, consistency_check=check)
-    worker = faust.Worker(app, loglevel="info", quiet=True)
+    # the logging `loopwise worker` configured (streams.logs), not Faust's own
+    worker = faust.Worker(app, loglevel="info", quiet=True, override_logging=False)
+    worker.spinner = None  # Faust turns it off only when it configures logging itself
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:  # Faust always ends so; 0 after SIGTERM, once it stopped

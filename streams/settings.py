@@ -21,6 +21,7 @@ class Settings:
     broker_port: int = 19092
     host: str = "127.0.0.1"
     port: int = 8000
+    worker_metrics_port: int = 0  # the worker's /metrics; 0: a free port (in worker-stats.json)
     partitions: int = 4
     topic_prefix: str = "loopwise"
     catalogs: tuple[Path, ...] = ()
@@ -52,6 +53,12 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)}", field=name)
+        if not 0 <= self.worker_metrics_port <= 65535:
+            raise InvalidInput(
+                f"LOOPWISE_WORKER_METRICS_PORT must be 0-65535 (0: a free port), got "
+                f"{self.worker_metrics_port}",
+                field="LOOPWISE_WORKER_METRICS_PORT",
+            )
         if not 0 <= self.broker_nice <= 19:
             raise InvalidInput(
                 f"LOOPWISE_BROKER_NICE must be 0-19 (how much nicer than the API the embedded "
