@@ -16,21 +16,25 @@ from pathlib import Path
 from engine.errors import EngineError
 from engine.learning import DEFAULT_FLOOR
 from loopwise.supervisor import Stack
+from streams import logs
 from streams.children import exit_after_parent
 from streams.settings import Settings, from_env
 
 log = logging.getLogger("loopwise")
 GRACE_SECONDS = 10.0  # how long a part may take to stop once `up` is gone
+SERVICES = ("up", "api", "worker", "broker", "evaluate")  # log JSON lines unless told text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("httpx", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    process = args.run.__name__.removesuffix("_command")
+    default = "json" if process in SERVICES else "text"
+    form = os.environ.get("LOOPWISE_LOG_FORMAT", default)
+    if form not in logs.FORMATS:
+        print(f"loopwise: LOOPWISE_LOG_FORMAT must be json or text, got {form!r}", file=sys.stderr)
+        return 2
+    logs.configure(process, form)
     try:
         return int(args.run(args) or 0)
     except EngineError as exc:
@@ -176,6 +180,7 @@ def api_command(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        log_config=None,  # uvicorn's loggers go to the root's handler (streams.logs)
         access_log=False,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
