@@ -75,5 +75,6 @@ class Profiler:
             return profiles.decode(raw)
         except msgspec.DecodeError:
             self.counts["corrupt_entries"] += 1
-            log.error("dropped an unreadable profile for %r", key)
+            # not the key: a user's profile is keyed by the user id, which no log holds
+            log.error("dropped an unreadable profile of %d bytes", len(raw))
             return None

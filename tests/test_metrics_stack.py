@@ -25,6 +25,7 @@ CATALOG = {
     "constraints": {"rules": [{"name": "no-green", "exclude": "action.id == 'green'"}]},
 }
 DECISIONS, REWARDED = 20, 10
+USER = "shopper-7d1f"  # no log line may hold a user id
 _SERIES = re.compile(r"\bloopwise_[a-z0-9_]+")
 
 
@@ -66,7 +67,7 @@ def traffic(stack: Stack) -> Scrapes:
     api, worker = api_metrics(stack), worker_metrics(stack)
     learned = stack.learned("shop")
     for i in range(DECISIONS):
-        d = stack.decide("shop", context={"i": i})
+        d = stack.decide("shop", context={"i": i}, user_id=f"{USER}-{i}")
         if i < REWARDED:
             body = {"event_id": d["event_id"], "value": 1.0}
             assert stack.http.post("/v1/rewards", json=body).status_code == 202
@@ -164,3 +165,4 @@ def test_every_log_line_of_the_api_and_the_worker_is_one_json_object(
             record = json.loads(line)
             assert {"ts", "level", "logger", "message"} <= record.keys(), line
             assert record["process"] == name
+            assert USER not in line
