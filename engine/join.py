@@ -224,6 +224,7 @@ def training_example(
         mode=decision.mode,
         model_choice=decision.model_choice,
         actions=decision.actions,
+        slot=decision.slot,
     )
 
 

@@ -328,10 +328,11 @@ def _terms(t: Tally, method: Method) -> tuple[float, float, float] | None:
         spread = p.s2 - v * p.s1
         third = p.s3 - 3.0 * v * p.s2 + 2.0 * n * v**3
         reference, scale = p.s2, 1.0
-    if not spread > 1e-12 * reference:  # equal terms leave only rounding
+    cubed = (spread / n) ** 1.5  # 0 when the terms are so small (1e-100) that it underflows
+    if not spread > 1e-12 * reference or cubed == 0.0:  # equal terms leave only rounding
         return None
     stderr = scale * math.sqrt(spread / (n * (n - 1)))
-    skewness = (third / n) / (spread / n) ** 1.5
+    skewness = (third / n) / cubed
     bound = math.sqrt(n)  # a sample's skewness is below sqrt(n); beyond it is rounding
     return v, stderr, min(max(skewness, -bound), bound)
 

@@ -127,6 +127,7 @@ class TrainingExample(msgspec.Struct, tag="training", kw_only=True, frozen=True)
     mode: str = "online"  # as in DecisionLogged
     model_choice: str | None = None
     actions: list[ActionUsed] = []  # as in DecisionLogged: learned with exactly these
+    slot: str | None = None  # as in DecisionLogged: a slate's slot (performance per slot)
 
 
 class InventoryUpdate(msgspec.Struct, tag="inventory", kw_only=True, frozen=True):

@@ -132,6 +132,9 @@ def test_refusals_say_why() -> None:
     assert isinstance(estimate(tally(reward, p_log, rare), "ips", min_ess=5), Estimate)
     assert "reward model" in _reason(estimate(tally(reward, p_log, p_log), "dr"))
     assert "same" in _reason(estimate(tally(np.zeros(n), p_log, p_log), "ips"))
+    # terms so tiny that their spread's 1.5th power underflows: no spread, not a crash
+    tiny = tally(reward * 1e-119, p_log, p_log)
+    assert "same" in _reason(estimate(tiny, "logged"))
 
 
 def test_tally_pmf_finds_p_new_q_new_and_unsupported_mass() -> None:
