@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.serving.metrics import readiness
+from api.serving.metrics import quantiles, readiness
 from api.serving.state import of
 from streams.telemetry import CONTENT_TYPE
 
@@ -35,7 +34,7 @@ async def model(request: Request) -> Response:
             "generation": m.generation,
             "learned": m.policy.learned,
             "replica": dict(st.replica.counts),
-            "freshness_seconds": _quantiles(list(st.replica.freshness.get(catalog.name, ()))),
+            "freshness_seconds": quantiles(list(st.replica.freshness.get(catalog.name, ()))),
             "caught_up": st.replica.caught_up,
         }
     )
@@ -59,10 +58,3 @@ async def event(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """The standard Prometheus text exposition (api.serving.metrics)."""
     return Response(of(request).metrics.registry.render(), media_type=CONTENT_TYPE)
-
-
-def _quantiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    qs = np.quantile(np.asarray(values), [0.5, 0.9, 0.99])
-    return {"0.5": float(qs[0]), "0.9": float(qs[1]), "0.99": float(qs[2])}

@@ -52,6 +52,14 @@ class ActionRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     metadata: dict[str, Any] | None = None
 
 
+class PerformanceQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """GET /v1/catalogs/{name}/performance's query: the resolution, the start, the level."""
+
+    every: int = 3600  # seconds per point: a multiple of 300 up to 86,400
+    since: float = 0.0  # unix seconds; 0: everything kept (two days)
+    alpha: float = 0.05  # the intervals are at 1 - alpha
+
+
 class FailoverRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     mode: Literal["safe", "auto"]  # safe: hold the catalog on its safe policy; auto: the breaker
     reason: str = "no reason given"
@@ -194,14 +202,15 @@ class EventBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 @overload
-def convert(body: object, kind: type[T], where: str = "") -> T: ...
+def convert(body: object, kind: type[T], where: str = "", strict: bool = True) -> T: ...
 @overload
-def convert(body: object, kind: Any, where: str = "") -> Any: ...
-def convert(body: object, kind: Any, where: str = "") -> Any:
+def convert(body: object, kind: Any, where: str = "", strict: bool = True) -> Any: ...
+def convert(body: object, kind: Any, where: str = "", strict: bool = True) -> Any:
     """`body` as a `kind` (a Struct, or a union of tagged Structs); a wrong type or an
-    unknown field is a 422 that names the field."""
+    unknown field is a 422 that names the field. `strict=False` reads numbers and booleans
+    from strings, as a query string carries them."""
     try:
-        return msgspec.convert(body, kind)
+        return msgspec.convert(body, kind, strict=strict)
     except msgspec.ValidationError as exc:
         raise _invalid(str(exc), where, _tags(kind)) from exc
 

@@ -142,6 +142,8 @@ GUARDED = [
     ("PUT", "/v1/catalogs/shop", "marketer", SF),
     ("DELETE", "/v1/catalogs/shop", "marketer", SF),
     ("GET", "/v1/models/shop", "marketer", SF),
+    ("GET", "/v1/catalogs/shop/performance", "marketer", SF),
+    ("GET", "/v1/catalogs/shop/performance.svg", "marketer", SF),
     ("GET", "/v1/features?user_id=u", "marketer", SF),
     ("GET", "/v1/users/u/features", "marketer", SF),
     ("DELETE", "/v1/users/u", "admin", MK),

@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from api.serving.failovers import CAUSES
 from streams.kv import Memory
 from streams.telemetry import LAG_BUCKETS, LATENCY_BUCKETS, Families, Histogram, Registry
@@ -199,6 +201,14 @@ def collect(st: State, out: Families) -> None:
             "Decisions the worker's join holds open (as it last wrote).",
             pending,
         )
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    """The median, p90 and p99 of `values` (none when there are none)."""
+    if not values:
+        return {}
+    qs = np.quantile(np.asarray(values), [0.5, 0.9, 0.99])
+    return {"0.5": float(qs[0]), "0.9": float(qs[1]), "0.99": float(qs[2])}
 
 
 def ready(st: State) -> bool:

@@ -28,6 +28,7 @@ from engine.experiment import Arm, arm_model
 from engine.inline import actions_of
 from engine.learning import Learning
 from engine.ledger import Ledger
+from engine.performance import Performance
 from engine.records import TrainingExample
 from engine.results import Results
 from policies.base import Example, Policy
@@ -40,6 +41,7 @@ from streams.telemetry import Histogram
 log = logging.getLogger(__name__)
 LEDGER = "__ledger__"  # the checkpoint blob of the ledger (no catalog name starts with "_")
 RESULTS = "__results__"  # the checkpoint blob of the experiments' results
+PERFORMANCE = "__performance__"  # the checkpoint blob of the catalogs' performance series
 APPRENTICE = "__apprentice__"  # the checkpoint blob of the apprentice tallies
 FRESHNESS_SAMPLES = 2048  # the latest examples' emission-to-learning times kept
 
@@ -64,6 +66,7 @@ class ModelReplica(LogFollower):
         self._blobs: dict[str, tuple[Policy, int, bytes]] = {}  # name -> policy, learned, save
         self.ledger = Ledger(settings.ledger_capacity)
         self.results = Results()  # experiments' results, from the same log
+        self.performance = Performance()  # served vs uniform over time, from the same log
         self.apprentice = ApprenticeBook()  # apprentice mode's agreement and rewards
         self.epoch: str | None = None
         self.counts: Counter[str] = Counter()
@@ -190,6 +193,7 @@ class ModelReplica(LogFollower):
         bounds = current.learning.exploration.reward_range()
         if ex.mode == "logging":  # decided in logging mode: kept for evaluation, not learned
             self.apprentice.observe(ex, bounds)
+            self.performance.observe(ex)
             self.counts["logging_only"] += 1
             self.ledger.add(ex.event_id)
             return False
@@ -201,6 +205,7 @@ class ModelReplica(LogFollower):
             return False
         self._learn_arms(current, example, ex)
         self.results.observe(ex, current.experiment)
+        self.performance.observe(ex)
         self.apprentice.observe(ex, bounds)
         self.ledger.add(ex.event_id)
         self.counts["learned"] += 1
@@ -273,6 +278,7 @@ class ModelReplica(LogFollower):
             models[name] = {"key": key, "learned": learned, "generation": generation}
         blobs[LEDGER] = self.ledger.encoded()
         blobs[RESULTS] = self.results.encode()
+        blobs[PERFORMANCE] = self.performance.encode()
         blobs[APPRENTICE] = self.apprentice.encode()
         header: dict[str, object] = {
             "epoch": self.epoch,
@@ -357,6 +363,9 @@ class ModelReplica(LogFollower):
         )
         self.epoch = epoch if isinstance(epoch, str) else None
         self.results = Results.decode(blobs[RESULTS]) if RESULTS in blobs else Results()
+        self.performance = (
+            Performance.decode(blobs[PERFORMANCE]) if PERFORMANCE in blobs else Performance()
+        )
         self.apprentice = (
             ApprenticeBook.decode(blobs[APPRENTICE]) if APPRENTICE in blobs else ApprenticeBook()
         )
