@@ -22,7 +22,9 @@ from api import (
     problems,
     rewards,
     users,
+    why,
 )
+from api.openapi import routes as openapi
 from api.personalizer.routes import routes as personalizer_routes
 from api.serving.state import lifespan_for
 from engine.errors import EngineError
@@ -34,6 +36,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", ops.healthz),
         Route("/readyz", ops.readyz),
         Route("/metrics", ops.metrics),
+        Route("/openapi.json", openapi.openapi_json),
+        Route("/docs", openapi.docs),
         Route("/v1/decide", decide.decide_route, methods=["POST"]),
         Route("/v1/rewards", rewards.rewards, methods=["POST"]),
         Route("/v1/events", events.events, methods=["POST"]),
@@ -54,6 +58,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/catalogs/{name}/experiment/results.svg", experiments.get_results),
         Route("/v1/catalogs/{name}/performance", performance.get_performance),
         Route("/v1/catalogs/{name}/performance.svg", performance.get_performance),
+        Route("/v1/catalogs/{name}/actions/{action}/why", why.why, methods=["GET", "POST"]),
         Route("/v1/catalogs/{name}/evaluations", evaluations.start, methods=["POST"]),
         Route("/v1/catalogs/{name}/evaluations", evaluations.listing, methods=["GET"]),
         Route("/v1/catalogs/{name}/optimizations", evaluations.optimize, methods=["POST"]),

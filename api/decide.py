@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgspec
 from starlette.requests import Request
@@ -66,7 +67,6 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
     (InvalidInput, LimitExceeded, Conflict, UnknownCatalog, ...) for the caller to map.
     `started` (perf_counter) is when the request arrived, for the decide-time metric."""
     started = time.perf_counter() if started is None else started
-    limits = st.settings.limits
     event_id = _event_id(req.event_id)
     keys = req.action_keys() if req.actions is not None else None
     fingerprint = req.fingerprint(keys)
@@ -75,6 +75,70 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
     if replay is not None:
         st.metrics.counts["decisions_replayed"] += 1
         return replay
+    made = make(st, req, event_id, now, keys)
+    catalog, decision, inline, person = made.catalog, made.decision, made.inline, made.person
+    for failure in decision.failures:  # answered by the safe policy instead
+        if failure.cause == "error":  # the others are states, counted, not news per decision
+            about = {"event_id": event_id, "catalog": catalog.name}  # fields (streams.logs)
+            log.error("catalog %s: %s", catalog.name, failure.detail, extra=about)
+            st.metrics.counts["policy_failures"] += 1
+    st.failovers.count(catalog.name, decision)
+    shown = Shown(
+        catalog,
+        decision,
+        person,
+        now,
+        fingerprint,
+        req.event_id is not None,
+        made.assignment,
+        inline.used if inline is not None else [],
+        req.defer_activation,
+    )
+    records = _records(st, shown, made.stock, made.action_features)
+    logged = _log(st, event_id, records)
+    chosen = [s.actions[s.chosen].id for s in decision.slots]
+    st.recent.record(catalog.name, now, chosen, decision.removed)
+    if person and decision.slots:
+        st.exposures.record(catalog.name, person, chosen, now, made.seen)
+    answer = _json.encode(_response(st, catalog, event_id, decision, records, logged))
+    until = now + catalog.learning.reward_wait_seconds
+    st.replays.put(event_id, fingerprint, now, until, answer if shown.client_id else None)
+    st.metrics.counts["decisions"] += 1
+    st.metrics.removed(catalog.name, decision.removed)
+    st.metrics.decide_seconds.observe(time.perf_counter() - started)
+    if req.debug:  # the context as decided with and logged: the request's and the stored features
+        debug = msgspec.json.decode(answer)
+        debug.update(
+            removed_ids=decision.removed,
+            features=made.features,
+            action_features=made.action_features,
+        )
+        answer = _json.encode(debug)
+    return answer
+
+
+class Made(NamedTuple):
+    """A decision made and not yet logged, counted or answered, with what logging it
+    needs."""
+
+    catalog: Catalog  # with the request's own actions, when it sent them
+    decision: Decision
+    inline: Inline | None
+    person: str | None  # the user's pseudonym
+    seen: dict[str, list[float]] | None  # the user's exposures, as the caps read them
+    stock: StockView
+    assignment: Assignment | None
+    features: Features  # the context decided with: the request's and the stored
+    action_features: dict[str, Features]
+
+
+def make(
+    st: State, req: DecideRequest, event_id: str, now: float, keys: list[bytes] | None
+) -> Made:
+    """The decision for `req` with no side effect: nothing is logged, kept or counted
+    (`decide_request` logs it; api.why asks what a context would get now). `keys`: the
+    request's inline action keys (`req.action_keys()`), when it sent actions."""
+    limits = st.settings.limits
     catalog = st.catalogs.latest(req.catalog)
     slots = _slots(req.slots, st)
     inline = _inline(catalog, req.actions, keys, slots, limits)
@@ -113,41 +177,9 @@ async def decide_request(st: State, req: DecideRequest, *, started: float | None
         safe=safe,
         baseline=baseline,
     )
-    for failure in decision.failures:  # answered by the safe policy instead
-        if failure.cause == "error":  # the others are states, counted, not news per decision
-            about = {"event_id": event_id, "catalog": catalog.name}  # fields (streams.logs)
-            log.error("catalog %s: %s", catalog.name, failure.detail, extra=about)
-            st.metrics.counts["policy_failures"] += 1
-    st.failovers.count(catalog.name, decision)
-    shown = Shown(
-        catalog,
-        decision,
-        person,
-        now,
-        fingerprint,
-        req.event_id is not None,
-        assignment,
-        inline.used if inline is not None else [],
-        req.defer_activation,
+    return Made(
+        catalog, decision, inline, person, seen, stock, assignment, features, action_features
     )
-    records = _records(st, shown, stock, action_features)
-    logged = _log(st, event_id, records)
-    if person and decision.slots:
-        chosen = [s.actions[s.chosen].id for s in decision.slots]
-        st.exposures.record(catalog.name, person, chosen, now, seen)
-    answer = _json.encode(_response(st, catalog, event_id, decision, records, logged))
-    until = now + catalog.learning.reward_wait_seconds
-    st.replays.put(event_id, fingerprint, now, until, answer if shown.client_id else None)
-    st.metrics.counts["decisions"] += 1
-    st.metrics.removed(catalog.name, decision.removed)
-    st.metrics.decide_seconds.observe(time.perf_counter() - started)
-    if req.debug:  # the context as decided with and logged: the request's and the stored features
-        debug = msgspec.json.decode(answer)
-        debug.update(
-            removed_ids=decision.removed, features=features, action_features=action_features
-        )
-        answer = _json.encode(debug)
-    return answer
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,15 @@ class PerformanceQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     alpha: float = 0.05  # the intervals are at 1 - alpha
 
 
+class WhyRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What a decision for this context and user would do with one action now (api.why);
+    as a query (GET): user_id and session_id only."""
+
+    context: dict[str, Any] | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+
+
 class FailoverRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     mode: Literal["safe", "auto"]  # safe: hold the catalog on its safe policy; auto: the breaker
     reason: str = "no reason given"

@@ -144,6 +144,8 @@ GUARDED = [
     ("GET", "/v1/models/shop", "marketer", SF),
     ("GET", "/v1/catalogs/shop/performance", "marketer", SF),
     ("GET", "/v1/catalogs/shop/performance.svg", "marketer", SF),
+    ("GET", "/v1/catalogs/shop/actions/a/why", "marketer", SF),
+    ("POST", "/v1/catalogs/shop/actions/a/why", "marketer", SF),
     ("GET", "/v1/features?user_id=u", "marketer", SF),
     ("GET", "/v1/users/u/features", "marketer", SF),
     ("DELETE", "/v1/users/u", "admin", MK),

@@ -27,6 +27,7 @@ from api.serving.mirror import Mirror
 from api.serving.optimizations import apply_optimizations, schedule_optimizations
 from api.serving.outbox import Outbox
 from api.serving.peers import Peers
+from api.serving.recent import Recent
 from api.serving.replays import Replays
 from api.serving.replica import ModelReplica
 from engine.errors import Forbidden, InvalidInput, Unauthorized
@@ -58,6 +59,7 @@ class State:
     peers: Peers  # applies what other serving processes decided to the stores above
     jobs: Jobs  # the evaluations this process started
     metrics: Metrics = field(default_factory=Metrics)
+    recent: Recent = field(default_factory=Recent)  # recent decisions: why not shown
     failovers: Failovers = field(default_factory=Failovers)  # per catalog: breaker, safe policy
     epoch: str | None = None
     started: float = field(default_factory=time.time)
