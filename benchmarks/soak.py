@@ -23,6 +23,7 @@ import math
 import multiprocessing
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -60,10 +61,15 @@ class Mix:
 QUICK = Mix(seconds=40.0, sample_seconds=5.0)
 
 
-def run(quick: bool, out: Path, mix: Mix | None = None) -> dict[str, object]:
+def run(
+    quick: bool, out: Path, mix: Mix | None = None, tracemalloc_seconds: float = 0.0
+) -> dict[str, object]:
+    """`tracemalloc_seconds` > 0: the API traces its Python allocations and reports where
+    they grew (api.serving.memory); its RSS then counts the traces too."""
     mix = mix or (QUICK if quick else Mix())
     out.mkdir(parents=True, exist_ok=True)
-    with stack() as s:
+    env = {"LOOPWISE_TRACEMALLOC_SECONDS": str(tracemalloc_seconds)} if tracemalloc_seconds else {}
+    with stack(env) as s:
         host, port = s.url.removeprefix("http://").split(":")
         put_catalog(s.url)
         procs = Processes(s.process.pid)
@@ -94,6 +100,9 @@ def run(quick: bool, out: Path, mix: Mix | None = None) -> dict[str, object]:
             gen.join(10)
             if gen.is_alive():
                 gen.kill()
+            traced = s.data_dir / "logs" / "tracemalloc-api.txt"
+            if traced.exists():
+                shutil.copy(traced, out / "soak-tracemalloc-api.txt")
     result: dict[str, object] = {
         "mix": asdict(mix),
         "samples": samples,
@@ -473,9 +482,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=Mix.seconds / 60.0)
     parser.add_argument("--sample-seconds", type=float, default=Mix.sample_seconds)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--tracemalloc",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the API traces Python allocations and writes where they grew every SECONDS "
+        "(soak-tracemalloc-api.txt in --out); its RSS then includes the traces",
+    )
     args = parser.parse_args(argv)
     mix = Mix(args.decisions, args.rewards, args.events, args.minutes * 60.0, args.sample_seconds)
-    result = run(False, args.out, mix)
+    result = run(False, args.out, mix, args.tracemalloc)
     print(report(result))
     summary = result["summary"]
     return 0 if isinstance(summary, dict) and summary["every_rss_flat"] else 1

@@ -40,6 +40,7 @@ class Settings:
     pseudonym_key: str = ""  # the HMAC key of user ids in logs; empty: one per data directory
     api_keys: str = ""  # "role:key,role:key"; empty: no authentication (embedded default)
     personalizer_loop: str = "personalizer"  # the catalog of Personalizer URLs naming no loop
+    tracemalloc_seconds: float = 0.0  # > 0: trace Python allocations (soaks; api.serving.memory)
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

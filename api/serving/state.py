@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from api import bodies
-from api.serving import decided, pseudonyms
+from api.serving import decided, memory, pseudonyms
 from api.serving.catalogs import CatalogStore
 from api.serving.exposures import Exposures
 from api.serving.failovers import Failovers
@@ -183,6 +183,9 @@ async def lifespan_for(settings: Settings, app: Starlette) -> AsyncIterator[dict
     state.tasks.append(asyncio.create_task(purge_replays(state)))
     state.tasks.append(asyncio.create_task(apply_optimizations(state)))
     state.tasks.append(asyncio.create_task(schedule_optimizations(state)))
+    if settings.tracemalloc_seconds > 0:  # a soak's diagnosis: where Python memory grows
+        out = settings.data_dir / "logs" / "tracemalloc-api.txt"
+        state.tasks.append(asyncio.create_task(memory.trace(settings.tracemalloc_seconds, out)))
     try:
         yield {"lw": state}
     finally:
