@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -38,7 +39,8 @@ class Settings:
     outbox_capacity: int = 1_000_000
     ledger_capacity: int = 200_000
     pseudonym_key: str = ""  # the HMAC key of user ids in logs; empty: one per data directory
-    api_keys: str = ""  # "role:key,role:key"; empty: no authentication (embedded default)
+    api_keys: str = ""  # "role:key,role:key"; empty: no authentication (loopback only)
+    open_access: bool = False  # serve without keys on a non-loopback host, on purpose
     personalizer_loop: str = "personalizer"  # the catalog of Personalizer URLs naming no loop
     tracemalloc_seconds: float = 0.0  # > 0: trace Python allocations (soaks; api.serving.memory)
     limits: Limits = field(default_factory=Limits)
@@ -54,6 +56,13 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)}", field=name)
+        if not self.api_keys and not self.open_access and not loopback(self.host):
+            raise InvalidInput(
+                f"the API would listen on {self.host} without API keys: set LOOPWISE_API_KEYS "
+                "(role:key,...), or LOOPWISE_OPEN_ACCESS=1 to serve every route without "
+                "authentication on purpose",
+                field="LOOPWISE_API_KEYS",
+            )
         if not 0 <= self.worker_metrics_port <= 65535:
             raise InvalidInput(
                 f"LOOPWISE_WORKER_METRICS_PORT must be 0-65535 (0: a free port), got "
@@ -105,6 +114,16 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]  # keys checked by replace
+
+
+def loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:

@@ -52,3 +52,29 @@ def test_roles_guard_their_routes(client: TestClient) -> None:
 def test_bad_key_specs_are_refused(spec: str) -> None:
     with pytest.raises(InvalidInput, match="LOOPWISE_API_KEYS"):
         parse_keys(spec)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "shop.example.com"])
+def test_an_api_reachable_from_elsewhere_needs_keys_or_says_it_is_open(host: str) -> None:
+    with pytest.raises(InvalidInput, match="LOOPWISE_OPEN_ACCESS=1") as err:
+        Settings(host=host)
+    assert err.value.field == "LOOPWISE_API_KEYS" and host in err.value.detail
+    assert Settings(host=host, api_keys=f"storefront:{SF1}").host == host
+    assert Settings(host=host, open_access=True).open_access
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "localhost"])
+def test_loopback_may_be_open(host: str) -> None:
+    assert Settings(host=host).api_keys == ""
+
+
+def test_starting_open_on_purpose_logs_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, broker=f"127.0.0.1:{free_port()}", host="0.0.0.0", open_access=True
+    )
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/healthz").status_code == 200
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("without API keys" in m and "0.0.0.0" in m for m in warned), warned

@@ -35,7 +35,7 @@ from engine.records import decode_stock
 from streams.broker import popularity_changelog, prepare, profiles_changelog, stock_changelog
 from streams.files import write_atomic
 from streams.kv import KV
-from streams.settings import Settings
+from streams.settings import Settings, loopback
 
 log = logging.getLogger(__name__)
 ROLES = ("storefront", "marketer", "admin")
@@ -103,6 +103,12 @@ def parse_keys(spec: str) -> dict[str, str]:
 
 
 def open_state(settings: Settings) -> State:
+    if not settings.api_keys and not loopback(settings.host):  # LOOPWISE_OPEN_ACCESS said so
+        log.warning(
+            "serving %s without API keys (LOOPWISE_OPEN_ACCESS): every route, erasure and "
+            "catalog edits included, is open to whoever reaches this port",
+            settings.host,
+        )
     root = settings.data_dir / "api"
     catalogs = CatalogStore(KV(root / "catalogs"), settings.limits)
     for path in settings.catalogs:
