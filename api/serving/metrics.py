@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -78,63 +79,49 @@ class Metrics:
             self.removals[catalog, reason] += len(ids)
 
 
+# The process's scalar gauges and counters: (name, HELP, counter?, value).
+Scalar = tuple[str, str, bool, Callable[["State"], float]]
+SCALARS: tuple[Scalar, ...] = (
+    ("loopwise_up_seconds", "Seconds since this process started.", False,
+     lambda st: time.time() - st.started),
+    ("loopwise_outbox_pending", "Records accepted but not yet on the broker.", False,
+     lambda st: len(st.outbox)),
+    ("loopwise_outbox_capacity", "Records the outbox holds before refusing.", False,
+     lambda st: st.outbox.capacity),
+    ("loopwise_outbox_sent", "Records the outbox delivered to the broker.", True,
+     lambda st: st.outbox.sent),
+    ("loopwise_outbox_refused", "Records refused: the outbox was full.", True,
+     lambda st: st.outbox.refused),
+    ("loopwise_broker_connected", "1 while the outbox is connected to the broker.", False,
+     lambda st: int(st.outbox.connected)),
+    ("loopwise_ready", "1 while every readiness check holds (GET /readyz).", False,
+     lambda st: int(ready(st))),
+    ("loopwise_ledger_size", "Learned event ids the replica remembers.", False,
+     lambda st: len(st.replica.ledger)),
+    ("loopwise_vw_parsed_examples", "Parsed VW action examples the models hold.", False,
+     lambda st: st.replica.parsed_examples()),
+    ("loopwise_rocksdb_cache_bytes", "The local stores' shared block cache.", False,
+     lambda st: Memory.shared().usage()["cache"]),
+    ("loopwise_rocksdb_memtable_bytes", "The local stores' unflushed writes.", False,
+     lambda st: Memory.shared().usage()["memtables"]),
+    ("loopwise_stock_skus", "SKUs in the stock replica.", False,
+     lambda st: len(st.stock.data)),
+    ("loopwise_feature_store_users", "Users in the feature-store replica.", False,
+     lambda st: len(st.profiles.data)),
+    ("loopwise_feature_store_products", "Products in the feature-store replica.", False,
+     lambda st: len(st.popularity.data)),
+    ("loopwise_feature_store_bytes", "Encoded bytes of the feature-store replicas.", False,
+     lambda st: st.profiles.bytes + st.popularity.bytes),
+    ("loopwise_peers_live", "1 while the decisions log of other processes is followed live.",
+     False, lambda st: int(st.peers.live)),
+)  # fmt: skip
+
+
 def collect(st: State, out: Families) -> None:
     """Everything the process holds now, as /metrics shows it."""
     m = st.metrics
-    out.gauge(
-        "loopwise_up_seconds", "Seconds since this process started.", time.time() - st.started
-    )
-    out.gauge(
-        "loopwise_outbox_pending", "Records accepted but not yet on the broker.", len(st.outbox)
-    )
-    out.gauge(
-        "loopwise_outbox_capacity", "Records the outbox holds before refusing.", st.outbox.capacity
-    )
-    out.counter(
-        "loopwise_outbox_sent", "Records the outbox delivered to the broker.", st.outbox.sent
-    )
-    out.counter(
-        "loopwise_outbox_refused", "Records refused: the outbox was full.", st.outbox.refused
-    )
-    out.gauge(
-        "loopwise_broker_connected",
-        "1 while the outbox is connected to the broker.",
-        int(st.outbox.connected),
-    )
-    out.gauge(
-        "loopwise_ready", "1 while every readiness check holds (GET /readyz).", int(ready(st))
-    )
-    out.gauge(
-        "loopwise_ledger_size", "Learned event ids the replica remembers.", len(st.replica.ledger)
-    )
-    out.gauge(
-        "loopwise_vw_parsed_examples",
-        "Parsed VW action examples the models hold.",
-        st.replica.parsed_examples(),
-    )
-    rocksdb = Memory.shared().usage()
-    out.gauge(
-        "loopwise_rocksdb_cache_bytes", "The local stores' shared block cache.", rocksdb["cache"]
-    )
-    out.gauge(
-        "loopwise_rocksdb_memtable_bytes",
-        "The local stores' unflushed writes.",
-        rocksdb["memtables"],
-    )
-    out.gauge("loopwise_stock_skus", "SKUs in the stock replica.", len(st.stock.data))
-    out.gauge(
-        "loopwise_feature_store_users", "Users in the feature-store replica.", len(st.profiles.data)
-    )
-    out.gauge(
-        "loopwise_feature_store_products",
-        "Products in the feature-store replica.",
-        len(st.popularity.data),
-    )
-    out.gauge(
-        "loopwise_feature_store_bytes",
-        "Encoded bytes of the feature-store replicas.",
-        st.profiles.bytes + st.popularity.bytes,
-    )
+    for name, help, counter, value in SCALARS:
+        (out.counter if counter else out.gauge)(name, help, value(st))
     followers = {
         "model": st.replica, "stock": st.stock, "profiles": st.profiles,
         "popularity": st.popularity, "peers": st.peers,
@@ -155,11 +142,6 @@ def collect(st: State, out: Families) -> None:
     out.counts("loopwise", m.counts, HELP)
     out.counts("loopwise_replica", st.replica.counts, REPLICA_HELP)
     out.counts("loopwise_peers", st.peers.counts, {})  # what other processes decided
-    out.gauge(
-        "loopwise_peers_live",
-        "1 while the decisions log of other processes is followed live.",
-        int(st.peers.live),
-    )
     for (catalog, reason), n in sorted(m.removals.items()):
         out.counter(
             "loopwise_constraint_removals",
