@@ -14,6 +14,8 @@ Reading guide:
   events     POST /v1/events (inventory and behaviour), GET /v1/inventory/{sku}
   users      the feature store's user routes, and erasure
   catalogs   PUT/GET/DELETE /v1/catalogs/{name}, GET /v1/catalogs
+  versions   a catalog's version history: GET /v1/catalogs/{name}/versions[/{version}]
+  whoami     GET /v1/whoami: the role of the key sent
   ops        /healthz, /readyz, /metrics, /v1/models/{catalog}, /v1/events/{id}
   serving/   the serving state: model replica, catalogs, exposures, outbox, table
              mirrors, the decisions-log follower (peers), replays, pseudonyms

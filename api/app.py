@@ -22,6 +22,8 @@ from api import (
     problems,
     rewards,
     users,
+    versions,
+    whoami,
     why,
 )
 from api.openapi import routes as openapi
@@ -46,6 +48,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/catalogs/{name}", catalogs.get_catalog, methods=["GET"]),
         Route("/v1/catalogs/{name}", catalogs.put_catalog, methods=["PUT"]),
         Route("/v1/catalogs/{name}", catalogs.delete_catalog, methods=["DELETE"]),
+        Route("/v1/catalogs/{name}/versions", versions.list_versions),
+        Route("/v1/catalogs/{name}/versions/{version}", versions.get_version),
         Route("/v1/catalogs/{name}/failover", failover.get_failover, methods=["GET"]),
         Route("/v1/catalogs/{name}/failover", failover.put_failover, methods=["PUT"]),
         Route("/v1/catalogs/{name}/experiment", experiments.get_experiment, methods=["GET"]),
@@ -72,6 +76,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/users/{user_id:path}/features", users.features),
         Route("/v1/users", users.erase, methods=["DELETE"]),
         Route("/v1/users/{user_id:path}", users.erase, methods=["DELETE"]),
+        Route("/v1/whoami", whoami.whoami),
         *personalizer_routes(),  # Azure Personalizer's API (docs/migration-from-personalizer.md)
     ]
     return Starlette(

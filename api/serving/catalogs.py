@@ -14,11 +14,12 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
 from engine.catalog import Catalog, check_name, parse_catalog
-from engine.errors import Conflict, LimitExceeded, UnknownCatalog
+from engine.errors import Conflict, LimitExceeded, NotFound, UnknownCatalog
 from engine.learning import DEFAULTS, LEGACY_DEFAULTS
 from engine.limits import UNBOUNDED, Limits
 from streams.kv import KV
@@ -90,6 +91,32 @@ class CatalogStore:
         record = self._record(name, self.latest(name).version)
         return dict(record["body"]) if record and isinstance(record["body"], dict) else {}
 
+    def history(self, name: str, before: int | None, limit: int) -> list[StoredVersion]:
+        """Up to `limit` stored versions of a catalog, newest first, below `before` (or from
+        the latest). Versions are numbered 1, 2, ... without gaps, and a catalog deleted and
+        created again goes on numbering: its earlier versions are part of its history."""
+        top = self.latest(name).version
+        start = top if before is None else min(before - 1, top)
+        out: list[StoredVersion] = []
+        for version in range(start, 0, -1):
+            if len(out) == limit:
+                break
+            record = self._record(name, version)
+            if record is not None:
+                out.append(StoredVersion.of(version, record))
+        return out
+
+    def stored(self, name: str, version: int) -> StoredVersion:
+        """The body a version was stored from, as it was accepted."""
+        latest = self.latest(name).version
+        record = self._record(name, version) if 0 < version <= latest else None
+        if record is None:
+            raise NotFound(
+                f"catalog {name!r} has no version {version} (its latest is {latest})",
+                field="version",
+            )
+        return StoredVersion.of(version, record)
+
     def delete(self, name: str) -> None:
         self.latest(name)
         self.kv.delete(b"l:" + name.encode())
@@ -128,6 +155,23 @@ class CatalogStore:
         for key, _ in self.kv.scan(b"v:" + name.encode() + b":"):
             last = max(last, int(key.rsplit(b":", 1)[1]))
         return last
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    version: int
+    updated_at: float
+    body: Any  # the decoded body as accepted (a mapping for every stored catalog)
+
+    @classmethod
+    def of(cls, version: int, record: dict[str, Any]) -> StoredVersion:
+        return cls(version, float(record["updated_at"]), record["body"])
+
+    @property
+    def actions(self) -> int:
+        body = self.body if isinstance(self.body, dict) else {}
+        actions = body.get("actions")
+        return len(actions) if isinstance(actions, list) else 0
 
 
 def _defaults(record: dict[str, Any]) -> int:
