@@ -6,6 +6,7 @@ from functools import partial
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from api import (
@@ -28,6 +29,7 @@ from api import (
 )
 from api.openapi import routes as openapi
 from api.personalizer.routes import routes as personalizer_routes
+from api.serving.admission import Gate, Shedder
 from api.serving.state import lifespan_for
 from engine.errors import EngineError
 from streams.settings import Settings
@@ -79,9 +81,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/whoami", whoami.whoami),
         *personalizer_routes(),  # Azure Personalizer's API (docs/migration-from-personalizer.md)
     ]
+    gate = Gate(settings.max_inflight)  # load shedding, shown by the state's /metrics
     return Starlette(
         routes=routes,
-        lifespan=partial(lifespan_for, settings),
+        middleware=[Middleware(Shedder, gate=gate)],
+        lifespan=partial(lifespan_for, settings, gate),
         exception_handlers={
             EngineError: problems.engine_error,
             HTTPException: problems.not_found,

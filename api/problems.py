@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from engine.errors import EngineError
+from engine.errors import EngineError, RateLimited
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -45,7 +46,7 @@ async def engine_error(request: Request, exc: Exception) -> Response:
         raise exc
     if exc.status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc.detail)
-    return problem(
+    answer = problem(
         exc.status,
         exc.title,
         exc.detail,
@@ -53,6 +54,9 @@ async def engine_error(request: Request, exc: Exception) -> Response:
         field=exc.field,
         instance=request.url.path,
     )
+    if isinstance(exc, RateLimited):  # whole seconds (RFC 9110), never 0
+        answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return answer
 
 
 async def not_found(request: Request, exc: Exception) -> Response:

@@ -82,6 +82,17 @@ class Conflict(EngineError):
     title = "Conflict"
 
 
+class RateLimited(EngineError):
+    """A key sent more requests than its rate limit allows; retry after `retry_after` s."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: float, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after = retry_after
+
+
 class Unavailable(EngineError):
     """A dependency (broker, model) is not ready; the request may be retried."""
 

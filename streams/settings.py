@@ -41,6 +41,8 @@ class Settings:
     pseudonym_key: str = ""  # the HMAC key of user ids in logs; empty: one per data directory
     api_keys: str = ""  # "role:key,role:key"; empty: no authentication (loopback only)
     open_access: bool = False  # serve without keys on a non-loopback host, on purpose
+    rate_limits: str = ""  # "role:rate[:burst],..." per API key (api.serving.admission)
+    max_inflight: int = 64  # requests in the handlers at once; one more is shed with a 503
     personalizer_loop: str = "personalizer"  # the catalog of Personalizer URLs naming no loop
     tracemalloc_seconds: float = 0.0  # > 0: trace Python allocations (soaks; api.serving.memory)
     limits: Limits = field(default_factory=Limits)
@@ -53,6 +55,7 @@ class Settings:
             "outbox_capacity",
             "ledger_capacity",
             "fetch_wait_ms",
+            "max_inflight",
         ):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)}", field=name)

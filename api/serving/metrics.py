@@ -114,6 +114,12 @@ SCALARS: tuple[Scalar, ...] = (
      lambda st: st.profiles.bytes + st.popularity.bytes),
     ("loopwise_peers_live", "1 while the decisions log of other processes is followed live.",
      False, lambda st: int(st.peers.live)),
+    ("loopwise_inflight", "Requests in the handlers now (LOOPWISE_MAX_INFLIGHT at most).",
+     False, lambda st: st.gate.inflight),
+    ("loopwise_shed", "Requests answered 503 at once: the handlers held their limit.", True,
+     lambda st: st.gate.shed),
+    ("loopwise_rate_limited", "Requests refused 429: their key was over its rate limit.",
+     True, lambda st: st.limiter.refused),
 )  # fmt: skip
 
 

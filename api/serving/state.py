@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from api import bodies
 from api.serving import decided, memory, pseudonyms
+from api.serving.admission import Gate, Limiter, parse_limits
 from api.serving.catalogs import CatalogStore
 from api.serving.exposures import Exposures
 from api.serving.failovers import Failovers
@@ -49,6 +50,7 @@ class State:
     replica: ModelReplica
     decisions: decided.DecisionIndex
     keys: dict[str, str]  # sha256(key) -> role
+    limiter: Limiter  # per-key rate limits (api.serving.admission)
     stock: Mirror
     profiles: Mirror  # the feature store: user id -> encoded engine.profiles.Profile
     popularity: Mirror  # product id -> encoded engine.profiles.Profile of the product
@@ -60,6 +62,7 @@ class State:
     jobs: Jobs  # the evaluations this process started
     metrics: Metrics = field(default_factory=Metrics)
     recent: Recent = field(default_factory=Recent)  # recent decisions: why not shown
+    gate: Gate = field(default_factory=lambda: Gate(1))  # the app's (create_app sets it)
     failovers: Failovers = field(default_factory=Failovers)  # per catalog: breaker, safe policy
     epoch: str | None = None
     started: float = field(default_factory=time.time)
@@ -85,6 +88,7 @@ class State:
             raise Forbidden(
                 f"this key has role {granted!r}; this route needs {role!r}", field="Authorization"
             )
+        self.limiter.take(digest, granted, time.monotonic())
 
 
 def parse_keys(spec: str) -> dict[str, str]:
@@ -125,6 +129,7 @@ def open_state(settings: Settings) -> State:
         replica=ModelReplica(settings, catalogs, metrics.model_lag_seconds),
         decisions=index,
         keys=parse_keys(settings.api_keys),
+        limiter=Limiter(parse_limits(settings.rate_limits, ROLES)),
         stock=Mirror(stock_changelog(settings), settings.partitions, decode_stock),
         profiles=Mirror(profiles_changelog(settings), settings.partitions),  # decoded on read
         popularity=Mirror(popularity_changelog(settings), settings.partitions),
@@ -182,8 +187,11 @@ async def connect(state: State) -> None:
 
 
 @contextlib.asynccontextmanager
-async def lifespan_for(settings: Settings, app: Starlette) -> AsyncIterator[dict[str, State]]:
+async def lifespan_for(
+    settings: Settings, gate: Gate, app: Starlette
+) -> AsyncIterator[dict[str, State]]:
     state = open_state(settings)
+    state.gate = gate
     state.tasks.append(asyncio.create_task(state.outbox.run(settings.bootstrap)))
     state.tasks.append(asyncio.create_task(connect(state)))
     state.tasks.append(asyncio.create_task(purge_replays(state)))
