@@ -9,7 +9,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from engine.errors import EngineError, RateLimited
+from engine.errors import EngineError
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -54,7 +54,7 @@ async def engine_error(request: Request, exc: Exception) -> Response:
         field=exc.field,
         instance=request.url.path,
     )
-    if isinstance(exc, RateLimited):  # whole seconds (RFC 9110), never 0
+    if exc.retry_after is not None:  # whole seconds (RFC 9110), never 0
         answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return answer
 

@@ -8,6 +8,7 @@ class EngineError(Exception):
 
     status = 500
     title = "Internal error"
+    retry_after: float | None = None  # seconds after which a retry may succeed (Retry-After)
 
     def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail)
@@ -98,6 +99,7 @@ class Unavailable(EngineError):
 
     status = 503
     title = "Service unavailable"
+    retry_after = 5.0  # the outbox drains as soon as the broker is back
 
 
 class CorruptCheckpoint(EngineError):

@@ -264,7 +264,7 @@ def test_a_full_outbox_refuses_events_with_503(tmp_path: Path) -> None:
         assert c.post("/v1/events", json={"events": [INVENTORY, VIEW]}).status_code == 202
         r = c.post("/v1/events", json=SEARCH)
         found = problem(r, 503, None, kind="unavailable", title="Service unavailable")
-        assert "outbox is full" in found["detail"]
+        assert "outbox is full" in found["detail"] and r.headers["Retry-After"] == "5"
         assert state_of(c).outbox.refused == 1 and len(state_of(c).outbox) == 2
 
 
