@@ -101,7 +101,7 @@ class CatalogShown(msgspec.Struct):
     actions: list[CatalogAction]
     learning: Object
     constraints: Object
-    features: Object
+    features: list[Object]  # the user aggregates decisions join
     failover: Object
     mode: Literal["online", "apprentice", "logging"]
     experiment: Object | UnsetType = UNSET

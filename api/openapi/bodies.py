@@ -9,6 +9,7 @@ from typing import Any
 
 from api.openapi.limits import ID, NAME, features, number
 from engine.evaluation import MAX_CANDIDATES
+from engine.featurespec import MAX_SPEC
 from engine.limits import Limits
 
 DOCS = "docs/reference/api.md"
@@ -52,7 +53,12 @@ def catalog(bounds: Limits) -> tuple[dict[str, Any], dict[str, Any]]:
             },
             "learning": _object(f"the policy and its settings ({DOCS}#learning)"),
             "constraints": _object(f"rules, inventory, caps, windows ({DOCS}#constraints)"),
-            "features": _object(f"the user aggregates decisions join ({DOCS}#features)"),
+            "features": {
+                "type": "array",
+                "maxItems": MAX_SPEC,
+                "items": _object("an aggregate: name, event, key, by, aggregation, window"),
+                "description": f"the user aggregates decisions join ({DOCS}#features)",
+            },
             "failover": _object(f"the safe policy and the breaker ({DOCS}#failover)"),
             "experiment": _object(f"arms and shares ({DOCS}#experiment)"),
             "optimization": _object(f"a scheduled optimisation ({DOCS}#on-a-schedule)"),

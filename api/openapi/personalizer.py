@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.openapi import problems
 from api.openapi.spec import Answer, Op, Param, operation
 from api.personalizer.dialects import PREVIEW_2022, V1_0, V1_1, Dialect
 from engine.limits import Limits
@@ -239,7 +240,7 @@ def _ops(dialect: Dialect) -> list[Op]:
                 MARKETER,
                 done,
                 f"{P}PolicyReferenceContract",
-                problems=(409,),
+                problems=(404, 409),
             ),
             op("POST", "/logs/interactions", "Not served", None, NOT_SERVED),
             op("POST", "/logs/observations", "Not served", None, NOT_SERVED),
@@ -267,6 +268,7 @@ def operations(bounds: Limits) -> dict[str, dict[str, dict[str, Any]]]:
         for s in (400, 401, 403, 404, 409, 413, 500, 503)
     }
     errors[422] = errors[400]  # never answered: Personalizer's 400 is Loopwise's 422
+    errors[404] = _not_found(errors[404])
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for mount, dialect in mounts():
         for op in _ops(dialect):
@@ -288,6 +290,16 @@ def operations(bounds: Limits) -> dict[str, dict[str, dict[str, Any]]]:
                 del made["parameters"]
             out.setdefault(path, {})[op.method.lower()] = made
     return out
+
+
+def _not_found(personalizers: dict[str, Any]) -> dict[str, Any]:
+    """Personalizer's 404, or the app's problem+json when no mount matches the path at all
+    (Starlette's mounts do not match a path that holds a line break)."""
+    problem = problems.response(404)["content"]
+    return {
+        "description": f"{personalizers['description']}; a path no mount matches: problem+json",
+        "content": {**personalizers["content"], **problem},
+    }
 
 
 def _fields(op: Op) -> dict[str, Any]:
