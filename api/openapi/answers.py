@@ -224,6 +224,34 @@ class WhyShown(msgspec.Struct):
     recent: Object
 
 
+class VersionSummary(msgspec.Struct):
+    version: int
+    updated_at: float
+    actions: int
+
+
+class VersionList(msgspec.Struct):
+    """A page of a catalog's versions, newest first; `next` names the following page."""
+
+    name: str
+    latest: int
+    versions: list[VersionSummary]
+    next: str | None
+
+
+class VersionShown(msgspec.Struct):
+    name: str
+    version: int
+    updated_at: float
+    latest: bool
+    body: Object  # as it was stored from: PUT it back (with If-Match) to revert
+
+
+class Whoami(msgspec.Struct):
+    role: Literal["storefront", "marketer", "admin"]
+    open: bool  # no keys are configured: every caller may do everything
+
+
 class Health(msgspec.Struct):
     status: Literal["ok"]
 
@@ -254,6 +282,9 @@ ANSWERS: tuple[type[msgspec.Struct], ...] = (
     UserFeatures,
     Erasing,
     WhyShown,
+    VersionList,
+    VersionShown,
+    Whoami,
     Health,
     Readiness,
 )

@@ -3,7 +3,7 @@ may call it, what it answers. tests/test_openapi.py checks it against the app's 
 
 from __future__ import annotations
 
-from api.openapi.spec import Answer, Op, Param
+from api.openapi.spec import ANY_KEY, Answer, Op, Param
 from api.requests import PerformanceQuery
 
 STOREFRONT, MARKETER, ADMIN = "storefront", "marketer", "admin"
@@ -144,6 +144,35 @@ OPERATIONS: tuple[Op, ...] = (
         example=CATALOG_EXAMPLE,
     ),
     Op("DELETE", CATALOG, "Delete a catalog", "catalogs", MARKETER, (Answer(204, "deleted"),)),
+    Op(
+        "GET",
+        f"{CATALOG}/versions",
+        "The catalog's stored versions, newest first, a page at a time",
+        "catalogs",
+        MARKETER,
+        (Answer(200, "a page of versions", "VersionList"),),
+        problems=(422,),
+        params=(
+            Param("before", "query", "versions before this one", {"type": "string"}),
+            Param("limit", "query", "at most this many, 1-500 (default 50)", {"type": "string"}),
+        ),
+    ),
+    Op(
+        "GET",
+        f"{CATALOG}/versions/{{version}}",
+        "One version's body, as it was stored",
+        "catalogs",
+        MARKETER,
+        (Answer(200, "the version", "VersionShown"),),
+    ),
+    Op(
+        "GET",
+        "/v1/whoami",
+        "The role of the key sent",
+        "operations",
+        ANY_KEY,
+        (Answer(200, "its role", "Whoami"),),
+    ),
     Op(
         "GET",
         f"{CATALOG}/failover",

@@ -265,10 +265,11 @@ def operations(bounds: Limits) -> dict[str, dict[str, dict[str, Any]]]:
             "description": f"Personalizer's error (HTTP {s})",
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR}"}}},
         }
-        for s in (400, 401, 403, 404, 409, 413, 500, 503)
+        for s in (400, 401, 403, 404, 409, 413, 429, 500, 503)
     }
     errors[422] = errors[400]  # never answered: Personalizer's 400 is Loopwise's 422
     errors[404] = _not_found(errors[404])
+    errors[503] = _shed(errors[503])
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for mount, dialect in mounts():
         for op in _ops(dialect):
@@ -299,6 +300,16 @@ def _not_found(personalizers: dict[str, Any]) -> dict[str, Any]:
     return {
         "description": f"{personalizers['description']}; a path no mount matches: problem+json",
         "content": {**personalizers["content"], **problem},
+    }
+
+
+def _shed(personalizers: dict[str, Any]) -> dict[str, Any]:
+    """Personalizer's 503, or the load shedder's problem+json (api.serving.admission)."""
+    shed = problems.response(503)
+    return {
+        "description": f"{personalizers['description']}; shed under load: problem+json",
+        "content": {**personalizers["content"], **shed["content"]},
+        "headers": shed["headers"],
     }
 
 

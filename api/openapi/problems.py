@@ -41,6 +41,7 @@ ERRORS: tuple[type[errors.EngineError], ...] = (
     UnknownSku,
     UnknownUser,
     errors.Conflict,
+    errors.RateLimited,
     errors.PayloadTooLarge,
     errors.InvalidInput,
     errors.LimitExceeded,
@@ -55,6 +56,13 @@ HTTP = ProblemType(
     "Not found",
     'No route has this path (404), or the route takes another method (405, title "HTTP error").',
 )
+OVERLOADED = ProblemType(  # answered by api.serving.admission's middleware, not raised
+    "overloaded",
+    503,
+    "Service unavailable",
+    "The process is handling its limit of requests at once (LOOPWISE_MAX_INFLIGHT); "
+    "retry after Retry-After seconds.",
+)
 INTERNAL = ProblemType(
     "internal", 500, "Internal error", "An unexpected error; it is logged, never expected."
 )
@@ -66,6 +74,7 @@ def problem_types() -> list[ProblemType]:
     for error in ERRORS:
         out.setdefault(slug(error), _of(error))
     out.setdefault(HTTP.kind, HTTP)
+    out.setdefault(OVERLOADED.kind, OVERLOADED)
     out.setdefault(INTERNAL.kind, INTERNAL)
     return list(out.values())
 
@@ -118,7 +127,17 @@ def response(status: int) -> dict[str, Any]:
         for k in kinds
     }
     described = "; ".join(f"{k.kind}: {k.description}" for k in kinds)
-    return {
+    out: dict[str, Any] = {
         "description": described or f"HTTP {status}",
         "content": {MEDIA_TYPE: {"schema": schema, "examples": examples}},
     }
+    if status in RETRY_AFTER:
+        out["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+    return out
+
+
+RETRY_AFTER = (429, 503)
+RETRY_AFTER_HEADER = {
+    "description": "whole seconds to wait before retrying (429 always; 503 when it knows)",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}

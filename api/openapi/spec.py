@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from api.openapi.limits import ID, NAME, body
+from api.serving.admission import NEVER_SHED
 from engine.limits import Limits
 
 JSON = "application/json"
@@ -26,8 +27,24 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "event_id": {"type": "string", **ID},
     "user_id": {"type": "string", **ID},
     "action": {"type": "string", **ID},
+    "version": {"type": "string", "pattern": "^[0-9]{1,10}$"},
 }
-PATH_ONLY = {"event_id", "user_id"}  # {x:path}: the value may hold '/'
+# what the documented examples name (tests/test_openapi_fuzz.py creates the catalog)
+EXAMPLES = {
+    "name": "home-hero",
+    "catalog": "home-hero",
+    "loop": "home-hero",
+    "action": "banner-a",
+    "event_id": "evt-0001",
+    "user_id": "u-123",
+    "sku": "sku-1",
+    "arm": "vw",
+    "version": "1",
+}
+PATH_ONLY = {"event_id", "user_id"}
+ANY_KEY = (
+    "any"  # the role of an operation any valid key may call  # {x:path}: the value may hold '/'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +90,14 @@ class Op:
     def statuses(self) -> list[int]:
         """Every problem status it may answer: 401 and 403 for a role, 400, 413 and 422
         for a body, 404 for a path parameter (no such thing, or no such route), and 500,
-        which any route may answer (and none should)."""
+        which any route may answer (and none should); 429 for a key over its rate limit
+        and 503 when the process sheds load (api.serving.admission), but for the routes
+        never shed."""
         found = {*self.problems, 500}
+        if self.path not in NEVER_SHED:
+            found.add(503)
         if self.role is not None:
-            found |= {401, 403}
+            found |= {401, 403, 429}
         if self.body is not None:
             found |= {400, 413, 422}
         if PARAM.search(self.path):
@@ -101,6 +122,8 @@ def operation(op: Op, bounds: Limits, problems: Problems, prefix: str = "") -> d
         },
     }
     role = f"Role: {op.role} (or admin)." if op.role else "Public: no key."
+    if op.role == ANY_KEY:
+        role = "Any valid key, whatever its role."
     out["description"] = " ".join(filter(None, (op.description, role)))
     if op.role is not None:
         out["security"] = [{"bearer": []}, {"subscriptionKey": []}]
@@ -129,6 +152,7 @@ def _path_params(op: Op) -> list[dict[str, Any]]:
                 "in": "path",
                 "required": True,
                 "schema": PATH_PARAMS.get(name, {"type": "string"}),
+                **({"example": EXAMPLES[name]} if name in EXAMPLES else {}),
                 **({"description": described} if described else {}),
             }
         )
