@@ -93,6 +93,7 @@ def run(
                     **load,
                     "processes": procs.sample(),
                     "model": model(s.url),
+                    "worker": worker(s.data_dir),
                 }
                 samples.append(row)
                 print(line(row), flush=True)
@@ -221,6 +222,18 @@ def model(url: str) -> dict[str, float]:
     }
 
 
+def worker(data_dir: Path) -> dict[str, float]:
+    """What the worker's own /metrics says: its consumer lag summed over its topics (records
+    not read yet) and the join's open reward windows, so a learning lag can be placed."""
+    try:
+        port = json.loads((data_dir / "worker-stats.json").read_text())["metrics_port"]
+        values = metrics(f"http://127.0.0.1:{port}")
+    except (OSError, ValueError, KeyError, TypeError, httpx.HTTPError):
+        return {}
+    lag = sum(v for k, v in values.items() if k.startswith("loopwise_worker_consumer_lag"))
+    return {"consumer_lag": lag, "join_pending": values.get("loopwise_join_pending", math.nan)}
+
+
 def api_memory(url: str) -> dict[str, float]:
     """What the API's /metrics says it holds: its RocksDB stores' shared cache (memtables
     included) in MB, the ledger's ids, the feature store's profiles in MB and the parsed
@@ -256,6 +269,9 @@ def line(row: Sample) -> str:
             parts.append(f"profiles {m['api_profiles_mb']:.1f} MB")
         if "api_vw_parsed" in m:
             parts.append(f"vw parsed {m['api_vw_parsed']:.0f}")
+    w = row.get("worker")
+    if isinstance(w, dict) and w:
+        parts.append(f"worker lag {w['consumer_lag']:.0f}, open {w['join_pending']:.0f}")
     if row["errors"]:
         parts.append(f"errors {row['errors']}")
     return " | ".join(parts)

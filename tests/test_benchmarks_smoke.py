@@ -244,6 +244,8 @@ def test_quick_soak_samples_every_process(tmp_path: Path) -> None:
         assert set(sample["processes"]) == {"broker", "broker-store", "worker", "api"}, sample
         assert all(p["rss_mb"] > 0 and p["cores"] >= 0 for p in sample["processes"].values())
         assert sample["sent"]["decide"] > 0 and sample["errors"] == 0
+    last = samples[-1]["worker"]  # the worker's own /metrics, read once it serves them
+    assert last["consumer_lag"] >= 0 and last["join_pending"] >= 0, last
     summary = soak["summary"]
     assert set(summary["processes"]) == {"broker", "broker-store", "worker", "api"}
     assert isinstance(summary["every_rss_flat"], bool)
