@@ -86,19 +86,23 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> str:
             out.append(f"{escape(body.get('description', ''))}</p>")
             if "example" in content:
                 out.append(f"<pre>{escape(json.dumps(content['example'], indent=2))}</pre>")
+    answers = op["responses"]
     rows = "".join(
         f"<tr><td>{escape(status)}</td><td>{_answer(answer)}</td></tr>"
-        for status, answer in op["responses"].items()
+        for status, answer in answers.items()
+        if "$ref" not in answer
     )
+    refs = [status for status, answer in answers.items() if "$ref" in answer]
+    if refs:
+        rows += (
+            f"<tr><td>{escape(', '.join(refs))}</td><td><a href='#problems'>problem+json</a>"
+            "</td></tr>"
+        )
     out.append(f"<table><tr><th>status</th><th>answer</th></tr>{rows}</table></div>")
     return "".join(out)
 
 
 def _answer(answer: dict[str, Any]) -> str:
-    ref = answer.get("$ref")
-    if ref:
-        name = ref.rsplit("/", 1)[-1]
-        return f"problem+json: <a href='#problems'>{escape(name)}</a>"
     shown = escape(answer.get("description", ""))
     for media, content in answer.get("content", {}).items():
         shown += f" <code>{escape(media)}</code> {_type(content.get('schema', {}))}"
