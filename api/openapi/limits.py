@@ -75,7 +75,7 @@ def table(bounds: Limits) -> Table:
         ("DecideRequest", "baseline"): ID,
         ("DecideRequest", "slots"): {"minimum": 1, "maximum": bounds.max_slots},
         ("DecideRequest", "slots[]"): {"minItems": 1, "maxItems": bounds.max_slots},
-        ("DecideRequest", "actions"): {"maxItems": bounds.max_inline_actions},
+        ("DecideRequest", "actions"): {"minItems": 1, "maxItems": bounds.max_inline_actions},
         ("SlotRequest", "id"): event,
         ("SlotRequest", "features"): f,
         ("SlotRequest", "exclude"): ids(bounds),
