@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from agents.clockgap import ClockGap
 from agents.guard import guard, place
 from engine import join
 from engine.behaviour import UserErased
@@ -93,6 +94,7 @@ class Joiner:
         self.sources = sources or (settings.topic("decisions"), settings.topic("rewards"))
         self.counts: Counter[str] = Counter()
         self.assigned: frozenset[int] | None = None
+        self.clock_gap = ClockGap()  # the API's clocks against this worker's (metrics)
 
     async def admit(self, topic: str, partition: int, offset: int, raw: bytes) -> None:
         """Join the message at `offset`, and first any the consumer skipped before it.
@@ -167,10 +169,12 @@ class Joiner:
         ):
             self.counts["poisoned"] += 1  # not from the API (it refuses control characters)
         elif isinstance(message, DecisionLogged):
+            self.clock_gap.observe(message.ts, time.time())
             eid = message.event_id.encode()
             entry = await self.load(batch, eid, partition)
             self.stage(batch, eid, join.on_decision(entry, message, self.config), partition)
         elif isinstance(message, RewardObserved):
+            self.clock_gap.observe(message.ts, time.time())
             eid = message.event_id.encode()
             entry = await self.load(batch, eid, partition)
             self.stage(batch, eid, join.on_reward(entry, message, self.config), partition)

@@ -9,6 +9,7 @@ last fetch saw, less the next offset the worker will read.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +35,14 @@ def registry(joiner: Joiner, consumer: Callable[[], Any]) -> Registry:
     def collect(out: Families) -> None:
         out.counts("loopwise_join", joiner.counts, HELP)
         out.gauge("loopwise_join_pending", "Decisions the join holds open.", joiner.pending())
+        gap = joiner.clock_gap.smallest(time.time())
+        if gap is not None:
+            out.gauge(
+                "loopwise_worker_clock_gap_seconds",
+                "The smallest (worker time - API ts) of the decisions and rewards read in the "
+                "last minute: below 0, an API clock is ahead of this worker's.",
+                gap,
+            )
         c = consumer()
         assignment = c.assignment() if c is not None else set()
         out.gauge("loopwise_worker_partitions", "Partitions this worker consumes.", len(assignment))
