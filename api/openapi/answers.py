@@ -261,6 +261,36 @@ class Readiness(msgspec.Struct):
     checks: dict[str, bool]
 
 
+class PersonalizerEvaluation(msgspec.Struct, rename="camel"):
+    """An evaluation in Personalizer's shape: v1.x add `policyResults`, the 2022 preview
+    `content`."""
+
+    id: str
+    name: str
+    start_time: str
+    end_time: str
+    job_id: str
+    status: str
+    evaluation_type: Literal["Auto", "Manual"]
+    creation_time: str
+
+
+class PersonalizerModelProperties(msgspec.Struct, rename="camel"):
+    creation_time: str
+    last_modified_time: str
+    learned: int
+    model_version: str
+
+
+class DateRange(msgspec.Struct):
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+
+
+class PersonalizerLogProperties(msgspec.Struct, rename="camel"):
+    date_range: DateRange
+
+
 ANSWERS: tuple[type[msgspec.Struct], ...] = (
     DecideAnswer,
     RewardResult,
@@ -287,4 +317,7 @@ ANSWERS: tuple[type[msgspec.Struct], ...] = (
     Whoami,
     Health,
     Readiness,
+    PersonalizerEvaluation,
+    PersonalizerModelProperties,
+    PersonalizerLogProperties,
 )

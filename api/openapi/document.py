@@ -92,11 +92,11 @@ def _extra(found: dict[str, Any]) -> dict[str, Any]:
         "PersonalizerEvaluationList": {
             "description": "v1.0 and v1.1: an array; 2022-09-01-preview: a page of them",
             "anyOf": [
-                {"type": "array", "items": ANY_OBJECT},
+                {"type": "array", "items": schemas.ref("PersonalizerEvaluation")},
                 {
                     "type": "object",
                     "properties": {
-                        "value": {"type": "array", "items": ANY_OBJECT},
+                        "value": {"type": "array", "items": schemas.ref("PersonalizerEvaluation")},
                         "nextLink": {"type": ["string", "null"]},
                     },
                     "required": ["value"],

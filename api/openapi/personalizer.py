@@ -14,7 +14,6 @@ from engine.limits import Limits
 P = "Personalizer"
 STOREFRONT, MARKETER, ADMIN = "storefront", "marketer", "admin"
 ERROR = "PersonalizerErrorResponse"
-OBJECT = "Object"
 NOT_SERVED = (Answer(501, "not served by Loopwise: the reason", ERROR),)
 VERSION = Param(
     "api-version",
@@ -100,7 +99,7 @@ def _ops(dialect: Dialect) -> list[Op]:
     ) -> Op:
         return Op(method, path, summary, tag, role, answers, body, **extra)
 
-    ok = (Answer(200, "done", OBJECT),)
+    evaluated = (Answer(200, "the evaluation", "PersonalizerEvaluation"),)
     done = (Answer(204, "done"),)
     service = (Answer(200, "the service configuration", f"{P}ServiceConfiguration"),)
     policy = (Answer(200, "the policy", f"{P}PolicyContract"),)
@@ -169,10 +168,16 @@ def _ops(dialect: Dialect) -> list[Op]:
             MARKETER,
             (Answer(200, "the evaluations", "PersonalizerEvaluationList"),),
         ),
-        op("GET", "/evaluations/{evaluation_id}", "An evaluation", MARKETER, ok),
+        op("GET", "/evaluations/{evaluation_id}", "An evaluation", MARKETER, evaluated),
         op("DELETE", "/evaluations/{evaluation_id}", "Delete an evaluation", MARKETER, done),
         op("DELETE", "/logs", "Delete the logs (not served)", None, NOT_SERVED),
-        op("GET", "/logs/properties", "The logs' date range", MARKETER, ok),
+        op(
+            "GET",
+            "/logs/properties",
+            "The logs' date range",
+            MARKETER,
+            (Answer(200, "from and to", "PersonalizerLogProperties"),),
+        ),
         op(
             "GET",
             "/model",
@@ -181,21 +186,33 @@ def _ops(dialect: Dialect) -> list[Op]:
             (Answer(200, "a zip: the model and its metadata", media="application/octet-stream"),),
         ),
         op("DELETE", "/model", "Reset the model", ADMIN, done),
-        op("GET", "/model/properties", "The model's properties", MARKETER, ok),
+        op(
+            "GET",
+            "/model/properties",
+            "The model's properties",
+            MARKETER,
+            (Answer(200, "its times and version", "PersonalizerModelProperties"),),
+        ),
     ]
     evaluation = f"{P}EvaluationContract"
     if dialect is PREVIEW_2022:
-        out.append(op("PUT", "/evaluations/{evaluation_id}", "Create an evaluation", MARKETER,
-                      ok, evaluation, problems=(409,)))  # fmt: skip
+        created = op(
+            "PUT", "/evaluations/{evaluation_id}", "Create an evaluation", MARKETER, evaluated,
+            evaluation, problems=(409,),
+        )  # fmt: skip
+        out.append(created)
         out.append(op("GET", "/featureImportances", "Not served", None, NOT_SERVED))
         out += [
             op(m, "/featureImportances/{fid}", "Not served", None, NOT_SERVED)
             for m in ("GET", "PUT", "DELETE")
         ]
     else:
-        out.append(op("POST", "/evaluations", "Create an evaluation", MARKETER,
-                      (Answer(201, "created", OBJECT, headers=("Location",)),), evaluation,
-                      problems=(409,)))  # fmt: skip
+        answer = Answer(201, "created", "PersonalizerEvaluation", headers=("Location",))
+        created = op(
+            "POST", "/evaluations", "Create an evaluation", MARKETER, (answer,), evaluation,
+            problems=(409,),
+        )  # fmt: skip
+        out.append(created)
     if dialect.multislot:
         out += [
             op(
