@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from api.failover import MAX_REASON
+from engine import behaviour
 from engine.catalog import NAME_RE
 from engine.limits import Limits
 from engine.validate import ID_RE
@@ -52,16 +53,22 @@ Table = dict[tuple[str, str], Schema]
 def table(bounds: Limits) -> Table:
     n, f = number(bounds), features(bounds)
     event = {**ID, "description": "1-128 printable characters without '/'"}
-    behaviour = {
-        ("{b}", "user_id"): ID,
-        ("{b}", "session_id"): ID,
-        ("{b}", "event_id"): ID,
-        ("{b}", "ts"): n,
-        ("{b}", "quantity"): n,
-        ("{b}", "revenue"): n,
-        ("{b}", "query"): {"maxLength": bounds.max_string_chars},
-        ("{b}", "device"): {"maxLength": bounds.max_string_chars},
-        ("{b}", "channel"): {"maxLength": bounds.max_string_chars},
+    text = {"minLength": 1, "maxLength": behaviour.MAX_TEXT}
+    ts = {
+        **n,
+        "description": f"epoch seconds within the last {behaviour.MAX_AGE_SECONDS / 86_400:g} "
+        f"days and at most {behaviour.FUTURE_SLACK_SECONDS:g} s ahead; default: now",
+    }
+    behaviours = {
+        "user_id": ID,
+        "session_id": ID,
+        "event_id": ID,
+        "ts": ts,
+        "quantity": {"exclusiveMinimum": 0, "maximum": behaviour.MAX_QUANTITY},
+        "revenue": n,
+        "query": text,
+        "device": text,
+        "channel": text,
     }
     kinds = ("PageView", "ProductView", "Search", "AddToCart", "RemoveFromCart", "Purchase")
     out: Table = {
@@ -97,7 +104,9 @@ def table(bounds: Limits) -> Table:
         ("InventoryRequest", "level"): n,
         ("InventoryRequest", "ts"): n,
         ("ProductRequest", "id"): ID,
-        ("ProductRequest", "price"): n,
+        ("ProductRequest", "price"): {"minimum": 0, "maximum": bounds.max_abs_number},
+        ("ProductRequest", "category"): text,
+        ("ProductRequest", "brand"): text,
         ("WhyRequest", "context"): f,
         ("WhyRequest", "user_id"): ID,
         ("WhyRequest", "session_id"): ID,
@@ -118,7 +127,7 @@ def table(bounds: Limits) -> Table:
         ("PersonalizerMultiSlotRewardRequest", "reward"): {"maxItems": bounds.max_slots},
     }
     for kind in kinds:
-        out.update({(kind, prop): keywords for (_, prop), keywords in behaviour.items()})
+        out.update({(kind, prop): keywords for prop, keywords in behaviours.items()})
     return out
 
 
@@ -163,8 +172,8 @@ _KEYWORDS = {
     "string": {"minLength", "maxLength", "pattern", "description"},
     "array": {"minItems", "maxItems", "items", "description"},
     "object": {"maxProperties", "description"},
-    "integer": {"minimum", "maximum", "description"},
-    "number": {"minimum", "maximum", "description"},
+    "integer": {"minimum", "maximum", "exclusiveMinimum", "description"},
+    "number": {"minimum", "maximum", "exclusiveMinimum", "description"},
 }
 
 
