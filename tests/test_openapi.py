@@ -157,3 +157,24 @@ def test_public_operations_need_no_key(tmp_path: Path) -> None:
 
 def test_the_personalizer_error_is_not_a_problem_type() -> None:
     assert issubclass(PersonalizerError, EngineError)  # why the test above leaves it out
+
+
+def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> Any:
+    return jsonschema_rs.validator_for({**schema, "components": doc["components"]})
+
+
+def test_every_example_is_valid_against_its_schema() -> None:
+    doc = document.build(DEFAULT_LIMITS)
+    media: list[dict[str, Any]] = []
+    for item in doc["paths"].values():
+        for op in item.values():
+            media += op.get("requestBody", {}).get("content", {}).values()
+            for answer in op["responses"].values():
+                media += answer.get("content", {}).values()
+    for answer in doc["components"]["responses"].values():
+        media += answer["content"].values()
+    examples = [(c["schema"], c["example"]) for c in media if "example" in c]
+    examples += [(c["schema"], e["value"]) for c in media for e in c.get("examples", {}).values()]
+    for schema, example in examples:
+        _validator(doc, schema).validate(example)
+    assert len(examples) > 30
