@@ -32,7 +32,8 @@ RANK_EXAMPLE = {
 
 
 def error_schema() -> dict[str, Any]:
-    inner = {"type": "object", "properties": {"code": {"type": "string"}}}
+    slug = {"type": "string", "description": "Loopwise's problem kind (urn:loopwise:problem:...)"}
+    inner = {"type": "object", "properties": {"code": slug}}
     return {
         "title": ERROR,
         "type": "object",
@@ -40,9 +41,18 @@ def error_schema() -> dict[str, Any]:
             "error": {
                 "type": "object",
                 "properties": {
-                    "code": {"type": "string"},
+                    "code": {
+                        "type": "string",
+                        "description": "v1.0: BadRequest, ResourceNotFound or "
+                        "InternalServerError; later versions name what was invalid "
+                        "(InvalidRankRequest, InvalidRewardRequest, InvalidEventIdToActivate, "
+                        "InvalidServiceConfiguration, InvalidPolicyConfiguration, "
+                        "InvalidEvaluationContract, InvalidModelImportFormat, "
+                        "EvaluationNotFound, PayloadSizeExceeded, InvalidApiAccess (501), ...); "
+                        '"401" or "403" for a key missing or of another role',
+                    },
                     "message": {"type": "string"},
-                    "target": {"type": "string"},
+                    "target": {"type": "string", "description": "the field at fault"},
                     "innerError": inner,
                 },
                 "required": ["code", "message"],
