@@ -17,6 +17,7 @@ Reading guide:
   versions   a catalog's version history: GET /v1/catalogs/{name}/versions[/{version}]
   whoami     GET /v1/whoami: the role of the key sent
   ops        /healthz, /readyz, /metrics, /v1/models/{catalog}, /v1/events/{id}
+  dashboard/ the marketers' dashboard under /ui/: pages and static files, no state
   serving/   the serving state: model replica, catalogs, exposures, outbox, table
              mirrors, the decisions-log follower (peers), replays, pseudonyms
 

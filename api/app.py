@@ -27,6 +27,7 @@ from api import (
     whoami,
     why,
 )
+from api.dashboard.routes import routes as dashboard_routes
 from api.openapi import routes as openapi
 from api.personalizer.routes import routes as personalizer_routes
 from api.serving.admission import Gate, Shedder
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/users/{user_id:path}", users.erase, methods=["DELETE"]),
         Route("/v1/whoami", whoami.whoami),
         *personalizer_routes(),  # Azure Personalizer's API (docs/migration-from-personalizer.md)
+        *dashboard_routes(),  # the marketers' dashboard under /ui/ (api/dashboard)
     ]
     gate = Gate(settings.max_inflight)  # load shedding, shown by the state's /metrics
     return Starlette(
