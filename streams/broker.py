@@ -253,7 +253,7 @@ def _configs(name: str) -> dict[str, str]:
 async def true_end_offsets(
     bootstrap: str,
     reported: dict[tuple[str, int], int],
-    quiet_polls: int = 2,
+    quiet_seconds: float = 1.0,
     timeout: float = 10.0,
 ) -> dict[tuple[str, int], int]:
     """The end offset of each partition, found by reading on from the `reported` one.
@@ -261,8 +261,9 @@ async def true_end_offsets(
     Tansu's ListOffsets can lag its log (measured: 2,275 reported where offsets 0-2,284
     are readable, and it stays so), so a reader that trusts it stops short. Meant for
     partitions nobody writes meanwhile, such as a changelog before its table recovers:
-    the probe reads until `quiet_polls` polls in a row bring nothing (or `timeout`, should
-    somebody write after all)."""
+    the probe reads until no record came for `quiet_seconds` (a time, not a count of
+    polls: on a busy machine the broker can answer two short polls empty while records
+    are still there to read), or `timeout`, should somebody write after all."""
     if not reported:
         return {}
     consumer = AIOKafkaConsumer(
@@ -275,13 +276,11 @@ async def true_end_offsets(
         for key, tp in tps.items():
             consumer.seek(tp, max(reported[key], 0))
         ends = dict(reported)
-        quiet = 0
-        deadline = time.monotonic() + timeout
-        while quiet < quiet_polls and time.monotonic() < deadline:
+        start = last = time.monotonic()
+        while last + quiet_seconds > (now := time.monotonic()) and now < start + timeout:
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            records = [r for rs in batches.values() for r in rs]
-            quiet = 0 if records else quiet + 1
-            for r in records:
+            for r in (r for rs in batches.values() for r in rs):
+                last = time.monotonic()
                 key = (r.topic, r.partition)
                 ends[key] = max(ends[key], r.offset + 1)
         return ends
