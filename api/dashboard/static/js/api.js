@@ -56,12 +56,14 @@ export function signInAgain(reason) {
   location.assign(`/ui/?${q}`);
 }
 
-// Every page but sign-in: the session, or off to sign in (and back here afterwards).
+// Every page but sign-in: the session, or null while the browser leaves to sign in (and
+// comes back here afterwards); a page stops on null instead of throwing, since an uncaught
+// error would race the navigation.
 export function requireSession() {
   const s = session();
   if (!s) {
     signInAgain("");
-    throw new Error("not signed in");
+    return null;
   }
   const who = document.getElementById("who");
   document.getElementById("who-role").textContent = s.open ? "anyone (open API)" : s.role;

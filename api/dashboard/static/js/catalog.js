@@ -173,7 +173,7 @@ async function revert(version) {
 // --- start ----------------------------------------------------------------------------
 
 async function start() {
-  requireSession();
+  if (!requireSession()) return;
   window.addEventListener("hashchange", showTab);
   showTab();
   $("save").addEventListener("click", save);

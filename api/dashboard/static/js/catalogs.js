@@ -3,7 +3,7 @@ import { call, requireSession } from "./api.js";
 import { $, cell, h, say, sortable, when } from "./dom.js";
 
 async function start() {
-  requireSession();
+  if (!requireSession()) return;
   const table = $("catalogs");
   try {
     const { json } = await call("/v1/catalogs");

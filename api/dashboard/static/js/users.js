@@ -4,7 +4,6 @@ import { call, Problem, requireSession } from "./api.js";
 import { $, cell, h, say, sortable, when } from "./dom.js";
 import { bars, fmt } from "./chart.js";
 
-const s = requireSession();
 const table = sortable($("features"));
 
 function query(params) {
@@ -102,16 +101,22 @@ async function catalogs() {
   }
 }
 
-$("lookup").addEventListener("submit", lookup);
-$("erase").addEventListener("submit", askErase);
-if (s.role !== "admin") {
-  say("erase-role", `You are signed in with a ${s.role} key: erasure needs an admin key.`);
-  $("erase").querySelector("button").disabled = true;
-}
-const preset = new URLSearchParams(location.search).get("user_id");
-catalogs().then(() => {
-  if (preset) {
-    $("user-id").value = preset;
-    lookup();
+function start() {
+  const s = requireSession();
+  if (!s) return;
+  $("lookup").addEventListener("submit", lookup);
+  $("erase").addEventListener("submit", askErase);
+  if (s.role !== "admin") {
+    say("erase-role", `You are signed in with a ${s.role} key: erasure needs an admin key.`);
+    $("erase").querySelector("button").disabled = true;
   }
-});
+  const preset = new URLSearchParams(location.search).get("user_id");
+  catalogs().then(() => {
+    if (preset) {
+      $("user-id").value = preset;
+      lookup();
+    }
+  });
+}
+
+start();
